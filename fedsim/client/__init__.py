@@ -1,0 +1,1 @@
+"""Client side: local training of virtual clients and the Flower ClientApp."""

@@ -1,0 +1,112 @@
+"""The Flower ClientApp: one handler for both engines and for real edge deployment.
+
+A train message carries the global weights, the round, the resolved experiment (JSON) and
+the ids of the virtual clients to train:
+
+* ``reply = "weights"`` (engine ``flower``, deployment): exactly one client; the reply is
+  its weights and ``num-examples``, the standard Flower shape.
+* ``reply = "sums"`` (engine ``cohort``): a list of clients trained one after another on
+  the resident model; each update is validated and folded into the strategy's accumulator
+  and only the partial sums go back.
+
+Model, task and strategy are built once per process and kept resident (``_resident``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from functools import lru_cache
+from typing import Any
+
+import torch
+from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from fedsim import records as R
+from fedsim.client.trainer import train_client
+from fedsim.config import ExperimentConfig
+from fedsim.strategies.base import Arrays, ClientUpdate
+from fedsim.strategies.validation import check_update
+
+REPLY_WEIGHTS = "weights"
+REPLY_SUMS = "sums"
+REPLY = "reply"
+PARTITION_ID = "partition-id"
+
+app = ClientApp()
+
+
+class Resident:
+    """What a worker process keeps between messages: the experiment's task, model, strategy."""
+
+    def __init__(self, exp: ExperimentConfig) -> None:
+        torch.set_num_threads(1)
+        self.exp = exp
+        self.task = exp.build_task()
+        self.model = self.task.build_model()
+        self.strategy = exp.build_strategy()
+
+    def train(self, global_arrays: Arrays, client_id: int, server_round: int) -> ClientUpdate:
+        """Train one virtual client from ``global_arrays``."""
+        fed = self.exp.federation
+        return train_client(
+            self.task, self.model, global_arrays, client_id=client_id, server_round=server_round,
+            seed=self.exp.seed, local_epochs=fed.local_epochs, batch_size=fed.batch_size,
+            lr=fed.lr, momentum=fed.momentum, weight_decay=fed.weight_decay,
+            load_keys=self.strategy.client_keys(list(global_arrays)))
+
+
+@lru_cache(maxsize=2)
+def _resident(experiment_json: str) -> Resident:
+    return Resident(ExperimentConfig(**json.loads(experiment_json)))
+
+
+def _client_ids(config: Any, context: Context) -> list[int]:
+    ids = config.get(R.CLIENT_IDS)
+    if ids is not None:
+        return [int(i) for i in ids]
+    return [int(context.node_config[PARTITION_ID])]  # a deployed SuperNode trains its own data
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """Train the requested virtual clients and reply with weights or partial sums."""
+    config = msg.content[R.CONFIG]
+    resident = _resident(str(config[R.EXPERIMENT]))
+    server_round = int(config[R.SERVER_ROUND])
+    global_arrays = msg.content[R.ARRAYS].to_torch_state_dict()
+    ids = _client_ids(config, context)
+    start = time.perf_counter()
+    if config.get(REPLY, REPLY_WEIGHTS) == REPLY_WEIGHTS:
+        if len(ids) != 1:
+            raise ValueError(f"a '{REPLY_WEIGHTS}' reply trains exactly one client, got {len(ids)}")
+        update = resident.train(global_arrays, ids[0], server_round)
+        metrics = {R.NUM_EXAMPLES: update.num_examples, R.LOSS: float(update.metrics["loss"]),
+                   "train-seconds": time.perf_counter() - start}
+        content = RecordDict({R.ARRAYS: ArrayRecord(update.arrays), R.METRICS: MetricRecord(metrics)})
+        return Message(content=content, reply_to=msg)
+    return Message(content=_train_cohort(resident, global_arrays, ids, server_round, start),
+                   reply_to=msg)
+
+
+def _train_cohort(resident: Resident, global_arrays: Arrays, ids: list[int], server_round: int,
+                  start: float) -> RecordDict:
+    acc = resident.strategy.new_accumulator(global_arrays, server_round)
+    rejected: Counter[str] = Counter()
+    loss_sum = 0.0
+    for cid in ids:
+        update = resident.train(global_arrays, cid, server_round)
+        reason = check_update(update, global_arrays)
+        if reason is not None:
+            rejected[reason] += 1
+            continue
+        acc.accumulate(update)
+        loss_sum += float(update.metrics["loss"])
+    metrics: dict[str, float | int] = {
+        R.NUM_CLIENTS_DONE: acc.num_clients, "loss-sum": loss_sum,
+        "train-seconds": time.perf_counter() - start,
+    }
+    metrics.update({f"rejected:{k}": v for k, v in rejected.items()})
+    return RecordDict({R.ARRAYS: ArrayRecord(acc.sums), R.METRICS: MetricRecord(metrics)})

@@ -1,0 +1,60 @@
+"""Local training of one virtual client, shared by both engines and by deployment.
+
+``train_client`` is a pure function of (global weights, client id, round, seed): the data
+comes from the task, the batch order and augmentations from a generator seeded by
+(seed, round, client id), so the flower engine, the cohort engine and a resumed run train
+every client identically.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from fedsim.seeding import torch_generator
+from fedsim.strategies.base import Arrays, ClientUpdate
+from fedsim.tasks.base import Task
+
+
+def load_global(model: nn.Module, global_arrays: Arrays, keys: list[str] | None = None) -> None:
+    """Copy the global tensors (all, or only ``keys``) into ``model`` in place."""
+    state = model.state_dict()
+    with torch.no_grad():
+        for name in keys if keys is not None else global_arrays.keys():
+            state[name].copy_(global_arrays[name])
+
+
+def train_client(task: Task, model: nn.Module, global_arrays: Arrays, *, client_id: int,
+                 server_round: int, seed: int, local_epochs: int, batch_size: int, lr: float,
+                 momentum: float = 0.0, weight_decay: float = 0.0,
+                 load_keys: list[str] | None = None) -> ClientUpdate:
+    """Train ``model`` (resident, reused across clients) as client ``client_id``.
+
+    Returns the client's weights (references into ``model``'s state: fold or serialise them
+    before the next client trains), its number of examples and mean training loss.
+    """
+    load_global(model, global_arrays, load_keys)
+    data = task.client_data(client_id)
+    gen = torch_generator(seed, server_round, client_id)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    model.train()
+    n = len(data)
+    total, steps = 0.0, 0
+    for _ in range(local_epochs):
+        order = torch.randperm(n, generator=gen)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            if idx.numel() < 2:  # BatchNorm and contrastive losses need two samples
+                continue
+            y = data.y[idx] if data.y is not None else None
+            loss = task.loss(model, data.x[idx], y, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+            steps += 1
+    mean_loss = total / steps if steps else math.nan
+    return ClientUpdate(client_id=client_id, arrays=model.state_dict(), num_examples=n,
+                        metrics={"loss": mean_loss})

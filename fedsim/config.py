@@ -1,0 +1,256 @@
+"""Experiment configuration: pydantic models, YAML loading, CLI overrides, one-line errors.
+
+``load_config(path, overrides)`` is the only entry point: it reads the YAML file (or the
+defaults), applies ``key.path=value`` overrides, validates everything — including the
+registered names and the chosen strategy's and task's own parameters — and raises
+:class:`ConfigError` with one line naming the field and the allowed values.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from fedsim.registry import STRATEGIES, TASKS, MODELS, UnknownNameError, load_plugins
+
+
+class ConfigError(ValueError):
+    """A user-caused configuration error; its message is one line and says what to do."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _registered(registry: Any, name: str) -> str:
+    load_plugins()
+    registry.get(name)  # raises UnknownNameError listing the allowed names
+    return name
+
+
+class TaskConfig(_Strict):
+    """Which SSL task to train and its own parameters (validated by the task's ``Params``)."""
+
+    name: str = "image"
+    params: dict[str, Any] = Field(default_factory=dict)
+    data_dir: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _registered(TASKS, v)
+
+
+class ModelConfig(_Strict):
+    """Which registered backbone the task wraps."""
+
+    name: str = "resnet_small"
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _registered(MODELS, v)
+
+
+class StrategyConfig(_Strict):
+    """Server aggregation rule and its parameters (validated by the strategy's ``Params``)."""
+
+    name: str = "fedavg"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _registered(STRATEGIES, v)
+
+
+class FederationConfig(_Strict):
+    """Population, sampling and local training."""
+
+    clients: int = Field(20, ge=1, le=10_000_000)
+    clients_per_round: int | None = Field(5, ge=1)
+    fraction: float | None = Field(None, gt=0.0, le=1.0)
+    rounds: int = Field(5, ge=1)
+    local_epochs: int = Field(1, ge=1)
+    batch_size: int = Field(32, ge=2)
+    lr: float = Field(0.05, gt=0.0)
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    round_timeout: float | None = Field(None, gt=0.0)
+
+    @model_validator(mode="after")
+    def _cohort_fits(self) -> "FederationConfig":
+        if self.fraction is not None:
+            return self
+        if self.clients_per_round is not None and self.clients_per_round > self.clients:
+            raise ValueError(
+                f"clients_per_round ({self.clients_per_round}) is more than clients "
+                f"({self.clients}); choose 1..{self.clients}"
+            )
+        return self
+
+    def cohort_size(self) -> int:
+        """Number of clients sampled each round."""
+        if self.fraction is not None:
+            return max(1, round(self.fraction * self.clients))
+        return self.clients_per_round or self.clients
+
+
+class PartitionConfig(_Strict):
+    """Label skew across clients (flwr-datasets partitioners)."""
+
+    kind: Literal["iid", "dirichlet", "pathological"] = "dirichlet"
+    alpha: float = Field(0.5, gt=0.0)
+    classes_per_client: int = Field(2, ge=1)
+
+
+class EvaluationConfig(_Strict):
+    """Server-side evaluation of the global encoder."""
+
+    every: int = Field(1, ge=1)
+    knn_k: int = Field(20, ge=1)
+    linear_probe: bool = True
+
+
+class EngineConfig(_Strict):
+    """How a round's training is executed."""
+
+    name: Literal["flower", "cohort"] = "flower"
+    workers: int | None = Field(None, ge=1)
+    num_cpus_per_client: float = Field(1.0, gt=0.0)
+    ray_address: str | None = None
+
+
+class ExperimentConfig(_Strict):
+    """A whole experiment; ``fedsim run`` writes the resolved one to ``config.yaml``."""
+
+    name: str = "quickstart"
+    seed: int = Field(0, ge=0)
+    out: str | None = None
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    federation: FederationConfig = Field(default_factory=FederationConfig)
+    partitioning: PartitionConfig = Field(default_factory=PartitionConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+
+    @model_validator(mode="after")
+    def _plugin_params(self) -> "ExperimentConfig":
+        # Each plugin validates its own parameters so errors name e.g. task.params.temperature.
+        for section, registry in (("task", TASKS), ("strategy", STRATEGIES)):
+            sub = getattr(self, section)
+            params_model = registry.get(sub.name).Params
+            try:
+                params_model(**sub.params)
+            except ValidationError as err:
+                raise ValueError(_one_line(err, prefix=f"{section}.params")) from None
+        return self
+
+    def build_task(self) -> Any:
+        """The configured :class:`fedsim.tasks.base.Task`."""
+        from fedsim.tasks.base import TaskContext
+
+        cls = TASKS.get(self.task.name)
+        context = TaskContext(num_clients=self.federation.clients, seed=self.seed,
+                              partitioning=self.partitioning, backbone=self.model.name,
+                              data_dir=self.task.data_dir)
+        return cls(context, cls.Params(**self.task.params))
+
+    def build_strategy(self) -> Any:
+        """The configured :class:`fedsim.strategies.base.Strategy`."""
+        cls = STRATEGIES.get(self.strategy.name)
+        return cls(cls.Params(**self.strategy.params))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _one_line(err: ValidationError, prefix: str = "") -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if p not in ("__root__",))
+    if prefix:
+        loc = f"{prefix}.{loc}" if loc else prefix
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown field"
+        parent = _parent_model(err.title, first["loc"])
+        if parent is not None:
+            msg += f"; allowed: {', '.join(parent.model_fields)}"
+    elif "input" in first and first["type"] not in ("value_error", "assertion_error") and not isinstance(first["input"], dict):
+        msg += f" (got {first['input']!r})"
+    return f"{loc}: {msg}" if loc else msg
+
+
+def _parent_model(title: str, loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: Any = ExperimentConfig if title == "ExperimentConfig" else None
+    for part in loc[:-1]:
+        if model is None:
+            return None
+        field = model.model_fields.get(part)
+        model = field.annotation if field is not None else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+    return model
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse ``key.path=value``; the value is read as YAML (so 3, 0.1, true, [1,2] work)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected key.path=value, e.g. federation.lr=0.01")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def _apply(raw: dict[str, Any], key: str, value: Any) -> None:
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{key}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read an experiment YAML file into a dict, with one-line errors."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{p}: bad YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of sections (task, strategy, federation, ...)")
+    return data
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Build a validated :class:`ExperimentConfig` from a YAML file and ``key.path`` overrides."""
+    raw = read_yaml(path) if path is not None else {}
+    for key, value in (overrides or {}).items():
+        _apply(raw, key, value)
+    try:
+        return ExperimentConfig(**raw)
+    except UnknownNameError as err:
+        raise ConfigError(str(err)) from None
+    except ValidationError as err:
+        raise ConfigError(_one_line(err)) from None
+    except TypeError as err:
+        raise ConfigError(f"bad configuration: {err}") from None

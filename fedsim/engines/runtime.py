@@ -1,0 +1,54 @@
+"""The one place that calls Flower's simulation runtime (so a switch to ``flwr run`` is here).
+
+``simulate(exp, run_dir)`` starts Flower's simulation runtime with the Ray backend and as
+many virtual SuperNodes as the engine needs, runs the round loop as the ServerApp and
+returns the run's summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from typing import Any
+
+from fedsim.config import ExperimentConfig
+from fedsim.engines import make_engine
+
+
+def backend_config(exp: ExperimentConfig) -> dict[str, Any]:
+    """Ray backend settings: CPUs per SuperNode, optional existing cluster, quiet start-up."""
+    init_args: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": True}
+    if exp.engine.ray_address:
+        init_args["address"] = exp.engine.ray_address
+    return {"client_resources": {"num_cpus": exp.engine.num_cpus_per_client, "num_gpus": 0.0},
+            "init_args": init_args}
+
+
+def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
+             verbose: bool = False) -> dict[str, Any]:
+    """Run ``exp`` on Flower's simulation runtime and return its summary."""
+    from flwr.app import Context
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.simulation import run_simulation
+
+    from fedsim.client.app import app as client_app
+    from fedsim.server.loop import RoundLoop
+
+    if not verbose:
+        logging.getLogger("flwr").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    result: dict[str, Any] = {}
+    server_app = ServerApp()
+
+    @server_app.main()
+    def main(grid: Grid, context: Context) -> None:
+        result.update(RoundLoop(grid, exp, run_dir, quiet=quiet).run())
+
+    run_simulation(server_app=server_app, client_app=client_app,
+                   num_supernodes=make_engine(exp).num_nodes,
+                   backend_config=backend_config(exp), verbose_logging=verbose)
+    if not result:
+        raise RuntimeError("the simulation ended without finishing its rounds (see the log above)")
+    return result

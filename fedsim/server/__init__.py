@@ -1,0 +1,1 @@
+"""Server side: the round loop, sampling, evaluation, outputs and the Flower ServerApp."""

@@ -1,0 +1,115 @@
+"""Everything a run writes under its run directory.
+
+``config.yaml`` (resolved), ``rounds.jsonl`` (one line per round, flushed as it happens),
+``checkpoint.pt`` (global model + strategy state + round, atomically replaced each round),
+and at the end ``metrics.csv``, ``summary.json``, ``model.pt`` and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CONFIG_FILE = "config.yaml"
+ROUNDS_FILE = "rounds.jsonl"
+CHECKPOINT_FILE = "checkpoint.pt"
+MODEL_FILE = "model.pt"
+METRICS_FILE = "metrics.csv"
+SUMMARY_FILE = "summary.json"
+CURVES_FILE = "curves.png"
+
+
+def atomic_write_bytes(path: Path, write: Any) -> None:
+    """Write via a temp file in the same folder, fsync, then ``os.replace``: all or nothing."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN/inf become null so every line parses with any JSON reader."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+class RunWriter:
+    """Writes one run's outputs; the only code that touches the run directory."""
+
+    def __init__(self, run_dir: str | os.PathLike[str], config_yaml: str) -> None:
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / CONFIG_FILE).write_text(config_yaml)
+        self.rows: list[dict[str, Any]] = []
+        (self.dir / ROUNDS_FILE).write_text("")
+
+    def round(self, row: dict[str, Any]) -> None:
+        """Append one round's record to ``rounds.jsonl`` (flushed to disk)."""
+        row = _clean(row)
+        self.rows.append(row)
+        with open(self.dir / ROUNDS_FILE, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def checkpoint(self, state: dict[str, Any]) -> None:
+        """Atomically replace ``checkpoint.pt`` with ``state``."""
+        atomic_write_bytes(self.dir / CHECKPOINT_FILE, lambda fh: torch.save(state, fh))
+
+    def finish(self, summary: dict[str, Any], final_arrays: dict[str, torch.Tensor]) -> None:
+        """Write ``metrics.csv``, ``summary.json``, ``model.pt`` and ``curves.png``."""
+        atomic_write_bytes(self.dir / MODEL_FILE, lambda fh: torch.save(final_arrays, fh))
+        self._metrics_csv()
+        (self.dir / SUMMARY_FILE).write_text(json.dumps(_clean(summary), indent=2) + "\n")
+        plot_curves(self.rows, self.dir / CURVES_FILE)
+
+    def _metrics_csv(self) -> None:
+        scalar_keys: list[str] = []
+        for row in self.rows:
+            for k, v in row.items():
+                if not isinstance(v, (dict, list)) and k not in scalar_keys:
+                    scalar_keys.append(k)
+        with open(self.dir / METRICS_FILE, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=scalar_keys, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+
+def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
+    """Training loss and evaluation accuracy per round, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    train = [r for r in rows if r.get("round", 0) > 0 and r.get("train_loss") is not None]
+    ax_loss.plot([r["round"] for r in train], [r["train_loss"] for r in train], marker="o")
+    ax_loss.set(xlabel="round", ylabel="mean client training loss", title="SSL loss")
+    for key, label in (("knn_top1", "kNN top-1"), ("linear_top1", "linear probe top-1")):
+        pts = [(r["round"], r[key]) for r in rows if r.get(key) is not None]
+        if pts:
+            ax_acc.plot(*zip(*pts), marker="o", label=label)
+    ax_acc.set(xlabel="round", ylabel="accuracy", title="global encoder (held-out)")
+    ax_acc.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,3 @@
+"""SSL task plugins; importing this package registers the built-in tasks."""
+
+from fedsim.tasks import image  # noqa: F401
