@@ -142,6 +142,7 @@ class ExperimentConfig(_Strict):
     @model_validator(mode="after")
     def _plugin_params(self) -> "ExperimentConfig":
         # Each plugin validates its own parameters so errors name e.g. task.params.temperature.
+        load_plugins()
         for section, registry in (("task", TASKS), ("strategy", STRATEGIES)):
             sub = getattr(self, section)
             params_model = registry.get(sub.name).Params

@@ -25,7 +25,8 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedsim import records as R
-from fedsim.client.trainer import train_client
+from fedsim.client.state import ClientStateStore
+from fedsim.client.trainer import load_global, train_client
 from fedsim.config import ExperimentConfig
 from fedsim.strategies.base import Arrays, ClientUpdate
 from fedsim.strategies.validation import check_update
@@ -33,6 +34,7 @@ from fedsim.strategies.validation import check_update
 REPLY_WEIGHTS = "weights"
 REPLY_SUMS = "sums"
 REPLY = "reply"
+STATE_DIR = "state-dir"
 PARTITION_ID = "partition-id"
 
 app = ClientApp()
@@ -48,14 +50,36 @@ class Resident:
         self.model = self.task.build_model()
         self.strategy = exp.build_strategy()
 
-    def train(self, global_arrays: Arrays, client_id: int, server_round: int) -> ClientUpdate:
-        """Train one virtual client from ``global_arrays``."""
+    def train(self, global_arrays: Arrays, client_id: int, server_round: int,
+              store: ClientStateStore | None) -> ClientUpdate:
+        """Train one virtual client from ``global_arrays``.
+
+        Tensors the strategy does not let clients load (e.g. FedVSSL's head) are the
+        client's own: restored from ``store`` (the global's value on first participation)
+        and saved back after training.
+        """
         fed = self.exp.federation
-        return train_client(
+        keys = list(global_arrays)
+        load_keys = self.strategy.load_keys(keys)
+        own_keys = [k for k in keys if k not in set(load_keys)]
+        if own_keys:
+            if store is None:
+                raise ValueError(f"strategy {self.exp.strategy.name!r} keeps per-client state "
+                                 "but no client state directory was given")
+            own = store.get(client_id, before_round=server_round) or {k: global_arrays[k] for k in own_keys}
+            load_global(self.model, own)
+        update = train_client(
             self.task, self.model, global_arrays, client_id=client_id, server_round=server_round,
             seed=self.exp.seed, local_epochs=fed.local_epochs, batch_size=fed.batch_size,
             lr=fed.lr, momentum=fed.momentum, weight_decay=fed.weight_decay,
-            load_keys=self.strategy.client_keys(list(global_arrays)))
+            proximal_mu=self.strategy.proximal_mu(), load_keys=load_keys)
+        if own_keys:
+            assert store is not None
+            store.put(client_id, server_round, {k: update.arrays[k] for k in own_keys})
+        sent = self.strategy.sent_keys(keys)
+        if len(sent) != len(keys):
+            update.arrays = {k: update.arrays[k] for k in sent}
+        return update
 
 
 @lru_cache(maxsize=2)
@@ -78,27 +102,29 @@ def train(msg: Message, context: Context) -> Message:
     server_round = int(config[R.SERVER_ROUND])
     global_arrays = msg.content[R.ARRAYS].to_torch_state_dict()
     ids = _client_ids(config, context)
+    state_dir = config.get(STATE_DIR)
+    store = ClientStateStore(str(state_dir)) if state_dir else None
     start = time.perf_counter()
     if config.get(REPLY, REPLY_WEIGHTS) == REPLY_WEIGHTS:
         if len(ids) != 1:
             raise ValueError(f"a '{REPLY_WEIGHTS}' reply trains exactly one client, got {len(ids)}")
-        update = resident.train(global_arrays, ids[0], server_round)
+        update = resident.train(global_arrays, ids[0], server_round, store)
         metrics = {R.NUM_EXAMPLES: update.num_examples, R.LOSS: float(update.metrics["loss"]),
                    "train-seconds": time.perf_counter() - start}
         content = RecordDict({R.ARRAYS: ArrayRecord(update.arrays), R.METRICS: MetricRecord(metrics)})
         return Message(content=content, reply_to=msg)
-    return Message(content=_train_cohort(resident, global_arrays, ids, server_round, start),
+    return Message(content=_train_cohort(resident, global_arrays, ids, server_round, store, start),
                    reply_to=msg)
 
 
 def _train_cohort(resident: Resident, global_arrays: Arrays, ids: list[int], server_round: int,
-                  start: float) -> RecordDict:
+                  store: ClientStateStore | None, start: float) -> RecordDict:
     acc = resident.strategy.new_accumulator(global_arrays, server_round)
     rejected: Counter[str] = Counter()
     loss_sum = 0.0
     for cid in ids:
-        update = resident.train(global_arrays, cid, server_round)
-        reason = check_update(update, global_arrays)
+        update = resident.train(global_arrays, cid, server_round, store)
+        reason = check_update(update, acc.previous)
         if reason is not None:
             rejected[reason] += 1
             continue

@@ -28,7 +28,7 @@ def load_global(model: nn.Module, global_arrays: Arrays, keys: list[str] | None 
 
 def train_client(task: Task, model: nn.Module, global_arrays: Arrays, *, client_id: int,
                  server_round: int, seed: int, local_epochs: int, batch_size: int, lr: float,
-                 momentum: float = 0.0, weight_decay: float = 0.0,
+                 momentum: float = 0.0, weight_decay: float = 0.0, proximal_mu: float = 0.0,
                  load_keys: list[str] | None = None) -> ClientUpdate:
     """Train ``model`` (resident, reused across clients) as client ``client_id``.
 
@@ -39,6 +39,7 @@ def train_client(task: Task, model: nn.Module, global_arrays: Arrays, *, client_
     data = task.client_data(client_id)
     gen = torch_generator(seed, server_round, client_id)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    anchor = ([p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else None)
     model.train()
     n = len(data)
     total, steps = 0.0, 0
@@ -50,10 +51,13 @@ def train_client(task: Task, model: nn.Module, global_arrays: Arrays, *, client_
                 continue
             y = data.y[idx] if data.y is not None else None
             loss = task.loss(model, data.x[idx], y, gen)
+            total += float(loss.detach())
+            if anchor is not None:  # FedProx (Li et al., arXiv 1812.06127): mu/2 ||w - w_g||^2
+                loss = loss + proximal_mu / 2 * sum(
+                    (p - a).pow(2).sum() for p, a in zip(model.parameters(), anchor))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss.detach())
             steps += 1
     mean_loss = total / steps if steps else math.nan
     return ClientUpdate(client_id=client_id, arrays=model.state_dict(), num_examples=n,

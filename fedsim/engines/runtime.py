@@ -39,6 +39,7 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
         logging.getLogger("flwr").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     result: dict[str, Any] = {}
     server_app = ServerApp()
 

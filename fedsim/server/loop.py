@@ -17,7 +17,7 @@ from flwr.serverapp import Grid
 from torch import nn
 
 from fedsim import records as R
-from fedsim.client.app import REPLY
+from fedsim.client.app import REPLY, STATE_DIR
 from fedsim.config import ExperimentConfig
 from fedsim.engines import Engine, make_engine
 from fedsim.seeding import derive_seed, sample_clients
@@ -68,6 +68,7 @@ class RoundLoop:
         self.global_arrays = copy_arrays(self.model)
         self.writer = RunWriter(run_dir, exp.to_yaml())
         self.exp_json = exp.model_dump_json()
+        self.state_dir = str((self.writer.dir / "client_state").resolve())
         self.quiet = quiet
 
     def evaluate(self) -> dict[str, float]:
@@ -118,7 +119,8 @@ class RoundLoop:
         messages = []
         for node_id, client_ids in plan:
             config = ConfigRecord({R.SERVER_ROUND: rnd, R.EXPERIMENT: self.exp_json,
-                                   R.CLIENT_IDS: client_ids, REPLY: self.engine.reply})
+                                   R.CLIENT_IDS: client_ids, REPLY: self.engine.reply,
+                                   STATE_DIR: self.state_dir})
             content = RecordDict({R.ARRAYS: arrays, R.CONFIG: config})
             messages.append(Message(content, node_id, MessageType.TRAIN, group_id=str(rnd)))
         return messages

@@ -11,11 +11,12 @@ import csv
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from fedsim.atomic import atomic_write_bytes
 
 CONFIG_FILE = "config.yaml"
 ROUNDS_FILE = "rounds.jsonl"
@@ -24,20 +25,6 @@ MODEL_FILE = "model.pt"
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CURVES_FILE = "curves.png"
-
-
-def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Write via a temp file in the same folder, fsync, then ``os.replace``: all or nothing."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _clean(value: Any) -> Any:

@@ -7,6 +7,13 @@ global model. :class:`Accumulator` carries the sums; two accumulators over disjo
 clients ``merge`` by adding their sums, which is associative and commutative, so a worker
 can reduce its cohort locally and the server only adds partial sums (pfl-research's
 ``pfl/stats.py`` is the model for this). Server memory is O(model), not O(clients × model).
+Sums whose key starts with ``MAX_PREFIX`` are merged by element-wise maximum instead (also
+associative and commutative; L-DAWA copies integer buffers this way).
+
+Non-decomposable rules (median, trimmed mean, Krum) subclass :class:`ListStrategy`: their
+:class:`ListAccumulator` keeps every update as one row of stacked tensors, so merging is
+concatenation — associative and commutative as a multiset, since ``finalize`` sorts the rows
+by client id first — and a worker's partial "sums" are still named tensors for an ArrayRecord.
 
 Strategies know arrays and records only: never Ray, the CLI or a task.
 """
@@ -22,6 +29,9 @@ from pydantic import BaseModel, ConfigDict
 
 Arrays = dict[str, torch.Tensor]
 """A model as an ordered state dict of named tensors."""
+
+MAX_PREFIX = "max:"
+"""Partial sums under keys with this prefix merge by element-wise maximum, not addition."""
 
 
 class StrategyParams(BaseModel):
@@ -63,6 +73,15 @@ def add_scalar(sums: dict[str, torch.Tensor], key: str, value: float) -> None:
         acc += float(value)
 
 
+def max_into(sums: dict[str, torch.Tensor], key: str, value: torch.Tensor) -> None:
+    """``sums[key] = max(sums[key], value)`` element-wise; ``key`` must start with ``MAX_PREFIX``."""
+    acc = sums.get(key)
+    if acc is None:
+        sums[key] = value.detach().clone()
+    else:
+        torch.maximum(acc, value.detach(), out=acc)
+
+
 def cast_like(values: Arrays, previous: Arrays) -> Arrays:
     """Cast finalized float sums back to the global model's dtypes (integers rounded)."""
     out: Arrays = {}
@@ -91,9 +110,19 @@ class Strategy(ABC):
         """An empty accumulator for ``server_round`` whose clients started from ``previous``."""
         return Accumulator(self, previous, server_round)
 
-    def client_keys(self, keys: list[str]) -> list[str]:
-        """The global tensors a client loads (default: all). FedVSSL loads the backbone only."""
+    def load_keys(self, keys: list[str]) -> list[str]:
+        """The global tensors a client loads (default: all). FedVSSL loads the backbone only;
+        a client keeps the rest from its own previous participation (client state store)."""
         return keys
+
+    def sent_keys(self, keys: list[str]) -> list[str]:
+        """The tensors a client sends and the server aggregates (default: all); the global
+        keeps its previous value for the others."""
+        return keys
+
+    def proximal_mu(self) -> float:
+        """Weight of FedProx's proximal term ``mu/2 * ||w - w_global||^2`` (default 0: none)."""
+        return 0.0
 
     @abstractmethod
     def fold(self, sums: dict[str, torch.Tensor], update: ClientUpdate, previous: Arrays,
@@ -111,17 +140,24 @@ class Strategy(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
 
+    def last_round_info(self) -> dict[str, float]:
+        """Scalars about the last finalized round for the round log (e.g. DP noise); default none."""
+        return {}
+
 
 class Accumulator:
     """Named partial sums of one round over some clients.
 
-    ``merge`` is associative and commutative (it adds sums key by key), so any split of a
-    round's clients over workers reduces to the same result up to float summation order.
+    ``merge`` is associative and commutative (it adds sums key by key; ``MAX_PREFIX`` keys
+    take the maximum), so any split of a round's clients over workers reduces to the same
+    result up to float summation order.
     """
 
     def __init__(self, strategy: Strategy, previous: Arrays, server_round: int) -> None:
         self.strategy = strategy
-        self.previous = previous
+        self.full_previous = previous
+        # Only the tensors clients send are validated, folded and finalized.
+        self.previous = {k: previous[k] for k in strategy.sent_keys(list(previous))}
         self.server_round = server_round
         self.sums: dict[str, torch.Tensor] = {}
         self.num_clients = 0
@@ -141,6 +177,8 @@ class Accumulator:
             mine = self.sums.get(key)
             if mine is None:
                 self.sums[key] = value.clone()
+            elif key.startswith(MAX_PREFIX):
+                torch.maximum(mine, value, out=mine)
             else:
                 mine += value
         self.num_clients += num_clients
@@ -149,4 +187,76 @@ class Accumulator:
         """The next global model; requires at least one client."""
         if self.num_clients == 0:
             raise ValueError("cannot finalize a round with no client updates")
-        return self.strategy.finalize(self.sums, self.previous, self.server_round)
+        new = self.strategy.finalize(self.sums, self.previous, self.server_round)
+        return {k: new.get(k, v) for k, v in self.full_previous.items()}
+
+
+ROW_PREFIX = "row:"  # "row:{name}": the stacked updates of one tensor, shape [m, *shape]
+ROW_WEIGHT = "row-n"  # [m] float64: each row's num-examples
+ROW_ID = "row-id"  # [m] int64: each row's client id (rows are sorted by it before finalizing)
+
+
+class ListStrategy(Strategy):
+    """A non-decomposable rule (median, trimmed mean, Krum) that needs every client's update.
+
+    It pays O(clients × model) server memory knowingly. Its "sums" are the stacked updates
+    (``ROW_PREFIX + name`` of shape ``[m, *shape]``, ``ROW_WEIGHT``, ``ROW_ID``), so a cohort
+    worker still replies with named tensors and ``merge_sums`` concatenates them. ``finalize``
+    sorts the rows by client id, which makes the result independent of arrival order and of
+    the split over workers; subclasses implement :meth:`combine` on the sorted rows.
+    """
+
+    decomposable: ClassVar[bool] = False
+
+    def new_accumulator(self, previous: Arrays, server_round: int) -> "Accumulator":
+        return ListAccumulator(self, previous, server_round)
+
+    def fold(self, sums: dict[str, torch.Tensor], update: ClientUpdate, previous: Arrays,
+             server_round: int) -> None:
+        """Append ``update`` as one row (concatenation; :class:`ListAccumulator` batches it)."""
+        row = {ROW_PREFIX + name: t.detach().clone().unsqueeze(0) for name, t in update.arrays.items()}
+        row[ROW_WEIGHT] = torch.tensor([float(update.num_examples)], dtype=torch.float64)
+        row[ROW_ID] = torch.tensor([int(update.client_id)], dtype=torch.int64)
+        for key, value in row.items():
+            sums[key] = torch.cat([sums[key], value]) if key in sums else value
+
+    def finalize(self, sums: dict[str, torch.Tensor], previous: Arrays, server_round: int) -> Arrays:
+        order = torch.argsort(sums[ROW_ID], stable=True)
+        rows = {name: sums[ROW_PREFIX + name].index_select(0, order) for name in previous}
+        return cast_like(self.combine(rows, sums[ROW_WEIGHT][order], previous, server_round), previous)
+
+    @abstractmethod
+    def combine(self, rows: Arrays, weights: torch.Tensor, previous: Arrays, server_round: int) -> Arrays:
+        """The next global tensors from ``rows[name]`` (``[m, *shape]``, sorted by client id)
+        and the clients' num-examples ``weights`` (``[m]``)."""
+
+
+class ListAccumulator(Accumulator):
+    """Keeps every update as a row; ``merge`` concatenates (see :class:`ListStrategy`).
+
+    Rows are kept as a list of chunks and concatenated once, when ``sums`` is read, so
+    folding m clients costs O(m × model), not O(m² × model).
+    """
+
+    @property  # type: ignore[override]
+    def sums(self) -> dict[str, torch.Tensor]:
+        if len(self._chunks) > 1:
+            keys = list(self._chunks[0])
+            self._chunks = [{k: torch.cat([c[k] for c in self._chunks]) for k in keys}]
+        return self._chunks[0] if self._chunks else {}
+
+    @sums.setter
+    def sums(self, value: dict[str, torch.Tensor]) -> None:
+        self._chunks: list[dict[str, torch.Tensor]] = [value] if value else []
+
+    def accumulate(self, update: ClientUpdate) -> None:
+        row: dict[str, torch.Tensor] = {}
+        self.strategy.fold(row, update, self.previous, self.server_round)
+        self._chunks.append(row)
+        self.num_clients += 1
+
+    def merge_sums(self, sums: dict[str, torch.Tensor], num_clients: int) -> None:
+        """Concatenate another accumulator's (or a worker's) rows to these."""
+        if sums:
+            self._chunks.append({k: v.clone() for k, v in sums.items()})
+        self.num_clients += num_clients

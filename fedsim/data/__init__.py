@@ -1,0 +1,1 @@
+"""Bundled and generated data, local-folder loaders, and non-iid partitioning."""
