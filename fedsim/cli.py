@@ -53,6 +53,8 @@ def run(
     data_dir: str = _opt("Local dataset folder for the task.", "DIR"),
     ray_address: str = _opt("Attach to an existing Ray cluster (HOST:PORT).", "ADDR"),
     out: str = _opt("Run directory (default runs/<time>-<strategy>).", "DIR"),
+    resume: Path = typer.Option(None, "--resume", help="Continue the run in RUN_DIR from its last complete round.",
+                                metavar="RUN_DIR", show_default=False),
     set_: list[str] = typer.Option([], "--set", help="Override any key: --set federation.lr=0.01",
                                    metavar="KEY=VALUE"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
@@ -71,13 +73,19 @@ def run(
             if value is not None:
                 overrides[FLAGS[name]] = value if name in ("out", "data_dir", "ray_address") \
                     else parse_override(f"x={value}")[1]
+        if resume is not None:
+            if config is not None or overrides.keys() - {"federation.rounds"}:
+                raise ConfigError("--resume takes the run's own config.yaml; only --rounds may change")
+            config = resume / "config.yaml"
+            overrides["out"] = str(resume)
         exp = load_config(config, overrides)
     except ConfigError as e:
         fail(str(e))
     run_dir = Path(exp.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{exp.strategy.name}")
-    if (run_dir / "rounds.jsonl").exists():
-        fail(f"out: {run_dir} already holds a run; choose another --out")
+    if resume is None and (run_dir / "rounds.jsonl").exists():
+        fail(f"out: {run_dir} already holds a run; choose another --out, or --resume {run_dir}")
     from fedsim.engines.runtime import simulate
+    from fedsim.server.loop import EXIT_RUN_ABORTED, RunAborted
 
     if not quiet:
         fed = exp.federation
@@ -85,7 +93,9 @@ def run(
                   f"{fed.cohort_size()} per round, {fed.rounds} rounds, engine {exp.engine.name} "
                   f"-> {run_dir}", highlight=False)
     try:
-        simulate(exp, str(run_dir), quiet=quiet, verbose=verbose)
+        simulate(exp, str(run_dir), quiet=quiet, verbose=verbose, resume=resume is not None)
+    except RunAborted as e:
+        fail(f"run aborted: {e}", code=EXIT_RUN_ABORTED)
     except KeyboardInterrupt:
         fail(f"interrupted; completed rounds are in {run_dir}", code=130)
     except Exception as e:  # a one-line report; --verbose shows the traceback

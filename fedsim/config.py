@@ -81,6 +81,8 @@ class FederationConfig(_Strict):
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
     round_timeout: float | None = Field(None, gt=0.0)
+    min_success_fraction: float = Field(0.5, gt=0.0, le=1.0)
+    max_failed_rounds: int = Field(3, ge=1)
 
     @model_validator(mode="after")
     def _cohort_fits(self) -> "FederationConfig":
@@ -106,6 +108,26 @@ class PartitionConfig(_Strict):
     kind: Literal["iid", "dirichlet", "pathological"] = "dirichlet"
     alpha: float = Field(0.5, gt=0.0)
     classes_per_client: int = Field(2, ge=1)
+
+
+class HeterogeneityConfig(_Strict):
+    """Simulated system heterogeneity: slow clients, dropouts and a round deadline.
+
+    Client k's speed factor is drawn once from LogNormal(0, ``speed_sigma``) (seeded by
+    (seed, k)); its simulated training time is ``local_epochs * epoch_seconds * factor``.
+    A client whose simulated time exceeds ``deadline`` is a straggler; each round each
+    sampled client drops out with probability ``dropout`` (seeded by (seed, round, k)).
+    Both are decided before the round is sent, so they cost no training time.
+    """
+
+    speed_sigma: float = Field(0.0, ge=0.0)
+    epoch_seconds: float = Field(1.0, gt=0.0)
+    deadline: float | None = Field(None, gt=0.0)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+FAULT_KINDS = ("nan", "inf", "wrong-shape", "wrong-dtype", "missing-tensor", "no-num-examples",
+               "negative-num-examples", "exception", "timeout")
 
 
 class EvaluationConfig(_Strict):
@@ -138,6 +160,24 @@ class ExperimentConfig(_Strict):
     partitioning: PartitionConfig = Field(default_factory=PartitionConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
+    heterogeneity: HeterogeneityConfig = Field(default_factory=HeterogeneityConfig)
+    faults: dict[str, list[int]] = Field(
+        default_factory=dict,
+        description="fault injection for robustness studies: kind -> client ids whose replies are corrupted")
+
+    @field_validator("faults")
+    @classmethod
+    def _fault_kinds(cls, v: dict[str, list[int]]) -> dict[str, list[int]]:
+        for kind in v:
+            if kind not in FAULT_KINDS:
+                raise ValueError(f"unknown fault {kind!r}; choose one of: {', '.join(FAULT_KINDS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _timeout_fault_needs_timeout(self) -> "ExperimentConfig":
+        if "timeout" in self.faults and self.federation.round_timeout is None:
+            raise ValueError("faults.timeout needs federation.round_timeout (seconds)")
+        return self
 
     @model_validator(mode="after")
     def _plugin_params(self) -> "ExperimentConfig":

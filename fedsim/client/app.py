@@ -25,6 +25,7 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedsim import records as R
+from fedsim.client.faults import apply_fault, fault_of
 from fedsim.client.state import ClientStateStore
 from fedsim.client.trainer import load_global, train_client
 from fedsim.config import ExperimentConfig
@@ -79,6 +80,9 @@ class Resident:
         sent = self.strategy.sent_keys(keys)
         if len(sent) != len(keys):
             update.arrays = {k: update.arrays[k] for k in sent}
+        fault = fault_of(self.exp.faults, client_id) if self.exp.faults else None
+        if fault is not None:
+            update = apply_fault(fault, update, timeout=fed.round_timeout)
         return update
 
 
@@ -109,8 +113,9 @@ def train(msg: Message, context: Context) -> Message:
         if len(ids) != 1:
             raise ValueError(f"a '{REPLY_WEIGHTS}' reply trains exactly one client, got {len(ids)}")
         update = resident.train(global_arrays, ids[0], server_round, store)
-        metrics = {R.NUM_EXAMPLES: update.num_examples, R.LOSS: float(update.metrics["loss"]),
-                   "train-seconds": time.perf_counter() - start}
+        metrics = {R.LOSS: float(update.metrics["loss"]), "train-seconds": time.perf_counter() - start}
+        if update.num_examples is not None:
+            metrics[R.NUM_EXAMPLES] = update.num_examples
         content = RecordDict({R.ARRAYS: ArrayRecord(update.arrays), R.METRICS: MetricRecord(metrics)})
         return Message(content=content, reply_to=msg)
     return Message(content=_train_cohort(resident, global_arrays, ids, server_round, store, start),
@@ -121,9 +126,20 @@ def _train_cohort(resident: Resident, global_arrays: Arrays, ids: list[int], ser
                   store: ClientStateStore | None, start: float) -> RecordDict:
     acc = resident.strategy.new_accumulator(global_arrays, server_round)
     rejected: Counter[str] = Counter()
+    failed: Counter[str] = Counter()
+    timeout = resident.exp.federation.round_timeout
     loss_sum = 0.0
     for cid in ids:
-        update = resident.train(global_arrays, cid, server_round, store)
+        # Virtual clients stand for devices training in parallel: each gets its own deadline.
+        began = time.perf_counter()
+        try:
+            update = resident.train(global_arrays, cid, server_round, store)
+        except Exception:  # counted like a Flower error reply from a client of its own
+            failed["client-exception"] += 1
+            continue
+        if timeout is not None and time.perf_counter() - began > timeout:
+            failed["timeout"] += 1
+            continue
         reason = check_update(update, acc.previous)
         if reason is not None:
             rejected[reason] += 1
@@ -135,4 +151,5 @@ def _train_cohort(resident: Resident, global_arrays: Arrays, ids: list[int], ser
         "train-seconds": time.perf_counter() - start,
     }
     metrics.update({f"rejected:{k}": v for k, v in rejected.items()})
+    metrics.update({f"failed:{k}": v for k, v in failed.items()})
     return RecordDict({R.ARRAYS: ArrayRecord(acc.sums), R.METRICS: MetricRecord(metrics)})

@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from fedsim.data.partition import client_base_indices
 
 NUM_CLASSES = 10
-DIGIT_FRACTION = 20 / 28  # the digit's box on the canvas, as MNIST's 20 px box in 28 px
 EVAL_FRACTION = 1 / 3  # share of the base images held out for evaluation
 _STREAM_CLIENT, _STREAM_EVAL, _STREAM_SPLIT = 1, 2, 3
 
@@ -43,6 +42,7 @@ class StyleScale:
     translate: float = 0.12  # max shift, in half-canvas units
     elastic: float = 0.06  # std of the coarse displacement field, in half-canvas units
     jitter: float = 0.3  # per-sample variation within a writer, relative to the above
+    box: float = 20 / 28  # the digit's box on the canvas (MNIST: 20 px in 28 px)
 
 
 def _rng(seed: int, stream: int, key: int = 0) -> np.random.Generator:
@@ -153,11 +153,11 @@ def stroke(field: torch.Tensor, threshold: torch.Tensor, ink: torch.Tensor,
     return out.clamp_(0, 1) * ink.view(-1, 1, 1, 1)
 
 
-def render(base: np.ndarray, style: dict[str, np.ndarray], size: int) -> torch.Tensor:
+def render(base: np.ndarray, style: dict[str, np.ndarray], size: int, box: float) -> torch.Tensor:
     """Draw 8×8 base images ``(n, 8, 8)`` in per-sample styles as ``(n, 1, size, size)`` float32."""
     t = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in style.items()}
     theta = affine_theta(t["rotation"], t["shear"], t["log_scale"], t["log_aspect"], t["tx"], t["ty"],
-                         source_zoom=1 / DIGIT_FRACTION)
+                         source_zoom=1 / box)
     field = warp(torch.as_tensor(base)[:, None], theta, elastic_field(t["elastic"], size), size,
                  mode="bicubic")
     return stroke(field, t["threshold"], t["ink"])
@@ -179,7 +179,7 @@ def client_sample(client_id: int, *, seed: int, num_clients: int, partitioning: 
     n = int(rng.integers(min_samples, max_samples + 1))
     chosen = rng.choice(local, size=n, replace=n > len(local))
     writer = draw_writer(rng, scale)
-    x = render(images[chosen], draw_styles(rng, n, scale, writer=writer), size)
+    x = render(images[chosen], draw_styles(rng, n, scale, writer=writer), size, scale.box)
     return x, torch.as_tensor(labels[chosen])
 
 
@@ -190,5 +190,5 @@ def eval_sample(*, seed: int, size: int, scale: StyleScale) -> tuple[torch.Tenso
     out = []
     for part, idx in enumerate((bank, query)):
         rng = _rng(seed, _STREAM_EVAL, part)
-        out += [render(images[idx], draw_styles(rng, len(idx), scale), size), torch.as_tensor(labels[idx])]
+        out += [render(images[idx], draw_styles(rng, len(idx), scale), size, scale.box), torch.as_tensor(labels[idx])]
     return tuple(out)  # type: ignore[return-value]

@@ -26,8 +26,11 @@ def backend_config(exp: ExperimentConfig) -> dict[str, Any]:
 
 
 def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
-             verbose: bool = False) -> dict[str, Any]:
-    """Run ``exp`` on Flower's simulation runtime and return its summary."""
+             verbose: bool = False, resume: bool = False) -> dict[str, Any]:
+    """Run ``exp`` on Flower's simulation runtime and return its summary.
+
+    ``resume=True`` continues the run in ``run_dir`` from its last complete round.
+    """
     from flwr.app import Context
     from flwr.serverapp import Grid, ServerApp
     from flwr.simulation import run_simulation
@@ -45,7 +48,7 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
-        result.update(RoundLoop(grid, exp, run_dir, quiet=quiet).run())
+        result.update(RoundLoop(grid, exp, run_dir, quiet=quiet, resume=resume).run())
 
     run_simulation(server_app=server_app, client_app=client_app,
                    num_supernodes=make_engine(exp).num_nodes,

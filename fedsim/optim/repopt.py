@@ -248,7 +248,7 @@ def digits_proxy_batches(*, batch_size: int = 64, image_size: int = 28, in_chann
 
 
 def search_scales(build_hs_model: Callable[[], nn.Module], *, steps: int, seed: int = 0,
-                  lr: float = 0.1, batch_size: int = 64, image_size: int = 28,
+                  lr: float = 0.1, batch_size: int = 32, image_size: int = 28,
                   in_channels: int = 1) -> list[BranchScales]:
     """Build the Hyper-Search model from ``seed`` and search for ``steps`` proxy batches.
 

@@ -1,9 +1,12 @@
 """The round loop, written once for every strategy, task and engine.
 
-Per round: sample clients with a generator seeded by (seed, round), send each SuperNode its
-clients with the global weights, fold every reply into the strategy's accumulator as it
-arrives (validated first, nothing kept per client), finalize, evaluate every
-``evaluation.every`` rounds, and write the round's line and checkpoint.
+Per round: sample clients with a generator seeded by (seed, round), drop the simulated
+dropouts and stragglers, send each SuperNode its clients with the global weights, fold
+every reply into the strategy's accumulator (validated first; in plan order, so the float
+summation order and therefore the result do not depend on arrival order), apply the
+failure policy, finalize, evaluate every ``evaluation.every`` rounds, then append the
+round's line and atomically replace the checkpoint. ``resume=True`` continues a run from
+its last complete round.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from fedsim.config import ExperimentConfig
 from fedsim.engines import Engine, make_engine
 from fedsim.seeding import derive_seed, sample_clients
 from fedsim.server.evaluation import evaluate_encoder, raw_input_knn
+from fedsim.server.heterogeneity import unavailable
 from fedsim.server.outputs import RunWriter
 from fedsim.server.progress import RoundProgress
 from fedsim.server.replies import RoundTally, fold_reply
@@ -30,6 +34,11 @@ from fedsim.tasks.base import Task
 
 NODE_WAIT_SECONDS = 120.0
 PULL_INTERVAL = 0.01
+EXIT_RUN_ABORTED = 3
+
+
+class RunAborted(RuntimeError):
+    """Too many consecutive rounds failed; the run stops (exit code 3)."""
 
 
 def initial_model(task: Task, seed: int) -> nn.Module:
@@ -58,7 +67,8 @@ def wait_for_nodes(grid: Grid, count: int, timeout: float = NODE_WAIT_SECONDS) -
 class RoundLoop:
     """Runs an experiment's rounds on a Flower ``Grid`` and writes its outputs."""
 
-    def __init__(self, grid: Grid, exp: ExperimentConfig, run_dir: str, *, quiet: bool = False) -> None:
+    def __init__(self, grid: Grid, exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
+                 resume: bool = False) -> None:
         self.grid = grid
         self.exp = exp
         self.task: Task = exp.build_task()
@@ -66,10 +76,25 @@ class RoundLoop:
         self.engine: Engine = make_engine(exp)
         self.model = initial_model(self.task, exp.seed)
         self.global_arrays = copy_arrays(self.model)
-        self.writer = RunWriter(run_dir, exp.to_yaml())
+        self.writer = RunWriter(run_dir, exp.to_yaml(), resume=resume)
         self.exp_json = exp.model_dump_json()
         self.state_dir = str((self.writer.dir / "client_state").resolve())
         self.quiet = quiet
+        self.failed_streak = 0
+        self.last_round = 0
+        if resume:
+            self._restore()
+
+    def _restore(self) -> None:
+        state = self.writer.load_checkpoint()
+        if state is None:
+            self.writer.truncate_after(0)
+            return
+        self.last_round = int(state["round"])
+        self.global_arrays = state["global"]
+        self.strategy.load_state_dict(state["strategy"])
+        self.failed_streak = int(state["failed_streak"])
+        self.writer.truncate_after(self.last_round)
 
     def evaluate(self) -> dict[str, float]:
         ev = self.exp.evaluation
@@ -78,41 +103,53 @@ class RoundLoop:
                                 seed=self.exp.seed)
 
     def run(self) -> dict[str, Any]:
-        """Run every round; returns the summary also written to ``summary.json``."""
+        """Run the remaining rounds; returns the summary also written to ``summary.json``."""
         started = time.perf_counter()
         fed = self.exp.federation
-        init = self.evaluate()
-        raw = raw_input_knn(self.task, k=self.exp.evaluation.knn_k)
-        self.writer.round({"round": 0, **init, "knn_top1_raw_input": raw})
+        if not self.writer.rows:
+            init = self.evaluate()
+            raw = raw_input_knn(self.task, k=self.exp.evaluation.knn_k)
+            self.writer.round({"round": 0, **init, "knn_top1_raw_input": raw})
         node_ids = wait_for_nodes(self.grid, self.engine.num_nodes)
         first_round_at = time.perf_counter() - started
-        rows = []
         with RoundProgress(fed.rounds, fed.cohort_size(), quiet=self.quiet) as bar:
-            for rnd in range(1, fed.rounds + 1):
+            for rnd in range(self.last_round + 1, fed.rounds + 1):
                 row = self.run_round(rnd, node_ids, bar)
-                rows.append(row)
                 bar.round_end(row)
-        evaluated = [r for r in rows if "knn_top1" in r]
+                if row.get("skipped"):
+                    bar.console.print(f"round {rnd}: only {row['clients_ok']} of {row['clients_sampled']} "
+                                      f"clients succeeded (need {fed.min_success_fraction:.0%}); "
+                                      "round skipped, global model unchanged", highlight=False)
+                if self.failed_streak >= fed.max_failed_rounds:
+                    raise RunAborted(f"{self.failed_streak} consecutive rounds failed "
+                                     f"(federation.max_failed_rounds={fed.max_failed_rounds}); "
+                                     f"last checkpoint is round {rnd - self.failed_streak}")
+            summary = self._summary(first_round_at, time.perf_counter() - started)
+            self.writer.finish(summary, self.global_arrays)
+            if not self.quiet:
+                bar.summary(summary)
+        return summary
+
+    def _summary(self, first_round_at: float, wall: float) -> dict[str, Any]:
+        fed = self.exp.federation
+        init, rows = self.writer.rows[0], self.writer.rows[1:]
+        evaluated = [r for r in rows if r.get("knn_top1") is not None]
         steady = rows[1:] or rows
-        summary = {
+        return {
             "strategy": self.exp.strategy.name, "task": self.exp.task.name,
             "engine": self.engine.name, "rounds": fed.rounds, "clients": fed.clients,
             "clients_per_round": fed.cohort_size(), "seed": self.exp.seed,
-            "knn_top1_init": init["knn_top1"], "linear_top1_init": init.get("linear_top1"),
-            "knn_top1_raw_input": raw,
+            "knn_top1_init": init.get("knn_top1"), "linear_top1_init": init.get("linear_top1"),
+            "knn_top1_raw_input": init.get("knn_top1_raw_input"),
             "knn_top1": evaluated[-1]["knn_top1"] if evaluated else None,
             "linear_top1": evaluated[-1].get("linear_top1") if evaluated else None,
-            "final_train_loss": rows[-1]["train_loss"],
+            "final_train_loss": rows[-1].get("train_loss") if rows else None,
+            "rounds_skipped": sum(1 for r in rows if r.get("skipped")),
             "updates_per_s": sum(r["clients_ok"] for r in steady) / max(
                 1e-9, sum(r["train_seconds"] for r in steady)),
-            "first_round_start_seconds": first_round_at,
-            "wall_seconds": time.perf_counter() - started,
+            "first_round_start_seconds": first_round_at, "wall_seconds": wall,
             "run_dir": str(self.writer.dir),
         }
-        self.writer.finish(summary, self.global_arrays)
-        if not self.quiet:
-            bar.summary(summary)
-        return summary
 
     def _messages(self, rnd: int, plan: list[tuple[int, list[int]]]) -> list[Message]:
         arrays = ArrayRecord(self.global_arrays)
@@ -125,39 +162,71 @@ class RoundLoop:
             messages.append(Message(content, node_id, MessageType.TRAIN, group_id=str(rnd)))
         return messages
 
+    def _collect(self, rnd: int, plan: list[tuple[int, list[int]]], node_ids_sent: list[str],
+                 bar: RoundProgress, t0: float) -> tuple[Any, RoundTally]:
+        """Fold replies in plan order as they arrive (out-of-order ones wait in ``early``)."""
+        fed = self.exp.federation
+        acc = self.strategy.new_accumulator(self.global_arrays, rnd)
+        tally = RoundTally()
+        order = list(zip(node_ids_sent, (ids for _, ids in plan)))
+        waiting = set(node_ids_sent)
+        early: dict[str, Message] = {}
+        nxt = 0
+        deadline = None if fed.round_timeout is None else time.monotonic() + fed.round_timeout * (
+            1 if self.engine.name == "flower" else max(len(ids) for _, ids in plan))
+        while nxt < len(order) and (deadline is None or time.monotonic() < deadline):
+            replies = list(self.grid.pull_messages(list(waiting))) if waiting else []
+            for reply in replies:
+                mid = reply.metadata.reply_to_message_id
+                waiting.discard(mid)
+                early[mid] = reply
+            while nxt < len(order) and order[nxt][0] in early:
+                mid, ids = order[nxt]
+                done = fold_reply(early.pop(mid), ids, acc, self.engine.reply, tally)
+                bar.advance(done, tally.mean_loss, tally.ok / (time.perf_counter() - t0))
+                nxt += 1
+            if not replies:
+                time.sleep(PULL_INTERVAL)
+        for mid, ids in order[nxt:]:  # past the deadline: arrived-but-unfolded ones count too
+            if mid in early:
+                fold_reply(early.pop(mid), ids, acc, self.engine.reply, tally)
+            else:
+                tally.failed["timeout"] += len(ids)
+        return acc, tally
+
     def run_round(self, rnd: int, node_ids: list[int], bar: RoundProgress) -> dict[str, Any]:
         fed = self.exp.federation
         t0 = time.perf_counter()
-        client_ids = sample_clients(self.exp.seed, rnd, fed.clients, fed.cohort_size())
-        plan = self.engine.assign(client_ids, node_ids)
+        sampled = sample_clients(self.exp.seed, rnd, fed.clients, fed.cohort_size())
+        absent = unavailable(self.exp.heterogeneity, seed=self.exp.seed, server_round=rnd,
+                             client_ids=sampled, local_epochs=fed.local_epochs)
+        present = [c for c in sampled if c not in absent]
         bar.round_start(rnd)
-        msg_ids = list(self.grid.push_messages(self._messages(rnd, plan)))
-        pending = {mid: ids for mid, (_, ids) in zip(msg_ids, plan)}
-        acc = self.strategy.new_accumulator(self.global_arrays, rnd)
-        tally = RoundTally()
-        deadline = None if fed.round_timeout is None else time.monotonic() + fed.round_timeout
-        while pending and (deadline is None or time.monotonic() < deadline):
-            replies = list(self.grid.pull_messages(list(pending)))
-            for reply in replies:
-                ids = pending.pop(reply.metadata.reply_to_message_id)
-                done = fold_reply(reply, ids, acc, self.engine.reply, tally)
-                bar.advance(done, tally.mean_loss, tally.ok / (time.perf_counter() - t0))
-            if not replies:
-                time.sleep(PULL_INTERVAL)
-        for ids in pending.values():
-            tally.failed["timeout"] += len(ids)
+        plan = self.engine.assign(present, node_ids) if present else []
+        sent = list(self.grid.push_messages(self._messages(rnd, plan))) if plan else []
+        acc, tally = self._collect(rnd, plan, sent, bar, t0)
+        for reason in absent.values():
+            tally.failed[reason] += 1
         train_seconds = time.perf_counter() - t0
-        if acc.num_clients:
+        ok = acc.num_clients > 0 and tally.ok >= fed.min_success_fraction * len(sampled)
+        if ok:
             self.global_arrays = acc.finalize()
-        row: dict[str, Any] = {"round": rnd, "clients_sampled": len(client_ids), **tally.as_record(),
-                               "train_loss": tally.mean_loss, "train_seconds": train_seconds,
+            self.failed_streak = 0
+        else:
+            self.failed_streak += 1
+        row: dict[str, Any] = {"round": rnd, "clients_sampled": len(sampled), **tally.as_record(),
+                               "skipped": not ok, "train_loss": tally.mean_loss,
+                               "train_seconds": train_seconds,
                                "updates_per_s": tally.ok / train_seconds}
+        row.update(getattr(self.strategy, "round_info", dict)())
         if rnd % self.exp.evaluation.every == 0 or rnd == fed.rounds:
             t1 = time.perf_counter()
             row.update(self.evaluate())
             row["eval_seconds"] = time.perf_counter() - t1
-        self.writer.checkpoint({"round": rnd, "global": self.global_arrays,
-                                "strategy": self.strategy.state_dict()})
         row["round_seconds"] = time.perf_counter() - t0
+        # The line first, then the checkpoint: a resume truncates lines past the checkpoint.
         self.writer.round(row)
+        self.writer.checkpoint({"round": rnd, "global": self.global_arrays,
+                                "strategy": self.strategy.state_dict(),
+                                "failed_streak": self.failed_streak})
         return row

@@ -27,6 +27,18 @@ SUMMARY_FILE = "summary.json"
 CURVES_FILE = "curves.png"
 
 
+def read_rounds(run_dir: Path) -> list[dict[str, Any]]:
+    """The complete lines of ``rounds.jsonl`` (a line cut by a crash is ignored)."""
+    path = Path(run_dir) / ROUNDS_FILE
+    rows = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
+
+
 def _clean(value: Any) -> Any:
     """JSON-safe: NaN/inf become null so every line parses with any JSON reader."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -41,12 +53,26 @@ def _clean(value: Any) -> Any:
 class RunWriter:
     """Writes one run's outputs; the only code that touches the run directory."""
 
-    def __init__(self, run_dir: str | os.PathLike[str], config_yaml: str) -> None:
+    def __init__(self, run_dir: str | os.PathLike[str], config_yaml: str, *, resume: bool = False) -> None:
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / CONFIG_FILE).write_text(config_yaml)
         self.rows: list[dict[str, Any]] = []
-        (self.dir / ROUNDS_FILE).write_text("")
+        if resume:
+            self.rows = read_rounds(self.dir)
+        else:
+            (self.dir / CONFIG_FILE).write_text(config_yaml)
+            (self.dir / ROUNDS_FILE).write_text("")
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """The last complete round's state, or ``None`` if no round completed."""
+        path = self.dir / CHECKPOINT_FILE
+        return torch.load(path, weights_only=True) if path.exists() else None
+
+    def truncate_after(self, last_round: int) -> None:
+        """Drop lines of rounds after ``last_round`` (an interrupted round is redone)."""
+        self.rows = [r for r in self.rows if r["round"] <= last_round]
+        text = "".join(json.dumps(r) + "\n" for r in self.rows)
+        atomic_write_bytes(self.dir / ROUNDS_FILE, lambda fh: fh.write(text.encode()))
 
     def round(self, row: dict[str, Any]) -> None:
         """Append one round's record to ``rounds.jsonl`` (flushed to disk)."""

@@ -38,8 +38,7 @@ def fold_reply(msg: Message, client_ids: list[int], acc: Accumulator, reply: str
                tally: RoundTally) -> int:
     """Validate one reply and fold it into ``acc``; returns the number of clients it covered."""
     if msg.has_error():
-        reason = f"client-error:{msg.error.code}"
-        tally.failed[reason] += len(client_ids)
+        tally.failed["client-exception"] += len(client_ids)
         return len(client_ids)
     metrics = msg.content.metric_records.get(R.METRICS)
     arrays_rec = msg.content.array_records.get(R.ARRAYS)
@@ -65,6 +64,8 @@ def fold_reply(msg: Message, client_ids: list[int], acc: Accumulator, reply: str
     for key, value in metrics.items():
         if key.startswith("rejected:"):
             tally.rejected[key.removeprefix("rejected:")] += int(value)
+        elif key.startswith("failed:"):
+            tally.failed[key.removeprefix("failed:")] += int(value)
     if done and not all(bool(torch.isfinite(t).all()) for t in arrays.values()):
         tally.rejected["non-finite-sums"] += done
         return len(client_ids)

@@ -1,3 +1,14 @@
 """Aggregation strategies; importing this package registers the built-in ones."""
 
-from fedsim.strategies import fedavg  # noqa: F401
+from fedsim.strategies import (  # noqa: F401
+    fedavg,
+    fedavgm,
+    fedopt,
+    fedprox,
+    fedvssl,
+    krum,
+    ldawa,
+    median,
+    trimmed_mean,
+)
+from fedsim.strategies.dp import DPFixedClipping, wrap_dp  # noqa: F401

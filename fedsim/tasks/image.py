@@ -14,6 +14,7 @@ linear classifier with label-smoothed cross-entropy instead (FedRepOpt, arXiv 24
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -65,33 +66,49 @@ def projection_mlp(in_dim: int, out_dim: int) -> nn.Module:
                          nn.ReLU(inplace=True), nn.Linear(in_dim, out_dim))
 
 
-def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0) -> torch.Tensor:
+@dataclass(frozen=True)
+class AugmentRanges:
+    """Half-widths of the uniform per-sample augmentation draws (before ``strength``)."""
+
+    rotation_deg: float = 25.0
+    shear: float = 0.5
+    log_scale: float = 0.25
+    log_aspect: float = 0.25
+    translate: float = 0.15  # half-canvas units
+    elastic: float = 0.05  # std of the coarse displacement field
+    thickness: float = 1.0  # blend towards 3×3 dilation (+) or erosion (−)
+    ink: float = 0.4  # multiply by 1 − U(0, ink)
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0,
+            ranges: AugmentRanges = AugmentRanges()) -> torch.Tensor:
     """One random view of every image of ``x`` ``(n, 1, h, w)``, parameters drawn per sample.
 
-    Rotation ±25°, shear ±0.5, log-scale ±0.25, log-aspect ±0.25, shift ±15 %, a smooth
-    elastic field, thicker/thinner strokes (blend towards a 3×3 dilation or erosion) and ink
-    0.6–1.0 — each range times ``strength``. Hand-written on ``F.affine_grid`` instead of
-    ``torchvision.transforms.v2.RandomAffine``/``ElasticTransform`` because v2 draws one
-    parameter set per call from the global RNG: per-sample views would need a Python loop
-    over the batch (measured ~20× slower here for 64 images) and global-RNG forking to be
-    reproducible, while this draws every parameter from ``generator`` in one batched call.
+    Random rotation, shear, scale, aspect, shift, a smooth elastic field, thicker or thinner
+    strokes (a blend towards a 3×3 dilation or erosion) and ink; ranges in
+    :class:`AugmentRanges`, geometric ones times ``strength``. Hand-written on
+    ``F.affine_grid`` instead of ``torchvision.transforms.v2.RandomAffine``/``ElasticTransform``
+    because v2 draws one parameter set per call from the global RNG: per-sample views would
+    need a Python loop over the batch (measured ~20× slower here for 64 images) and global-RNG
+    forking to be reproducible, while this draws every parameter from ``generator`` at once.
     """
     n, _, h, w = x.shape
+    r = ranges
 
-    def uniform(half_width: float, shape: tuple[int, ...] = (n,)) -> torch.Tensor:
-        return (torch.rand(shape, generator=generator) * 2 - 1) * half_width * strength
+    def uniform(half_width: float) -> torch.Tensor:
+        return (torch.rand(n, generator=generator) * 2 - 1) * half_width * strength
 
-    theta = digits.affine_theta(uniform(math.radians(25)), uniform(0.5), uniform(0.25),
-                                uniform(0.25), uniform(0.15), uniform(0.15))
-    coarse = torch.randn((n, 2, 3, 3), generator=generator) * 0.05 * strength
+    theta = digits.affine_theta(uniform(math.radians(r.rotation_deg)), uniform(r.shear),
+                                uniform(r.log_scale), uniform(r.log_aspect),
+                                uniform(r.translate), uniform(r.translate))
+    coarse = torch.randn((n, 2, 3, 3), generator=generator) * r.elastic * strength
     out = digits.warp(x, theta, digits.elastic_field(coarse, h), h)
     # stroke thickness: a > 0 blends towards dilation, a < 0 towards erosion
-    a = uniform(1.0).clamp(-1, 1).view(n, 1, 1, 1)
+    a = uniform(r.thickness).clamp(-1, 1).view(n, 1, 1, 1)
     dilated = F.max_pool2d(out, 3, stride=1, padding=1)
     eroded = -F.max_pool2d(-out, 3, stride=1, padding=1)
     out = out + a.clamp(min=0) * (dilated - out) + (-a).clamp(min=0) * (eroded - out)
-    ink = 1.0 - (torch.rand((n, 1, 1, 1), generator=generator) * 0.4 * min(strength, 1.0))
-    return out * ink
+    return out * (1.0 - torch.rand((n, 1, 1, 1), generator=generator) * r.ink)
 
 
 @register_task("image")
