@@ -62,7 +62,8 @@ class Resident:
         fed = self.exp.federation
         keys = list(global_arrays)
         load_keys = self.strategy.load_keys(keys)
-        own_keys = [k for k in keys if k not in set(load_keys)]
+        loaded = set(load_keys)
+        own_keys = [k for k in keys if k not in loaded]
         if own_keys:
             if store is None:
                 raise ValueError(f"strategy {self.exp.strategy.name!r} keeps per-client state "
@@ -108,22 +109,30 @@ def train(msg: Message, context: Context) -> Message:
     ids = _client_ids(config, context)
     state_dir = config.get(STATE_DIR)
     store = ClientStateStore(str(state_dir)) if state_dir else None
-    start = time.perf_counter()
     if config.get(REPLY, REPLY_WEIGHTS) == REPLY_WEIGHTS:
         if len(ids) != 1:
             raise ValueError(f"a '{REPLY_WEIGHTS}' reply trains exactly one client, got {len(ids)}")
-        update = resident.train(global_arrays, ids[0], server_round, store)
-        metrics = {R.LOSS: float(update.metrics["loss"]), "train-seconds": time.perf_counter() - start}
-        if update.num_examples is not None:
-            metrics[R.NUM_EXAMPLES] = update.num_examples
-        content = RecordDict({R.ARRAYS: ArrayRecord(update.arrays), R.METRICS: MetricRecord(metrics)})
-        return Message(content=content, reply_to=msg)
-    return Message(content=_train_cohort(resident, global_arrays, ids, server_round, store, start),
-                   reply_to=msg)
+        content = train_one(resident, global_arrays, ids[0], server_round, store)
+    else:
+        content = train_cohort(resident, global_arrays, ids, server_round, store)
+    return Message(content=content, reply_to=msg)
 
 
-def _train_cohort(resident: Resident, global_arrays: Arrays, ids: list[int], server_round: int,
-                  store: ClientStateStore | None, start: float) -> RecordDict:
+def train_one(resident: Resident, global_arrays: Arrays, client_id: int, server_round: int,
+              store: ClientStateStore | None) -> RecordDict:
+    """Train one client; the reply is its weights and ``num-examples`` (Flower's shape)."""
+    start = time.perf_counter()
+    update = resident.train(global_arrays, client_id, server_round, store)
+    metrics = {R.LOSS: float(update.metrics["loss"]), "train-seconds": time.perf_counter() - start}
+    if update.num_examples is not None:
+        metrics[R.NUM_EXAMPLES] = update.num_examples
+    return RecordDict({R.ARRAYS: ArrayRecord(update.arrays), R.METRICS: MetricRecord(metrics)})
+
+
+def train_cohort(resident: Resident, global_arrays: Arrays, ids: list[int], server_round: int,
+                 store: ClientStateStore | None) -> RecordDict:
+    """Train ``ids`` one after another, validating and folding each; reply with partial sums."""
+    start = time.perf_counter()
     acc = resident.strategy.new_accumulator(global_arrays, server_round)
     rejected: Counter[str] = Counter()
     failed: Counter[str] = Counter()

@@ -46,6 +46,7 @@ from fedsim.registry import UnknownNameError
 from fedsim.seeding import derive_seed
 
 OPTIMIZERS = ("sgd", "repopt-sgd")
+PROXY_BOX = 20 / 28  # side of the digit in the proxy images, as MNIST's 20 px box in 28 px
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,7 @@ def digits_proxy_batches(*, batch_size: int = 64, image_size: int = 28, in_chann
 
     images, labels = digits.load_base()
     pool = torch.as_tensor(digits.split_indices(seed)[0])
-    box = max(1, round(image_size * digits.DIGIT_FRACTION))
+    box = max(1, round(image_size * PROXY_BOX))
     x = F.interpolate(torch.as_tensor(images)[pool][:, None], size=(box, box), mode="bilinear",
                       align_corners=False)
     before = (image_size - box) // 2

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import torch
-from flwr.app import Message
+from flwr.app import Message, RecordDict
 
 from fedsim import records as R
 from fedsim.client.app import REPLY_WEIGHTS
@@ -40,8 +40,14 @@ def fold_reply(msg: Message, client_ids: list[int], acc: Accumulator, reply: str
     if msg.has_error():
         tally.failed["client-exception"] += len(client_ids)
         return len(client_ids)
-    metrics = msg.content.metric_records.get(R.METRICS)
-    arrays_rec = msg.content.array_records.get(R.ARRAYS)
+    return fold_content(msg.content, client_ids, acc, reply, tally)
+
+
+def fold_content(content: RecordDict, client_ids: list[int], acc: Accumulator, reply: str,
+                 tally: RoundTally) -> int:
+    """Validate a reply's content and fold it into ``acc``; returns the clients it covered."""
+    metrics = content.metric_records.get(R.METRICS)
+    arrays_rec = content.array_records.get(R.ARRAYS)
     if metrics is None or arrays_rec is None:
         tally.rejected["malformed-reply"] += len(client_ids)
         return len(client_ids)

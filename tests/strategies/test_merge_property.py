@@ -15,13 +15,13 @@ load_plugins()
 
 
 def _build(name: str) -> Strategy:
-    if name == "dp(fedavg)":
-        return wrap_dp(STRATEGIES.get("fedavg")(), clip=1.0, noise_multiplier=1.0, seed=5)
+    if name.startswith("dp("):
+        return wrap_dp(_build(name[3:-1]), clip=1.0, noise_multiplier=1.0, seed=5)
     cls = STRATEGIES.get(name)
     return cls(cls.Params())
 
 
-CASES = STRATEGIES.names() + ["dp(fedavg)"]
+CASES = STRATEGIES.names() + ["dp(fedavg)", "dp(fedadam)", "dp(ldawa)"]
 
 
 def _finalize(name, previous, server_round, groups, *, split):
@@ -44,7 +44,7 @@ def _finalize(name, previous, server_round, groups, *, split):
 
 
 @pytest.mark.parametrize("name", CASES)
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 10_000), num_clients=st.integers(1, 6), server_round=st.sampled_from([1, 2, 5]),
        data=st.data())
 def test_any_split_merges_to_the_same_result(name, seed, num_clients, server_round, data):
