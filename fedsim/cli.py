@@ -25,6 +25,7 @@ FLAGS = {
     "clients_per_round": "federation.clients_per_round", "rounds": "federation.rounds",
     "local_epochs": "federation.local_epochs", "seed": "seed", "out": "out",
     "data_dir": "task.data_dir", "ray_address": "engine.ray_address",
+    "dp_clip": "strategy.dp_clip", "dp_noise": "strategy.dp_noise",
 }
 
 
@@ -52,6 +53,8 @@ def run(
     engine: str = _opt("Execution engine: flower | cohort.", "NAME"),
     data_dir: str = _opt("Local dataset folder for the task.", "DIR"),
     ray_address: str = _opt("Attach to an existing Ray cluster (HOST:PORT).", "ADDR"),
+    dp_clip: str = _opt("Differential privacy: clip each client update to L2 norm C.", "C"),
+    dp_noise: str = _opt("Differential privacy: noise multiplier z (std z*C).", "Z"),
     out: str = _opt("Run directory (default runs/<time>-<strategy>).", "DIR"),
     resume: Path = typer.Option(None, "--resume", help="Continue the run in RUN_DIR from its last complete round.",
                                 metavar="RUN_DIR", show_default=False),
@@ -63,7 +66,8 @@ def run(
     """Run a federated SSL simulation and write results under the run directory."""
     flags = dict(strategy=strategy, clients=clients, clients_per_round=clients_per_round,
                  rounds=rounds, local_epochs=local_epochs, seed=seed, task=task, model=model,
-                 engine=engine, data_dir=data_dir, ray_address=ray_address, out=out)
+                 engine=engine, data_dir=data_dir, ray_address=ray_address, out=out,
+                 dp_clip=dp_clip, dp_noise=dp_noise)
     overrides: dict[str, Any] = {}
     try:
         for item in set_:

@@ -61,6 +61,8 @@ class StrategyConfig(_Strict):
 
     name: str = "fedavg"
     params: dict[str, Any] = Field(default_factory=dict)
+    dp_clip: float | None = Field(None, gt=0.0, description="clip each client update to this L2 norm")
+    dp_noise: float = Field(0.0, ge=0.0, description="Gaussian noise multiplier z (std z * dp_clip)")
 
     @field_validator("name")
     @classmethod
@@ -180,6 +182,18 @@ class ExperimentConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _dp_needs_decomposable(self) -> "ExperimentConfig":
+        if self.strategy.dp_clip is None:
+            if self.strategy.dp_noise > 0:
+                raise ValueError("strategy.dp_noise needs strategy.dp_clip (the clipping norm C)")
+            return self
+        load_plugins()
+        if not STRATEGIES.get(self.strategy.name).decomposable:
+            raise ValueError(f"strategy.dp_clip: differential privacy wraps decomposable strategies; "
+                             f"{self.strategy.name!r} keeps individual updates")
+        return self
+
+    @model_validator(mode="after")
     def _plugin_params(self) -> "ExperimentConfig":
         # Each plugin validates its own parameters so errors name e.g. task.params.temperature.
         load_plugins()
@@ -205,7 +219,13 @@ class ExperimentConfig(_Strict):
     def build_strategy(self) -> Any:
         """The configured :class:`fedsim.strategies.base.Strategy`."""
         cls = STRATEGIES.get(self.strategy.name)
-        return cls(cls.Params(**self.strategy.params))
+        strategy = cls(cls.Params(**self.strategy.params))
+        if self.strategy.dp_clip is not None:
+            from fedsim.strategies.dp import wrap_dp
+
+            strategy = wrap_dp(strategy, clip=self.strategy.dp_clip,
+                               noise_multiplier=self.strategy.dp_noise, seed=self.seed)
+        return strategy
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

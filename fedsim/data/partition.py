@@ -13,6 +13,7 @@ indices are looked up lazily.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from functools import lru_cache
 from typing import Any
 
@@ -82,20 +83,41 @@ def _labels_key(labels: np.ndarray) -> str:
 @lru_cache(maxsize=32)
 def shard_indices(labels_key: str, kind: str, alpha: float, classes_per_client: int,
                   shards: int, seed: int) -> tuple[np.ndarray, ...]:
-    """All shards' sorted base indices, made once per process by a flwr-datasets partitioner."""
+    """All shards' sorted base indices, made once per process by a flwr-datasets partitioner.
+
+    A very skewed Dirichlet draw (small ``alpha``, many shards) can leave shards empty: the
+    partitioner then gives up after its own retries, and the shard count is halved until
+    every shard holds at least ``MIN_SHARD_SIZE`` samples (at worst one shard, the whole set).
+    """
+    labels = _LABELS_BY_KEY[labels_key]
+    while True:
+        try:
+            return _split(labels, kind, alpha, classes_per_client, shards, seed)
+        except (PartitionError, ValueError) as err:
+            if shards == 1 or "unknown partitioning kind" in str(err):
+                raise PartitionError(f"{kind} partitioning failed: {err}") from None
+            shards = max(1, shards // 2)
+
+
+def _split(labels: np.ndarray, kind: str, alpha: float, classes_per_client: int,
+           shards: int, seed: int) -> tuple[np.ndarray, ...]:
     from datasets import Dataset
 
-    labels = _LABELS_BY_KEY[labels_key]
-    table = Dataset.from_dict({_LABEL: labels, _INDEX: np.arange(len(labels), dtype=np.int64)})
+    order = np.arange(len(labels), dtype=np.int64)
+    if kind == "iid":  # IidPartitioner cuts contiguous shards and takes no seed: shuffle first
+        order = np.random.default_rng(seed).permutation(order)
+    table = Dataset.from_dict({_LABEL: labels[order], _INDEX: order})
     partitioner = _partitioner(kind, alpha, classes_per_client, shards, seed, len(np.unique(labels)))
     partitioner.dataset = table
     out = []
-    for shard in range(shards):
-        idx = np.sort(np.asarray(partitioner.load_partition(shard)[_INDEX], dtype=np.int64))
-        if idx.size == 0:
-            raise PartitionError(f"{kind} partitioning left shard {shard} of {shards} empty")
-        idx.setflags(write=False)
-        out.append(idx)
+    with warnings.catch_warnings():  # the Dirichlet partitioner warns on every retry
+        warnings.simplefilter("ignore")
+        for shard in range(shards):
+            idx = np.sort(np.asarray(partitioner.load_partition(shard)[_INDEX], dtype=np.int64))
+            if idx.size == 0:
+                raise PartitionError(f"{kind} partitioning left shard {shard} of {shards} empty")
+            idx.setflags(write=False)
+            out.append(idx)
     return tuple(out)
 
 
@@ -112,7 +134,7 @@ def _partitioner(kind: str, alpha: float, k: int, shards: int, seed: int, num_cl
         return DirichletPartitioner(num_partitions=shards, partition_by=_LABEL, alpha=alpha,
                                     min_partition_size=MIN_SHARD_SIZE, self_balancing=True,
                                     shuffle=True, seed=seed)
-    if kind == "pathological":
+    if kind == "pathological":  # "first-deterministic" as in the paper (arXiv 2102.02079)
         return PathologicalPartitioner(num_partitions=shards, partition_by=_LABEL,
                                        num_classes_per_partition=min(k, num_classes),
                                        class_assignment_mode="first-deterministic",

@@ -35,7 +35,7 @@ from fedsim.registry import register_model
 
 CFGS = ((3, 8, 16, 1), (3, 24, 24, 2), (3, 36, 24, 1), (5, 36, 40, 2), (5, 60, 40, 1))
 WIDTH = 0.5
-SEARCH_STEPS = 40  # as repopt_vgg.SEARCH_STEPS
+SEARCH_STEPS = 30  # as repopt_vgg.SEARCH_STEPS
 
 ModuleFactory = Callable[[int, int, bool, int], nn.Module]  # (in, out, relu, index in stage)
 
@@ -206,7 +206,8 @@ def repghost(in_channels: int = 1, *, search_steps: int = SEARCH_STEPS, search_s
 
 
 @register_model("repghost_csla")
-def repghost_csla(in_channels: int = 1, *, search_steps: int = SEARCH_STEPS, search_seed: int = 0) -> nn.Module:
+def repghost_csla(in_channels: int = 1, *, search_steps: int = SEARCH_STEPS,
+                  search_seed: int = 0) -> nn.Module:
     """CSLA RepGhost 0.5× (scaled depthwise + identity, constant searched scales), 60-d features."""
     return csla_ghost(in_channels, list(searched_ghost_scales(in_channels, search_steps, search_seed)))
 

@@ -31,7 +31,7 @@ from fedsim.registry import register_model
 
 WIDTHS = (16, 32, 64)
 DEPTHS = (2, 2, 2)
-SEARCH_STEPS = 40  # Hyper-Search batches of 32 at model build (a second or two on one CPU)
+SEARCH_STEPS = 30  # Hyper-Search batches of 32 at model build (~1 epoch of the proxy pool)
 
 BlockFactory = Callable[[int, int, int, int], nn.Module]  # (in, out, stride, index in stage)
 
@@ -179,7 +179,8 @@ def init_plain_from_csla(plain: nn.Module, csla: nn.Module) -> nn.Module:
     targets = [m for m in plain.modules() if hasattr(m, "load_reparam")]
     sources = [m for m in csla.modules() if hasattr(m, "merged_kernel")]
     if len(targets) != len(sources):
-        raise ValueError(f"plain model has {len(targets)} re-parameterised modules, CSLA model {len(sources)}")
+        raise ValueError(f"plain model has {len(targets)} re-parameterised modules, "
+                         f"CSLA model {len(sources)}")
     source_state = csla.state_dict()
     with torch.no_grad():
         for name, tensor in plain.state_dict().items():

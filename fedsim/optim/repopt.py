@@ -133,7 +133,8 @@ class RepOptSGD(torch.optim.Optimizer):
                  momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0,
                  nesterov: bool = False) -> None:
         if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError(f"lr, momentum and weight_decay must be >= 0, got {lr}, {momentum}, {weight_decay}")
+            raise ValueError("lr, momentum and weight_decay must be >= 0, "
+                             f"got {lr}, {momentum}, {weight_decay}")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov))
         self.grad_mults = grad_mults
@@ -189,7 +190,10 @@ def extract_scales(model: nn.Module) -> list[BranchScales]:
     return [m.branch_scales() for m in model.modules() if hasattr(m, "branch_scales")]
 
 
-def _repeat(batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+Batch = tuple[torch.Tensor, torch.Tensor]  # images (n, c, h, w), labels (n,)
+
+
+def _repeat(batches: Iterable[Batch]) -> Iterator[Batch]:
     while True:
         empty = True
         for batch in batches:
@@ -199,7 +203,7 @@ def _repeat(batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> Iterator[tu
             return
 
 
-def hyper_search(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
+def hyper_search(model: nn.Module, batches: Iterable[Batch], *,
                  steps: int, lr: float = 0.1, num_classes: int = 10, momentum: float = 0.9,
                  weight_decay: float = 4e-5, label_smoothing: float = 0.1,
                  clip_grad: float = 5.0) -> list[BranchScales]:
@@ -210,7 +214,7 @@ def hyper_search(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.T
     official ``hs.sh`` on CIFAR-100, scaled down to ``steps`` batches (``(x, y)`` pairs,
     re-iterated if they run out). Modifies ``model`` in place.
     """
-    head = nn.Linear(model.out_dim, num_classes)
+    head = nn.utils.skip_init(nn.Linear, model.out_dim, num_classes)  # no global RNG draw
     nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
     params = [p for p in itertools.chain(model.parameters(), head.parameters()) if p.requires_grad]
@@ -226,7 +230,7 @@ def hyper_search(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.T
 
 
 def digits_proxy_batches(*, batch_size: int = 64, image_size: int = 28, in_channels: int = 1,
-                         seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                         seed: int = 0) -> Iterator[Batch]:
     """Endless labelled batches of the bundled digits' client pool (split ``seed``), upscaled.
 
     The 8×8 images are resized to a 20/28 box centred on the canvas (MNIST's layout), without

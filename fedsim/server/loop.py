@@ -218,7 +218,7 @@ class RoundLoop:
                                "skipped": not ok, "train_loss": tally.mean_loss,
                                "train_seconds": train_seconds,
                                "updates_per_s": tally.ok / train_seconds}
-        row.update(getattr(self.strategy, "round_info", dict)())
+        row.update(self.strategy.last_round_info())
         if rnd % self.exp.evaluation.every == 0 or rnd == fed.rounds:
             t1 = time.perf_counter()
             row.update(self.evaluate())

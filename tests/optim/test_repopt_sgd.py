@@ -124,6 +124,25 @@ def test_vgg_block_step_equivalence(in_ch: int, out_ch: int, stride: int, weight
     assert_states_close(plain, init_plain_from_csla(PlainVGGBlock(in_ch, out_ch, stride), csla))
 
 
+@pytest.mark.parametrize(("identity_trainable", "plus_one"), [
+    (True, True),  # the official CSLA block: scale_identity stays trainable -> +1 on the diagonal
+    (False, False),  # a constant identity branch contributes no gradient -> no +1
+])
+def test_identity_term_comes_from_the_trainable_identity_weight(identity_trainable: bool,
+                                                                 plus_one: bool) -> None:
+    gen = torch.Generator().manual_seed(4)
+    torch.manual_seed(4)
+    csla = CSLAVGGBlock(4, 4, 1, scales=random_scales(4, gen, one_by_one=True, identity=True))
+    csla.scale_identity.requires_grad_(identity_trainable)
+    plain = init_plain_from_csla(PlainVGGBlock(4, 4, 1), csla)
+    x, target = torch.randn(8, 4, 6, 6, generator=gen), torch.randn(8, 4, 6, 6, generator=gen)
+    mask = grad_mult_mask(plain.conv.weight.shape, plain.scale_conv, plain.scale_1x1, identity=plus_one)
+    train_steps(csla, torch.optim.SGD([p for p in csla.parameters() if p.requires_grad], lr=0.1),
+                x, target, 1)
+    train_steps(plain, RepOptSGD(plain.parameters(), {plain.conv.weight: mask}, lr=0.1), x, target, 1)
+    torch.testing.assert_close(plain.conv.weight, csla.merged_kernel(), atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize(("relu", "weight_decay"), [(True, 0.0), (False, 0.05)])
 def test_ghost_module_step_equivalence(relu: bool, weight_decay: float) -> None:
     # Prepare
