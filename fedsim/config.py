@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fedsim.optim.repopt import REPOPT_MODELS
 from fedsim.registry import STRATEGIES, TASKS, MODELS, UnknownNameError, load_plugins
 
 
@@ -80,6 +81,8 @@ class FederationConfig(_Strict):
     local_epochs: int = Field(1, ge=1)
     batch_size: int = Field(32, ge=2)
     lr: float = Field(0.05, gt=0.0)
+    optimizer: Literal["sgd", "repopt-sgd"] = Field(
+        "sgd", description="client optimiser; repopt-sgd needs a RepOpt backbone (repopt_vgg, repghost)")
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
     round_timeout: float | None = Field(None, gt=0.0)
@@ -191,6 +194,21 @@ class ExperimentConfig(_Strict):
         if not STRATEGIES.get(self.strategy.name).decomposable:
             raise ValueError(f"strategy.dp_clip: differential privacy wraps decomposable strategies; "
                              f"{self.strategy.name!r} keeps individual updates")
+        return self
+
+    @model_validator(mode="after")
+    def _client_side_defaults(self) -> "ExperimentConfig":
+        # FedRepOpt-style strategies bring their client optimiser and backbone unless the
+        # user chose them explicitly.
+        load_plugins()
+        cls = STRATEGIES.get(self.strategy.name)
+        if cls.client_optimizer is not None and "optimizer" not in self.federation.model_fields_set:
+            self.federation.optimizer = cls.client_optimizer
+        if cls.default_model is not None and "name" not in self.model.model_fields_set:
+            self.model.name = cls.default_model
+        if self.federation.optimizer == "repopt-sgd" and self.model.name not in REPOPT_MODELS:
+            raise ValueError(f"federation.optimizer 'repopt-sgd' needs a RepOpt backbone; "
+                             f"model.name is {self.model.name!r}, choose one of: {', '.join(REPOPT_MODELS)}")
         return self
 
     @model_validator(mode="after")

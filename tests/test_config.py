@@ -82,3 +82,26 @@ def test_parse_override(text, key, value):
 def test_override_without_equals_is_an_error():
     with pytest.raises(ConfigError, match="expected key.path=value"):
         parse_override("federation.lr")
+
+
+def test_fedrepopt_brings_its_client_optimizer_and_backbone():
+    exp = load_config(None, {"strategy.name": "fedrepopt"})
+
+    assert (exp.federation.optimizer, exp.model.name) == ("repopt-sgd", "repopt_vgg")
+
+
+def test_client_optimizer_is_chosen_independently_of_the_server_rule():
+    plain = load_config(None, {"strategy.name": "fedrepopt", "federation.optimizer": "sgd"})
+    ghost = load_config(None, {"strategy.name": "fedavg", "model.name": "repghost",
+                               "federation.optimizer": "repopt-sgd"})
+
+    assert (plain.federation.optimizer, plain.model.name) == ("sgd", "repopt_vgg")
+    assert (ghost.strategy.name, ghost.federation.optimizer) == ("fedavg", "repopt-sgd")
+
+
+def test_repopt_sgd_on_a_model_without_masks_is_a_one_line_error():
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"strategy.name": "fedrepopt", "model.name": "resnet_small"})
+
+    assert str(info.value) == ("federation.optimizer 'repopt-sgd' needs a RepOpt backbone; model.name is "
+                               "'resnet_small', choose one of: repopt_vgg, repghost")

@@ -74,7 +74,7 @@ class Resident:
             self.task, self.model, global_arrays, client_id=client_id, server_round=server_round,
             seed=self.exp.seed, local_epochs=fed.local_epochs, batch_size=fed.batch_size,
             lr=fed.lr, momentum=fed.momentum, weight_decay=fed.weight_decay,
-            proximal_mu=self.strategy.proximal_mu(), load_keys=load_keys)
+            proximal_mu=self.strategy.proximal_mu(), load_keys=load_keys, optimizer=fed.optimizer)
         if own_keys:
             assert store is not None
             store.put(client_id, server_round, {k: update.arrays[k] for k in own_keys})

@@ -13,6 +13,7 @@ import math
 import torch
 from torch import nn
 
+from fedsim.optim import build_optimizer
 from fedsim.seeding import torch_generator
 from fedsim.strategies.base import Arrays, ClientUpdate
 from fedsim.tasks.base import Task
@@ -59,18 +60,22 @@ class PlainSGD:
 def train_client(task: Task, model: nn.Module, global_arrays: Arrays, *, client_id: int,
                  server_round: int, seed: int, local_epochs: int, batch_size: int, lr: float,
                  momentum: float = 0.0, weight_decay: float = 0.0, proximal_mu: float = 0.0,
-                 load_keys: list[str] | None = None) -> ClientUpdate:
+                 load_keys: list[str] | None = None, optimizer: str = "sgd") -> ClientUpdate:
     """Train ``model`` (resident, reused across clients) as client ``client_id``.
 
     Returns the client's weights (references into ``model``'s state: fold or serialise them
     before the next client trains), its number of examples and mean training loss.
+    ``optimizer`` is ``"sgd"`` or ``"repopt-sgd"`` (gradient masks read from the model's
+    scale buffers, which arrive with the global weights: :mod:`fedsim.optim.repopt`).
     """
     state = model.state_dict()  # once per client: the same tensors are loaded and returned
     load_global(model, global_arrays, load_keys, state=state)
     data = task.client_data(client_id)
     gen = torch_generator(seed, server_round, client_id)
-    opt = (PlainSGD(model, lr) if momentum == 0 and weight_decay == 0 else
-           torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay))
+    if optimizer == "sgd" and momentum == 0 and weight_decay == 0:
+        opt: PlainSGD | torch.optim.Optimizer = PlainSGD(model, lr)
+    else:
+        opt = build_optimizer(optimizer, model, lr=lr, momentum=momentum, weight_decay=weight_decay)
     anchor = ([p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else None)
     model.train()
     n = len(data)

@@ -7,6 +7,7 @@ flow of their scales.
 
 from fedsim.optim.repopt import (
     OPTIMIZERS,
+    REPOPT_MODELS,
     BranchScales,
     RepOptSGD,
     build_optimizer,
@@ -17,5 +18,5 @@ from fedsim.optim.repopt import (
     search_scales,
 )
 
-__all__ = ["OPTIMIZERS", "BranchScales", "RepOptSGD", "build_optimizer", "extract_scales",
+__all__ = ["OPTIMIZERS", "REPOPT_MODELS", "BranchScales", "RepOptSGD", "build_optimizer", "extract_scales",
            "grad_mult_mask", "grad_mults", "hyper_search", "search_scales"]

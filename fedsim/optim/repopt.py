@@ -46,6 +46,7 @@ from fedsim.registry import UnknownNameError
 from fedsim.seeding import derive_seed
 
 OPTIMIZERS = ("sgd", "repopt-sgd")
+REPOPT_MODELS = ("repopt_vgg", "repghost")  # registered plain backbones with gradient masks
 PROXY_BOX = 20 / 28  # side of the digit in the proxy images, as MNIST's 20 px box in 28 px
 
 
@@ -180,7 +181,7 @@ def build_optimizer(name: str, model: nn.Module, *, lr: float, momentum: float =
         mults = grad_mults if grad_mults is not None else _model_grad_mults(model)
         if not mults:
             raise ValueError("optimizer 'repopt-sgd' needs a model with RepOpt blocks "
-                             "(backbone repopt_vgg or repghost); use 'sgd' for other models")
+                             f"(backbone {' or '.join(REPOPT_MODELS)}); use 'sgd' for other models")
         return RepOptSGD(model.parameters(), mults, lr=lr, momentum=momentum, weight_decay=weight_decay)
     raise UnknownNameError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
 
@@ -258,6 +259,8 @@ def search_scales(build_hs_model: Callable[[], nn.Module], *, steps: int, seed: 
     """Build the Hyper-Search model from ``seed`` and search for ``steps`` proxy batches.
 
     Leaves global RNG state untouched; ``steps=0`` returns the initial (untrained) scales.
+    Runs on one intra-op thread (restored afterwards): for these small convolutions a
+    second thread gains little and, on a busy machine, made a search 10–20× slower here.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, 0x4853, 1))
@@ -266,4 +269,9 @@ def search_scales(build_hs_model: Callable[[], nn.Module], *, steps: int, seed: 
         return extract_scales(model)
     batches = digits_proxy_batches(batch_size=batch_size, image_size=image_size,
                                    in_channels=in_channels, seed=seed)
-    return hyper_search(model, batches, steps=steps, lr=lr)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small convs: one thread is as fast, and immune to busy cores
+    try:
+        return hyper_search(model, batches, steps=steps, lr=lr)
+    finally:
+        torch.set_num_threads(threads)

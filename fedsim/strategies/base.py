@@ -102,6 +102,11 @@ class Strategy(ABC):
 
     Params: ClassVar[type[StrategyParams]] = StrategyParams
     decomposable: ClassVar[bool] = True
+    # A strategy defined by its client side (FedRepOpt) names the client optimiser and the
+    # backbone it needs; the config uses them unless ``federation.optimizer``/``model.name``
+    # are given explicitly (the client optimiser stays selectable independently).
+    client_optimizer: ClassVar[str | None] = None
+    default_model: ClassVar[str | None] = None
 
     def __init__(self, params: StrategyParams | None = None) -> None:
         self.params = params if params is not None else self.Params()

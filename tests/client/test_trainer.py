@@ -5,6 +5,7 @@ import torch
 
 from fedsim.client import trainer
 from fedsim.config import load_config
+from fedsim.optim import grad_mults
 
 
 def _setup(model_name):
@@ -47,3 +48,31 @@ def test_momentum_and_weight_decay_use_torch_sgd():
     _, decayed, _ = _train(task, start, momentum=0.9, weight_decay=1e-2)
 
     assert any(not torch.equal(plain[k], decayed[k]) for k in plain)
+
+
+def test_repopt_sgd_step_is_sgd_with_gradient_masks():
+    # Prepare: one batch, one step, so the step is lr * mask * grad at the start weights
+    exp = load_config(None, {"task.name": "synthetic", "model.name": "repopt_vgg",
+                             "task.params": {"samples": 8}, "federation.batch_size": 8})
+    task = exp.build_task()
+    model = task.build_model()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    ref = task.build_model()
+    ref.load_state_dict(start)
+    data = task.client_data(3)
+    gen = trainer.torch_generator(0, 2, 3)
+    torch.randperm(len(data), generator=gen)  # the trainer's batch order draw
+    ref.train()
+    task.loss(ref, data.x, data.y, gen).backward()
+    masks = grad_mults(ref)  # parameter -> multiplier, from the model's scale buffers
+    assert len(masks) == 6 and all(not torch.all(mask == 1) for mask in masks.values())
+
+    # Execute
+    update = trainer.train_client(task, model, start, client_id=3, server_round=2, seed=0,
+                                  local_epochs=1, batch_size=8, lr=0.1, optimizer="repopt-sgd")
+
+    # Assert: masked kernels moved by lr * M * g, every other parameter by lr * g
+    for name, p in ref.named_parameters():
+        mask = masks.get(p, 1.0)
+        expected = start[name] - 0.1 * mask * p.grad
+        torch.testing.assert_close(update.arrays[name], expected, rtol=1e-5, atol=1e-6)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from fedsim.models.repghost import CSLAGhostModule, csla_ghost, plain_ghost
+from fedsim.models.repghost import csla_ghost, plain_ghost
 from fedsim.models.repopt_vgg import (CSLAVGGBlock, csla_vgg, init_plain_from_csla, plain_vgg,
                                       repopt_vgg, repvgg_csla)
 from fedsim.optim import BranchScales, extract_scales, grad_mults, hyper_search, search_scales
@@ -71,15 +71,15 @@ def test_csla_scales_constant_and_hyper_search_scales_trainable() -> None:
 def test_hyper_search_moves_scales_and_returns_one_per_block() -> None:
     # Prepare
     torch.manual_seed(0)
-    model = csla_ghost(trainable_scales=True)
+    model = csla_vgg(trainable_scales=True)
     before = extract_scales(model)
     gen = torch.Generator().manual_seed(3)
-    batches = [(torch.randn(8, 1, 16, 16, generator=gen), torch.randint(10, (8,), generator=gen))
+    batches = [(torch.randn(4, 1, 8, 8, generator=gen), torch.randint(10, (4,), generator=gen))
                for _ in range(2)]
     # Execute
     after = hyper_search(model, batches, steps=3, lr=0.5)
     # Assert
-    assert len(after) == len(before) == sum(isinstance(m, CSLAGhostModule) for m in model.modules())
+    assert len(after) == len(before) == sum(isinstance(m, CSLAVGGBlock) for m in model.modules())
     assert any(not torch.equal(a.conv, b.conv) for a, b in zip(after, before))
 
 
