@@ -60,6 +60,7 @@ def run(
                                 metavar="RUN_DIR", show_default=False),
     set_: list[str] = typer.Option([], "--set", help="Override any key: --set federation.lr=0.01",
                                    metavar="KEY=VALUE"),
+    check: bool = typer.Option(False, "--check", help="Validate the configuration, print it resolved, and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     verbose: bool = typer.Option(False, "--verbose", help="Flower/Ray logs and tracebacks."),
 ) -> None:
@@ -85,6 +86,9 @@ def run(
         exp = load_config(config, overrides)
     except ConfigError as e:
         fail(str(e))
+    if check:
+        typer.echo(exp.to_yaml(), nl=False)
+        return
     run_dir = Path(exp.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{exp.strategy.name}")
     if resume is None and (run_dir / "rounds.jsonl").exists():
         fail(f"out: {run_dir} already holds a run; choose another --out, or --resume {run_dir}")
