@@ -146,7 +146,7 @@ class EvaluationConfig(_Strict):
 class EngineConfig(_Strict):
     """How a round's training is executed."""
 
-    name: Literal["flower", "cohort"] = "flower"
+    name: Literal["flower", "cohort"] = "cohort"
     workers: int | None = Field(None, ge=1)
     num_cpus_per_client: float = Field(1.0, gt=0.0)
     ray_address: str | None = None

@@ -82,7 +82,7 @@ class AugmentRanges:
 
 def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0,
             ranges: AugmentRanges = AugmentRanges()) -> torch.Tensor:
-    """One random view of every image of ``x`` ``(n, 1, h, w)``, parameters drawn per sample.
+    """One random view of every square image of ``x`` ``(n, 1, s, s)``, parameters drawn per sample.
 
     Random rotation, shear, scale, aspect, shift, a smooth elastic field, thicker or thinner
     strokes (a blend towards a 3×3 dilation or erosion) and ink; ranges in
@@ -93,6 +93,8 @@ def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0,
     forking to be reproducible, while this draws every parameter from ``generator`` at once.
     """
     n, _, h, w = x.shape
+    if h != w:  # the warp resamples onto a square canvas (the task renders square images)
+        raise ValueError(f"augment needs square images, got {h}x{w}")
     r = ranges
 
     def uniform(half_width: float) -> torch.Tensor:

@@ -1,0 +1,251 @@
+"""The image task: parameters, per-client data, augmentations and both objectives."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fedsim.models  # noqa: F401  (registers the backbones)
+from fedsim.config import PartitionConfig
+from fedsim.data.digits import split_indices
+from fedsim.losses import NTXentLoss
+from fedsim.tasks.base import TaskContext
+from fedsim.tasks.image import ImageParams, ImageTask, augment
+
+pytestmark = pytest.mark.timeout(60)
+
+SMALL = {"image_size": 12, "min_samples": 16, "max_samples": 24}
+
+
+def _task(*, seed: int = 0, num_clients: int = 20, data_dir: str | None = None,
+          partitioning: PartitionConfig | None = None, **params) -> ImageTask:
+    context = TaskContext(num_clients=num_clients, seed=seed,
+                          partitioning=partitioning or PartitionConfig(kind="dirichlet", alpha=0.5),
+                          backbone="resnet_small", data_dir=data_dir)
+    return ImageTask(context, ImageParams(**{**SMALL, **params}))
+
+
+def _images(n: int = 6, size: int = 12, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 1, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+# ---------------------------------------------------------------- parameters
+
+def test_min_samples_above_max_samples_is_a_value_error():
+    # Execute / Assert
+    with pytest.raises(ValueError, match=r"min_samples \(65\) is more than max_samples \(64\)"):
+        ImageParams(min_samples=65, max_samples=64)
+
+
+@pytest.mark.parametrize("params", [
+    {"image_size": 8},  # case: below the 12 px minimum
+    {"temperature": 0.0},  # case: τ must be positive
+    {"objective": "byol"},  # case: not an implemented objective
+    {"colour": True},  # case: unknown keys are errors
+])
+def test_invalid_params_are_rejected(params):
+    # Execute / Assert
+    with pytest.raises(ValueError):
+        ImageParams(**params)
+
+
+def test_data_dir_is_refused_with_a_clear_message():
+    # Execute / Assert
+    with pytest.raises(ValueError, match="data_dir is not supported"):
+        _task(data_dir="/tmp/digits")
+
+
+# ---------------------------------------------------------------- client data
+
+def test_client_data_is_a_pure_function_of_seed_and_client_id():
+    # Prepare
+    a, b = _task(), _task()
+    # Execute
+    first, again, other = a.client_data(7), b.client_data(7), a.client_data(8)
+    reseeded = _task(seed=1).client_data(7)
+    # Assert
+    assert first.x.shape == (len(first), 1, 12, 12) and first.y is None  # simclr: no labels
+    assert torch.equal(first.x, again.x)
+    assert first.x.shape != other.x.shape or not torch.equal(first.x, other.x)
+    assert first.x.shape != reseeded.x.shape or not torch.equal(first.x, reseeded.x)
+
+
+def test_every_sampled_client_of_a_thousand_has_min_to_max_samples():
+    # Prepare
+    task = _task(num_clients=1000, min_samples=32, max_samples=40)
+    # Execute
+    sizes = [len(task.client_data(c)) for c in (0, 1, 50, 499, 998, 999)]
+    # Assert: never fewer than a batch of 32, even on shards of ~24 base images
+    assert all(32 <= n <= 40 for n in sizes), sizes
+
+
+def test_client_outside_the_population_is_an_error():
+    # Execute / Assert
+    with pytest.raises(ValueError, match="outside 0..3"):
+        _task(num_clients=4).client_data(4)
+
+
+def test_supervised_client_data_carries_labels():
+    # Execute
+    data = _task(objective="supervised").client_data(3)
+    # Assert
+    assert data.y is not None and data.y.shape == (len(data),) and data.y.dtype == torch.int64
+    assert 0 <= int(data.y.min()) and int(data.y.max()) <= 9
+
+
+def test_eval_data_is_the_held_out_split_and_is_built_once():
+    # Prepare
+    task = _task()
+    _, bank, query = split_indices(0)
+    # Execute
+    data = task.eval_data()
+    # Assert
+    assert data is task.eval_data()
+    assert data.bank_x.shape == (len(bank), 1, 12, 12) and data.query_y.shape == (len(query),)
+    assert set(data.bank_y.tolist()) == set(range(10))
+    assert torch.equal(data.query_x, _task().eval_data().query_x)
+
+
+# ---------------------------------------------------------------- augment
+
+def test_augment_is_deterministic_given_the_generator_seed_and_keeps_shape():
+    # Prepare
+    x = _images()
+    # Execute
+    one = augment(x, torch.Generator().manual_seed(3))
+    two = augment(x, torch.Generator().manual_seed(3))
+    # Assert
+    assert one.shape == x.shape and one.dtype == x.dtype
+    assert torch.equal(one, two)
+    assert 0.0 <= float(one.min()) and float(one.max()) <= 1.0  # bilinear warp, blend, ink <= 1
+
+
+@pytest.mark.parametrize("n, h, w", [
+    (1, 12, 12),  # case: a single image
+    (5, 16, 16),  # case: the batch of a client
+])
+def test_augment_keeps_the_shape(n, h, w):
+    # Prepare
+    x = torch.rand(n, 1, h, w, generator=torch.Generator().manual_seed(0))
+    # Execute
+    out = augment(x, torch.Generator().manual_seed(1))
+    # Assert
+    assert out.shape == (n, 1, h, w)
+    assert torch.isfinite(out).all()
+
+
+def test_augment_refuses_non_square_images():
+    with pytest.raises(ValueError, match="square images, got 12x16"):
+        augment(torch.rand(3, 1, 12, 16), torch.Generator().manual_seed(1))
+
+
+def test_two_draws_give_two_different_views():
+    # Prepare
+    x, gen = _images(), torch.Generator().manual_seed(3)
+    # Execute
+    first, second = augment(x, gen), augment(x, gen)
+    # Assert: every sample differs between the views and from the input
+    assert all(not torch.allclose(a, b) for a, b in zip(first, second))
+    assert not torch.allclose(first, x)
+
+
+def test_augment_leaves_the_global_rng_alone():
+    # Prepare
+    before = torch.get_rng_state()
+    # Execute
+    augment(_images(), torch.Generator().manual_seed(0))
+    # Assert
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_zero_strength_only_scales_the_ink():
+    # Prepare
+    x = _images(4)
+    # Execute
+    out = augment(x, torch.Generator().manual_seed(1), strength=0.0)
+    # Assert: no geometry, no thickness -- each image is x times one factor in [0.6, 1]
+    factor = (out * x).flatten(1).sum(1) / (x * x).flatten(1).sum(1)
+    torch.testing.assert_close(out, x * factor.view(-1, 1, 1, 1), atol=1e-5, rtol=1e-5)
+    assert ((0.6 <= factor) & (factor <= 1.0)).all()
+
+
+# ---------------------------------------------------------------- model and losses
+
+@pytest.mark.parametrize("objective, out_dim", [("simclr", 16), ("supervised", 10)])
+def test_model_head_and_init_depend_on_objective_and_seed_only(objective, out_dim):
+    # Prepare
+    before = torch.get_rng_state()
+    # Execute
+    model = _task(objective=objective, projection_dim=16).build_model()
+    again = _task(objective=objective, projection_dim=16).build_model()
+    # Assert
+    assert torch.equal(torch.get_rng_state(), before)
+    for (name, p), q in zip(model.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(p, q), name
+    assert model(_images(3)).shape == (3, out_dim)
+
+
+def test_simclr_loss_is_ntxent_of_two_augmented_views():
+    # Prepare
+    task = _task(temperature=0.3, projection_dim=16)
+    model = task.build_model().eval()
+    x = task.client_data(0).x[:8]
+    gen = torch.Generator().manual_seed(5)
+    # Execute
+    loss = task.loss(model, x, None, torch.Generator().manual_seed(5))
+    # Assert: two views drawn one after the other from the same generator
+    v1, v2 = augment(x, gen), augment(x, gen)
+    with torch.no_grad():
+        expected = NTXentLoss(0.3)(model(v1), model(v2))
+    assert loss.dim() == 0 and loss.requires_grad
+    torch.testing.assert_close(loss.detach(), expected)
+
+
+def test_simclr_loss_backpropagates_into_the_backbone():
+    # Prepare
+    task = _task()
+    model = task.build_model()
+    x = task.client_data(0).x[:8]
+    # Execute
+    task.loss(model, x, None, torch.Generator().manual_seed(0)).backward()
+    # Assert
+    grads = [p.grad for p in model.backbone.parameters() if p.grad is not None]
+    assert grads and any(float(g.abs().sum()) > 0 for g in grads)
+
+
+def test_supervised_loss_is_label_smoothed_cross_entropy_of_one_view():
+    # Prepare
+    task = _task(objective="supervised", label_smoothing=0.2)
+    model = task.build_model().eval()
+    data = task.client_data(1)
+    # Execute
+    loss = task.loss(model, data.x, data.y, torch.Generator().manual_seed(2))
+    # Assert
+    view = augment(data.x, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = F.cross_entropy(model(view), data.y, label_smoothing=0.2)
+    torch.testing.assert_close(loss.detach(), expected)
+
+
+def test_supervised_loss_needs_labels():
+    # Prepare
+    task = _task(objective="supervised")
+    model = task.build_model()
+    # Execute / Assert
+    with pytest.raises(ValueError, match="needs labels"):
+        task.loss(model, _images(4), None, torch.Generator().manual_seed(0))
+
+
+def test_features_are_the_backbone_output():
+    # Prepare
+    task = _task()
+    model = task.build_model().eval()
+    x = _images(3)
+    # Execute
+    with torch.no_grad():
+        feats = task.features(model, x)
+    # Assert
+    assert feats.shape == (3, model.backbone.out_dim)
+    with torch.no_grad():
+        torch.testing.assert_close(feats, model.backbone(x))
