@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 demo: $(STAMP)
-	$(BIN)/fedsim run --config simulations/quickstart.yaml --out runs/demo-$$(date +%Y%m%d-%H%M%S)
+	$(BIN)/fedsim run --strategy ldawa --clients 1000 --config simulations/quickstart.yaml --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
