@@ -17,5 +17,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# Benchmarks are not tests: about 40 min on 2 cores; run them on a quiet machine.
+bench: $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[bench]"
+	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/memory.py
+
 clean:
 	rm -rf runs .pytest_cache

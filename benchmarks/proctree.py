@@ -61,6 +61,7 @@ class TreeSample:
 
     peak_rss_mb: float = 0.0
     peak_pss_mb: float | None = None
+    peak_root_rss_mb: float = 0.0  # the top process alone (fedsim/Flower: the driver and ServerApp)
     peak_processes: int = 0
     names_at_peak: dict[str, int] = field(default_factory=dict)
     seen: dict[int, float] = field(default_factory=dict)  # pid -> create time
@@ -73,8 +74,11 @@ class TreeSample:
         procs = _tree(root)
         for proc in procs:
             try:
-                rss += proc.memory_info().rss
+                proc_rss = proc.memory_info().rss
+                rss += proc_rss
                 names[_short_name(proc)] += 1
+                if proc is root:
+                    self.peak_root_rss_mb = max(self.peak_root_rss_mb, proc_rss / MB)
             except psutil.Error:
                 continue
             self.seen.setdefault(proc.pid, proc.create_time())
@@ -138,6 +142,7 @@ def run_measured(cmd: list[str], *, interval: float = 0.2, timeout: float | None
     return {"returncode": rc, "timed_out": timed_out, "launched_at": launched, "wall_s": wall,
             "peak_rss_mb": round(mem.peak_rss_mb, 1),
             "peak_pss_mb": None if mem.peak_pss_mb is None else round(mem.peak_pss_mb, 1),
+            "peak_root_rss_mb": round(mem.peak_root_rss_mb, 1),
             "peak_processes": mem.peak_processes, "processes_at_peak_rss": mem.names_at_peak}
 
 

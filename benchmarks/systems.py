@@ -73,8 +73,9 @@ class ImageWorkload:
 
     name = "image"
 
-    def __init__(self, image_size: int = IMAGE_DEFAULT_SIZE) -> None:
+    def __init__(self, image_size: int = IMAGE_DEFAULT_SIZE, clients: int = 1000) -> None:
         self.image_size = image_size
+        self.clients = clients  # a client's data depends on the population size (its shard)
         self._task: Any = None
 
     def task_params(self) -> dict[str, Any]:
@@ -88,7 +89,8 @@ class ImageWorkload:
         if self._task is None:  # built once per process, as any real ClientApp would cache its data
             from fedsim.config import load_config
 
-            self._task = load_config(None, {**self.fedsim_overrides(), "federation.clients": 100_000}).build_task()
+            self._task = load_config(None, {**self.fedsim_overrides(), "federation.clients": self.clients,
+                                            "federation.clients_per_round": self.clients}).build_task()
         return self._task
 
     def make_model(self) -> nn.Module:
@@ -111,11 +113,12 @@ class ImageWorkload:
         return self.task.loss(model, x, None, torch.Generator().manual_seed(int(uid[0])))
 
 
-def make_workload(name: str, image_size: int = IMAGE_DEFAULT_SIZE) -> MLPWorkload | ImageWorkload:
+def make_workload(name: str, image_size: int = IMAGE_DEFAULT_SIZE, clients: int = 1000) -> MLPWorkload | ImageWorkload:
+    """The workload ``name``; ``clients`` is the registered population (the image data depend on it)."""
     if name == "mlp":
         return MLPWorkload()
     if name == "image":
-        return ImageWorkload(image_size)
+        return ImageWorkload(image_size, clients)
     raise SystemExit(f"unknown workload {name!r}; choose mlp or image")
 
 
@@ -142,7 +145,7 @@ def run_raw(w: Any, clients: int, rounds: int) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- vanilla Flower
-_WORKLOADS: dict[tuple[str, int], Any] = {}  # per Ray worker process, like any ClientApp's data cache
+_WORKLOADS: dict[tuple[str, int, int], Any] = {}  # per Ray worker process, like any ClientApp's data cache
 
 
 def flower_train(msg: Any, context: Any) -> Any:
@@ -155,7 +158,7 @@ def flower_train(msg: Any, context: Any) -> Any:
 
     torch.set_num_threads(1)
     cfg = msg.content["config"]
-    key = (str(cfg["workload"]), int(cfg["image-size"]))
+    key = (str(cfg["workload"]), int(cfg["image-size"]), int(cfg["clients"]))
     wl = _WORKLOADS.get(key) or _WORKLOADS.setdefault(key, make_workload(*key))
     model = wl.make_model()
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
@@ -195,7 +198,8 @@ def run_flower(w: Any, clients: int, rounds: int, image_size: int) -> dict[str, 
         stamps.append(time.perf_counter())
         strategy.start(grid=grid, initial_arrays=ArrayRecord(w.make_model().state_dict()),
                        num_rounds=rounds,
-                       train_config=ConfigRecord({"workload": w.name, "image-size": image_size}))
+                       train_config=ConfigRecord({"workload": w.name, "image-size": image_size,
+                                                  "clients": clients}))
 
     run_simulation(server_app=server_app, client_app=client_app, num_supernodes=clients,
                    backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
@@ -288,9 +292,14 @@ def run_fedsim(w: Any, engine: str, clients: int, rounds: int, workers: int) -> 
         summary = simulate(exp, os.path.join(tmp, "run"), quiet=True)
         with open(os.path.join(tmp, "run", "rounds.jsonl")) as fh:
             rows = [json.loads(line) for line in fh if line.strip()][1:]  # line 0 is the initial eval
+    # A round's seconds run from its start to its end (sampling, training, aggregation, the
+    # round's line and checkpoint) less the server-side evaluation, which the other systems
+    # do not do: the same span as their time between consecutive round ends.
     return {"first_round_start_at": marks["run_start"] + summary["first_round_start_seconds"],
-            "round_seconds": [r["train_seconds"] for r in rows],
+            "round_seconds": [r["round_seconds"] - r.get("eval_seconds", 0.0) for r in rows],
             "round_clients": [r["clients_ok"] for r in rows],
+            "round_train_seconds": [r["train_seconds"] for r in rows],
+            "round_eval_seconds": [r.get("eval_seconds", 0.0) for r in rows],
             "round_wall_seconds": [r["round_seconds"] for r in rows],
             "summary_first_round_start_seconds": summary["first_round_start_seconds"],
             "summary_updates_per_s": summary["updates_per_s"]}
@@ -306,7 +315,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--result", required=True)
     a = ap.parse_args()
-    w = make_workload(a.workload, a.image_size)
+    w = make_workload(a.workload, a.image_size, a.clients)
     if a.system == "raw":
         out = run_raw(w, a.clients, a.rounds)
     elif a.system == "flower":

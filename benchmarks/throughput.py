@@ -10,13 +10,18 @@ whole process tree's peak memory is measured (``proctree.py`` says what is count
 For every workload and number of clients per round it reports, per system:
 
 * steady-state client-updates/s: client updates of the rounds after the first divided by
-  their training seconds (fedsim: ``train_seconds`` / ``clients_ok`` of rounds ≥ 2 in
-  ``rounds.jsonl``; the others: time between consecutive round ends);
+  their seconds, a round's seconds being the time from the end of the previous round to
+  the end of this one (fedsim: ``round_seconds − eval_seconds`` of rounds ≥ 2 in
+  ``rounds.jsonl``, i.e. training, aggregation, the round's line and checkpoint but not the
+  server-side evaluation the other systems do not do; ``train_seconds`` alone is kept as
+  ``steady_train_updates_per_s``);
 * ratios to vanilla Flower, to pfl-research and to the machine's limit, defined as the raw
   one-thread loop × usable cores;
-* peak RSS and PSS of the process tree, the latency from the command to the start of the
-  first round, and the end-to-end wall time of a 5-round run including start-up
-  (estimated as measured wall + (5 − R) × mean steady round when a slow system ran R < 5).
+* peak RSS and PSS of the process tree; the latency from the command to the start of the
+  first round (the server sends it) and to its end (which includes the cold start of Ray's
+  worker processes, since they are started lazily on the first round's messages); and the
+  end-to-end wall time of a 5-round run including start-up and shut-down (estimated as
+  measured wall + (5 − R) × mean steady round when a system ran R < 5 rounds).
 
 Writes ``benchmarks/results/throughput.json`` and ``throughput.png``. Numbers are only
 comparable within one run on a quiet machine: run nothing else meanwhile.
@@ -72,8 +77,8 @@ def run_one(system: str, workload: str, clients: int, args: argparse.Namespace, 
     with open(result) as fh:
         child = json.load(fh)
     row.update(derive(child, measured))
-    print(f" {row['steady_updates_per_s']:9.1f} updates/s, first round at {row['first_round_start_s']:.1f} s, "
-          f"peak RSS {row['peak_rss_mb']:.0f} MB")
+    print(f" {row['steady_updates_per_s']:9.1f} updates/s, first round {row['first_round_start_s']:.1f}"
+          f"–{row['first_round_end_s']:.1f} s, wall {row['e2e_wall_s']:.1f} s, peak RSS {row['peak_rss_mb']:.0f} MB")
     return row
 
 
@@ -86,8 +91,12 @@ def derive(child: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]:
         "steady_updates_per_s": steady_n / steady_s if steady_s > 0 else None,
         "first_round_updates_per_s": done[0] / secs[0] if secs and secs[0] > 0 else None,
         "first_round_start_s": child["first_round_start_at"] - measured["launched_at"],
+        "first_round_end_s": child["first_round_start_at"] - measured["launched_at"] + secs[0],
         "e2e_wall_s": measured["wall_s"],
     }
+    if "round_train_seconds" in child:  # fedsim: training alone, as its own summary reports it
+        train_s = sum(child["round_train_seconds"][1:])
+        out["steady_train_updates_per_s"] = steady_n / train_s if train_s > 0 else None
     rounds = len(secs)
     if rounds == E2E_ROUNDS:
         out["e2e_5_rounds_s"], out["e2e_5_rounds_estimated"] = measured["wall_s"], False
@@ -95,7 +104,8 @@ def derive(child: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]:
         mean_round = steady_s / (rounds - 1)
         out["e2e_5_rounds_s"] = measured["wall_s"] + (E2E_ROUNDS - rounds) * mean_round
         out["e2e_5_rounds_estimated"] = True
-    for key in ("summary_first_round_start_seconds", "workers", "round_wall_seconds"):
+    for key in ("summary_first_round_start_seconds", "summary_updates_per_s", "workers",
+                "round_wall_seconds", "round_train_seconds", "round_eval_seconds"):
         if key in child:
             out[key] = child[key]
     return out
@@ -129,11 +139,12 @@ def machine_info(cores: int) -> dict[str, Any]:
 
 def print_table(groups: list[dict[str, Any]]) -> None:
     head = (f"{'workload':8s} {'clients':>7s} {'system':14s} {'upd/s':>9s} {'×flower':>8s} {'×pfl':>6s} "
-            f"{'×raw':>6s} {'÷limit':>7s} {'RSS MB':>7s} {'PSS MB':>7s} {'1st rnd s':>9s} {'5-rnd s':>8s}")
+            f"{'×raw':>6s} {'÷limit':>7s} {'RSS MB':>7s} {'PSS MB':>7s} {'1st start':>9s} {'1st end':>8s} "
+            f"{'5-rnd s':>8s}")
     print("\n" + head + "\n" + "-" * len(head))
 
     def f(v: Any, fmt: str) -> str:
-        return format(v, fmt) if isinstance(v, (int, float)) else "-"
+        return format(v, fmt) if isinstance(v, (int, float)) else format("-", ">" + fmt.split(".")[0])
 
     for g in groups:
         for r in g["runs"]:
@@ -142,8 +153,10 @@ def print_table(groups: list[dict[str, Any]]) -> None:
             print(f"{r['workload']:8s} {r['clients']:7d} {r['system']:14s} {f(r.get('steady_updates_per_s'), '9.1f')} "
                   f"{f(q.get('vs_flower'), '8.1f')} {f(q.get('vs_pfl'), '6.2f')} {f(q.get('vs_raw'), '6.2f')} "
                   f"{f(q.get('vs_limit'), '7.2f')} {f(r.get('peak_rss_mb'), '7.0f')} {f(r.get('peak_pss_mb'), '7.0f')} "
-                  f"{f(r.get('first_round_start_s'), '9.1f')} {f(r.get('e2e_5_rounds_s'), '7.1f')}{est}")
-    print("(* = 5-round wall time estimated from fewer rounds; limit = raw × cores)")
+                  f"{f(r.get('first_round_start_s'), '9.1f')} {f(r.get('first_round_end_s'), '8.1f')} "
+                  f"{f(r.get('e2e_5_rounds_s'), '7.1f')}{est}")
+    print("(upd/s: steady state, rounds after the first; ÷limit: over raw × cores; 1st start/end: seconds from\n"
+          " the command to the first round's start and end; * = 5-round wall time estimated from fewer rounds)")
 
 
 def main() -> None:

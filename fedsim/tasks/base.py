@@ -55,6 +55,19 @@ class TaskContext:
     data_dir: str | None = None
 
 
+class BackboneHead(nn.Module):
+    """The model a task trains: an encoder (``backbone``) followed by a ``head`` (projection
+    MLP, classifier, ...). The server evaluates ``backbone``; FedVSSL aggregates it only."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
 class Task(ABC):
     """A self-supervised learning task plugin.
 

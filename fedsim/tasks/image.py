@@ -25,7 +25,7 @@ from torch import nn
 from fedsim.data import digits
 from fedsim.losses import NTXentLoss
 from fedsim.registry import MODELS, register_task
-from fedsim.tasks.base import ClientData, EvalData, Task, TaskContext, TaskParams
+from fedsim.tasks.base import BackboneHead, ClientData, EvalData, Task, TaskContext, TaskParams
 
 
 class ImageParams(TaskParams):
@@ -46,18 +46,6 @@ class ImageParams(TaskParams):
         if self.min_samples > self.max_samples:
             raise ValueError(f"min_samples ({self.min_samples}) is more than max_samples ({self.max_samples})")
         return self
-
-
-class ImageModel(nn.Module):
-    """An encoder (``backbone``) followed by a ``head``: projection MLP or linear classifier."""
-
-    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
 
 
 def projection_mlp(in_dim: int, out_dim: int) -> nn.Module:
@@ -138,7 +126,7 @@ class ImageTask(Task):
                 head = projection_mlp(backbone.out_dim, self.params.projection_dim)
             else:
                 head = nn.Linear(backbone.out_dim, digits.NUM_CLASSES)
-        return ImageModel(backbone, head)
+        return BackboneHead(backbone, head)
 
     def client_data(self, client_id: int) -> ClientData:
         """Client ``client_id``'s images (labels only for the supervised objective)."""

@@ -23,7 +23,7 @@ from torch import nn
 
 from fedsim.registry import MODELS, register_task
 from fedsim.seeding import torch_generator
-from fedsim.tasks.base import ClientData, EvalData, Task, TaskContext, TaskParams
+from fedsim.tasks.base import BackboneHead, ClientData, EvalData, Task, TaskContext, TaskParams
 
 _STREAM_CLIENT, _STREAM_EVAL = 0x5C1, 0x5E7
 
@@ -35,18 +35,6 @@ class SyntheticParams(TaskParams):
     image_size: int = Field(28, ge=2, le=64, description="inputs are 1×size×size (784 values at 28)")
     num_classes: int = Field(10, ge=2, description="labels are uniform in 0..num_classes-1")
     eval_samples: int = Field(200, ge=2, description="size of each of the eval bank and query sets")
-
-
-class BackboneHead(nn.Module):
-    """An encoder (``backbone``) followed by a classifier ``head``."""
-
-    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
 
 
 @register_task("synthetic")
