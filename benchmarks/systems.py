@@ -256,11 +256,15 @@ def run_pfl(w: Any, clients: int, rounds: int) -> dict[str, Any] | None:
                                               local_batch_size=BATCH),
         model_eval_params=NNEvalHyperParams(local_batch_size=BATCH), callbacks=[Stamp()])
     dist = get_framework_module().distributed
-    if dist.global_rank != 0:
+    rank, world = dist.global_rank, dist.world_size
+    if torch.distributed.is_initialized():  # a clean teardown: without it a rank sometimes
+        torch.distributed.barrier()         # aborts at exit ("terminate called without an
+        torch.distributed.destroy_process_group()  # active exception") and torchrun fails the run
+    if rank != 0:
         return None
     times = [b - a for a, b in zip(stamps, stamps[1:])]
     return {"first_round_start_at": started_at, "round_seconds": times,
-            "round_clients": [clients] * len(times), "workers": dist.world_size}
+            "round_clients": [clients] * len(times), "workers": world}
 
 
 # --------------------------------------------------------------------------- fedsim

@@ -217,6 +217,9 @@ class RoundLoop:
         row: dict[str, Any] = {"round": rnd, "clients_sampled": len(sampled), **tally.as_record(),
                                "skipped": not ok, "train_loss": tally.mean_loss,
                                "train_seconds": train_seconds,
+                               # train_seconds minus this is the engine's own overhead
+                               # (messages, Ray, waiting for the slowest reply)
+                               "busiest_reply_seconds": tally.busiest_reply_seconds,
                                "updates_per_s": tally.ok / train_seconds}
         row.update(self.strategy.last_round_info())
         if rnd % self.exp.evaluation.every == 0 or rnd == fed.rounds:

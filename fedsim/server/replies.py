@@ -23,6 +23,7 @@ class RoundTally:
     failed: Counter[str] = field(default_factory=Counter)
     loss_sum: float = 0.0
     num_examples: int = 0
+    busiest_reply_seconds: float = 0.0  # the longest a single reply spent training (worker-side)
 
     @property
     def mean_loss(self) -> float:
@@ -52,6 +53,8 @@ def fold_content(content: RecordDict, client_ids: list[int], acc: Accumulator, r
         tally.rejected["malformed-reply"] += len(client_ids)
         return len(client_ids)
     arrays = arrays_rec.to_torch_state_dict()
+    tally.busiest_reply_seconds = max(tally.busiest_reply_seconds,
+                                      float(metrics.get("train-seconds", 0.0)))  # type: ignore[arg-type]
     if reply == REPLY_WEIGHTS:
         update = ClientUpdate(client_id=client_ids[0], arrays=arrays,
                               num_examples=metrics.get(R.NUM_EXAMPLES),  # type: ignore[arg-type]
