@@ -210,7 +210,13 @@ class RoundLoop:
         train_seconds = time.perf_counter() - t0
         ok = acc.num_clients > 0 and tally.ok >= fed.min_success_fraction * len(sampled)
         if ok:
-            self.global_arrays = acc.finalize()
+            new_global = acc.finalize()
+            bad = [k for k, v in new_global.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+            if bad:  # every update was finite: the server rule itself diverged; stop, never train on NaN
+                raise RunAborted(f"strategy {self.exp.strategy.name!r} produced a non-finite global model in "
+                                 f"round {rnd} ({len(bad)} tensors, e.g. {bad[0]}); try a smaller server "
+                                 f"or client learning rate; last checkpoint is round {rnd - 1}")
+            self.global_arrays = new_global
             self.failed_streak = 0
         else:
             self.failed_streak += 1

@@ -55,6 +55,16 @@ def is_float(t: torch.Tensor) -> bool:
     return t.is_floating_point()
 
 
+STATISTICS_SUFFIXES = ("running_mean", "running_var")  # BatchNorm statistics, not parameters
+
+
+def is_statistic(name: str) -> bool:
+    """Whether a state-dict entry is a running statistic (BatchNorm mean/variance): it is
+    averaged but never stepped by a server optimiser (a momentum or Adam step can push a
+    variance below zero, and the model's outputs to NaN)."""
+    return name.endswith(STATISTICS_SUFFIXES)
+
+
 def add_into(sums: dict[str, torch.Tensor], key: str, value: torch.Tensor, alpha: float = 1.0) -> None:
     """``sums[key] += alpha * value`` in float32, creating the entry on first use."""
     acc = sums.get(key)

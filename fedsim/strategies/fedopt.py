@@ -30,7 +30,7 @@ from pydantic import Field
 
 from fedsim import records as R
 from fedsim.registry import register_strategy
-from fedsim.strategies.base import Arrays, StrategyParams, cast_like, is_float
+from fedsim.strategies.base import Arrays, StrategyParams, cast_like, is_float, is_statistic
 from fedsim.strategies.fedavg import FedAvg, weighted_mean
 
 
@@ -90,8 +90,14 @@ class FlowerServerStep(FedAvg):
         raise NotImplementedError
 
     def apply(self, mean: Arrays, previous: Arrays, server_round: int) -> Arrays:
-        """One server step from ``previous`` towards ``mean`` on the float tensors."""
-        floats = [k for k, v in previous.items() if is_float(v)]
+        """One server step from ``previous`` towards ``mean`` on the float parameters.
+
+        BatchNorm running statistics take the FedAvg mean: Flower steps every array it is
+        given, which for a state dict includes the running variance, and a momentum/Adam
+        step overshoots it below zero (seen here: FedAvgM's NaN global in round 3 at the
+        defaults). Statistics are not parameters of the loss, so there is no gradient to follow.
+        """
+        floats = [k for k, v in previous.items() if is_float(v) and not is_statistic(k)]
         if not floats:
             return mean
         self.set_current({k: previous[k] for k in floats})

@@ -9,7 +9,10 @@ import time
 import pytest
 import torch
 
-from tests.server.conftest import read_rows, small_yaml
+from fedsim.engines.runtime import simulate
+from fedsim.server.loop import RunAborted
+from tests.server.conftest import read_rows, small_config, small_yaml
+
 
 def _is_timing(key: str) -> bool:
     return key.endswith("_seconds") or key == "updates_per_s"
@@ -94,3 +97,25 @@ def test_run_stops_with_exit_code_3_after_max_failed_rounds(tmp_path):
     rows = read_rows(tmp_path / "run")
     assert [r["skipped"] for r in rows[1:]] == [True, True]
     assert all(r["failed"] == {"client-exception": 3} for r in rows[1:])
+
+
+@pytest.mark.timeout(300)
+def test_a_diverged_server_rule_stops_the_run_instead_of_training_on_nan(tmp_path, monkeypatch):
+    # Prepare: the server's finalize (it runs in this process) returns a NaN global in round 2
+    from fedsim.strategies.fedavg import FedAvg
+
+    real = FedAvg.finalize
+
+    def diverge(self, sums, previous, server_round):
+        out = real(self, sums, previous, server_round)
+        if server_round == 2:
+            out = {k: v * float("nan") if v.is_floating_point() else v for k, v in out.items()}
+        return out
+
+    monkeypatch.setattr(FedAvg, "finalize", diverge)
+    # Execute
+    with pytest.raises(RunAborted, match="produced a non-finite global model in round 2"):
+        simulate(small_config(), str(tmp_path / "run"), quiet=True)
+    # Assert: round 1 is complete and checkpointed, nothing after it
+    assert [r["round"] for r in read_rows(tmp_path / "run")] == [0, 1]
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["round"] == 1

@@ -52,3 +52,21 @@ def test_momentum_round_trips_through_a_checkpoint():
 def test_params_are_validated(params):
     with pytest.raises(ValueError):
         FedAvgMParams(**params)
+
+
+@pytest.mark.parametrize("name", ["fedavgm", "fedadam", "fedyogi", "fedadagrad"])
+def test_batchnorm_statistics_take_the_mean_and_are_never_stepped(name):
+    # Prepare: a variance that momentum would push below zero (0.5 -> 0.1 -> 0.1 - 0.9*0.4 < 0)
+    from fedsim.registry import STRATEGIES, load_plugins
+
+    load_plugins()
+    strategy = STRATEGIES.get(name)()
+    start = {"w": torch.tensor([0.0]), "bn.running_var": torch.tensor([0.5])}
+    # Execute
+    out1 = run_round(strategy, start, [make_update(0, n=1, w=[1.0], **{"bn.running_var": [0.2]}),
+                                       make_update(1, n=3, w=[1.0], **{"bn.running_var": [0.0]})], 1)
+    out2 = run_round(strategy, out1, [make_update(0, w=[1.0], **{"bn.running_var": [0.1]})], 2)
+    # Assert: the statistic is the sample-weighted mean, the parameter took the server step
+    torch.testing.assert_close(out1["bn.running_var"], torch.tensor([0.05]))
+    torch.testing.assert_close(out2["bn.running_var"], torch.tensor([0.1]))
+    assert not torch.equal(out2["w"], torch.tensor([1.0]))  # the mean; the server step moved past it
