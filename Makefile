@@ -1,4 +1,4 @@
-# `make demo` and `make test` create .venv on first use (and again when pyproject.toml changes).
+# `make demo`, `make test` and `make bench` create .venv on first use (and again when pyproject.toml changes).
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
