@@ -31,7 +31,7 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proctree import run_measured, usable_cores  # noqa: E402
+from proctree import failure, run_measured, usable_cores  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GROWTH_TARGET = 0.10  # peak RSS at the largest population at most 10 % above the smallest
@@ -59,8 +59,9 @@ def run_population(population: int, args: argparse.Namespace, tmp: str, attempt:
     row: dict[str, Any] = {"population": population, "clients_per_round": args.per_round,
                            "rounds": args.rounds, "log": log, **measured}
     summary_path = os.path.join(run_dir, "summary.json")
-    if measured["returncode"] != 0 or not os.path.exists(summary_path):
-        row["error"] = f"exit code {measured['returncode']}" + (" (timed out)" if measured["timed_out"] else "")
+    error = failure(measured, summary_path)
+    if error is not None:
+        row["error"] = error
         print(f" FAILED ({row['error']}; see {log})")
         return row
     with open(summary_path) as fh:

@@ -146,6 +146,13 @@ def run_measured(cmd: list[str], *, interval: float = 0.2, timeout: float | None
             "peak_processes": mem.peak_processes, "processes_at_peak_rss": mem.names_at_peak}
 
 
+def failure(measured: dict[str, Any], output: str) -> str | None:
+    """Why a :func:`run_measured` run gave no result (``None`` when ``output`` exists and it exited 0)."""
+    if measured["returncode"] == 0 and os.path.exists(output):
+        return None
+    return f"exit code {measured['returncode']}" + (" (timed out)" if measured["timed_out"] else "")
+
+
 def _terminate(procs: list[Any]) -> None:
     import psutil
 

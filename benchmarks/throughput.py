@@ -40,7 +40,7 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proctree import run_measured, usable_cores  # noqa: E402
+from proctree import failure, run_measured, usable_cores  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SYSTEMS = ["raw", "pfl", "fedsim-cohort", "fedsim-flower", "flower"]
@@ -70,8 +70,9 @@ def run_one(system: str, workload: str, clients: int, args: argparse.Namespace, 
                             timeout=args.timeout, env=env, log_path=log)
     row: dict[str, Any] = {"system": system, "workload": workload, "clients": clients,
                            "rounds": rounds, "log": log, **measured}
-    if measured["returncode"] != 0 or not os.path.exists(result):
-        row["error"] = f"exit code {measured['returncode']}" + (" (timed out)" if measured["timed_out"] else "")
+    error = failure(measured, result)
+    if error is not None:
+        row["error"] = error
         print(f" FAILED ({row['error']}; see {log})")
         return row
     with open(result) as fh:
