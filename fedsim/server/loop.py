@@ -30,6 +30,7 @@ from fedsim.server.outputs import RunWriter
 from fedsim.server.progress import RoundProgress
 from fedsim.server.replies import RoundTally, fold_reply
 from fedsim.strategies.base import Arrays, Strategy
+from fedsim.strategies.validation import all_finite
 from fedsim.tasks.base import Task
 
 NODE_WAIT_SECONDS = 120.0
@@ -211,7 +212,7 @@ class RoundLoop:
         ok = acc.num_clients > 0 and tally.ok >= fed.min_success_fraction * len(sampled)
         if ok:
             new_global = acc.finalize()
-            bad = [k for k, v in new_global.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+            bad = [k for k, v in new_global.items() if v.is_floating_point() and not all_finite(v)]
             if bad:  # every update was finite: the server rule itself diverged; stop, never train on NaN
                 raise RunAborted(f"strategy {self.exp.strategy.name!r} produced a non-finite global model in "
                                  f"round {rnd} ({len(bad)} tensors, e.g. {bad[0]}); try a smaller server "

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-import torch
 from flwr.app import Message, RecordDict
 
 from fedsim import records as R
 from fedsim.client.app import REPLY_WEIGHTS
 from fedsim.strategies.base import Accumulator, ClientUpdate
-from fedsim.strategies.validation import check_update
+from fedsim.strategies.validation import all_finite, check_update
 
 
 @dataclass
@@ -75,7 +74,7 @@ def fold_content(content: RecordDict, client_ids: list[int], acc: Accumulator, r
             tally.rejected[key.removeprefix("rejected:")] += int(value)
         elif key.startswith("failed:"):
             tally.failed[key.removeprefix("failed:")] += int(value)
-    if done and not all(bool(torch.isfinite(t).all()) for t in arrays.values()):
+    if done and not all(all_finite(t) for t in arrays.values()):
         tally.rejected["non-finite-sums"] += done
         return len(client_ids)
     if done:
