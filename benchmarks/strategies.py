@@ -7,7 +7,8 @@ FedVSSL on the image task with Dirichlet α=0.1, 3 seeds, small settings::
     python benchmarks/strategies.py
     python benchmarks/strategies.py --strategies fedavg,median --seeds 0,1 --set federation.rounds=5
 
-Writes ``benchmarks/results/strategies.json``. No tuning per strategy: every run gets the
+Writes ``benchmarks/results/strategies.json``; the run directories go under
+``runs/strategies/`` (git ignores ``runs/``). No tuning per strategy: every run gets the
 same settings.
 """
 
@@ -22,7 +23,9 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SMALL = ["--clients", "100", "--clients-per-round", "10", "--rounds", "10", "--local-epochs", "3",
+# All as --set so a user's --set (given after these) overrides them; a CLI flag would win over any --set.
+SMALL = ["--set", "federation.clients=100", "--set", "federation.clients_per_round=10",
+         "--set", "federation.rounds=10", "--set", "federation.local_epochs=3",
          "--set", "partitioning.kind=dirichlet", "--set", "partitioning.alpha=0.1",
          "--set", "federation.lr=0.05", "--set", "federation.momentum=0.9",
          "--set", "task.params.image_size=16", "--set", "evaluation.every=10"]
@@ -33,13 +36,16 @@ def main() -> None:
     parser.add_argument("--strategies", default="fedavg,ldawa,fedvssl")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--set", action="append", default=[], help="extra --set key=value for every run")
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "strategies"))
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "strategies.json"),
+                        help="the table's JSON")
+    parser.add_argument("--runs", default="runs/strategies",
+                        help="parent of the run directories (checkpoints, client state; not kept in git)")
     args = parser.parse_args()
     extra = [a for kv in args.set for a in ("--set", kv)]
     rows = []
     for strategy in args.strategies.split(","):
         for seed in args.seeds.split(","):
-            run_dir = os.path.join(args.out, f"{strategy}-seed{seed}-{time.strftime('%H%M%S')}")
+            run_dir = os.path.join(args.runs, f"{strategy}-seed{seed}-{time.strftime('%H%M%S')}")
             cmd = [sys.executable, "-m", "fedsim", "run", "--quiet", "--strategy", strategy,
                    "--seed", seed, "--out", run_dir, *SMALL, *extra]
             start = time.perf_counter()
@@ -65,8 +71,8 @@ def main() -> None:
         print(f"| {strategy} | {statistics.mean(knn):.3f} ± {std:.3f} | "
               f"{statistics.mean(r['knn_top1_init'] for r in got):.3f} | "
               f"{statistics.mean(r['knn_top1_raw_input'] for r in got):.3f} | {len(knn)} |")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".json", "w") as fh:
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as fh:
         json.dump({"settings": SMALL + extra, "runs": rows, "table": table}, fh, indent=1)
 
 
