@@ -97,20 +97,20 @@ class ImageWorkload:
         return self.task.build_model()
 
     def local_step(self, model: nn.Module, cid: int, rnd: int) -> int:
-        data = self.task.client_data(cid)
+        data = self.task.client_dataset(cid)
         g = torch.Generator().manual_seed(cid * 1000 + rnd)
         opt = torch.optim.SGD(model.parameters(), lr=LR)
         opt.zero_grad()
-        self.task.loss(model, data.x, data.y, g).backward()
+        self.task.loss(model, data.tensors, g).backward()
         opt.step()
         return len(data)
 
     def user_data(self, uid: int) -> tuple[torch.Tensor, ...]:
-        x = self.task.client_data(uid).x
+        x = self.task.client_dataset(uid)["image"]
         return x, torch.full((len(x),), uid, dtype=torch.int64)  # the uid seeds the augmentations
 
     def loss(self, model: nn.Module, x: torch.Tensor, uid: torch.Tensor) -> torch.Tensor:
-        return self.task.loss(model, x, None, torch.Generator().manual_seed(int(uid[0])))
+        return self.task.loss(model, {"image": x}, torch.Generator().manual_seed(int(uid[0])))
 
 
 def make_workload(name: str, image_size: int = IMAGE_DEFAULT_SIZE, clients: int = 1000) -> MLPWorkload | ImageWorkload:

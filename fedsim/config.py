@@ -2,13 +2,17 @@
 
 ``load_config(path, overrides)`` is the only entry point: it reads the YAML file (or the
 defaults), applies ``key.path=value`` overrides, validates everything — including the
-registered names and the chosen strategy's and task's own parameters — and raises
+registered names and the chosen strategy's and task's own parameters, finite numbers
+everywhere, a bounded nesting depth, and what the config needs from this machine (an
+existing ``task.data_dir``, ``engine.num_cpus_per_client`` within its cores) — and raises
 :class:`ConfigError` with one line naming the field and the allowed values.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,14 +27,62 @@ class ConfigError(ValueError):
     """A user-caused configuration error; its message is one line and says what to do."""
 
 
+# Bounds on a config's shape: YAML nested deeper than this, or expanding (through anchors)
+# to more values than this, is refused before pydantic sees it.
+MAX_DEPTH = 20
+MAX_VALUES = 100_000
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: the config travels to clients as JSON, where inf/nan become null.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 def _registered(registry: Any, name: str) -> str:
     load_plugins()
     registry.get(name)  # raises UnknownNameError listing the allowed names
     return name
+
+
+def check_tree(value: Any, path: str = "") -> None:
+    """Refuse a non-finite float anywhere in ``value``, nesting deeper than ``MAX_DEPTH``
+    and more than ``MAX_VALUES`` values (YAML anchors can expand exponentially).
+
+    Raises :class:`ConfigError` naming the offending key path.
+    """
+    checked: dict[int, tuple[int, int]] = {}  # id -> (depth it was checked at, its size)
+
+    def walk(node: Any, where: str, depth: int) -> int:
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{where or 'config'}: nested more than {MAX_DEPTH} levels deep; "
+                              "an experiment needs only a few")
+        if isinstance(node, float) and not math.isfinite(node):
+            raise ConfigError(f"{where or 'value'}: must be a finite number (got {node})")
+        if not isinstance(node, (dict, list)):
+            return 1
+        seen = checked.get(id(node))
+        if seen is not None and depth <= seen[0]:  # a shared (anchored) node, checked as deep already
+            return seen[1]
+        size = 1
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, child in items:
+            sub = f"{where}[{key}]" if isinstance(node, list) else (f"{where}.{key}" if where else str(key))
+            size += walk(child, sub, depth + 1)
+            if size > MAX_VALUES:
+                raise ConfigError(f"{where or 'config'}: more than {MAX_VALUES} values "
+                                  "(YAML anchors expanding?); an experiment needs only a few")
+        checked[id(node)] = (depth, size)
+        return size
+
+    walk(value, path, 0)
+
+
+def _finite_params(value: dict[str, Any], section: str) -> dict[str, Any]:
+    try:
+        check_tree(value, f"{section}.params")
+    except ConfigError as err:
+        raise ValueError(str(err)) from None
+    return value
 
 
 class TaskConfig(_Strict):
@@ -44,6 +96,11 @@ class TaskConfig(_Strict):
     @classmethod
     def _known(cls, v: str) -> str:
         return _registered(TASKS, v)
+
+    @field_validator("params")
+    @classmethod
+    def _finite(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _finite_params(v, "task")
 
 
 class ModelConfig(_Strict):
@@ -69,6 +126,11 @@ class StrategyConfig(_Strict):
     @classmethod
     def _known(cls, v: str) -> str:
         return _registered(STRATEGIES, v)
+
+    @field_validator("params")
+    @classmethod
+    def _finite(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _finite_params(v, "strategy")
 
 
 class FederationConfig(_Strict):
@@ -139,8 +201,10 @@ class EvaluationConfig(_Strict):
     """Server-side evaluation of the global encoder."""
 
     every: int = Field(1, ge=1)
-    knn_k: int = Field(20, ge=1)
-    linear_probe: bool = True
+    knn_k: int = Field(20, ge=1, description="neighbours of the kNN metric (classification-style tasks)")
+    linear_probe: bool = Field(True, description="also report linear_top1 (classification-style tasks)")
+    track: list[str] | None = Field(
+        None, description="metrics whose best global model is kept as best_<metric>.pt (default: the primary)")
 
 
 class EngineConfig(_Strict):
@@ -149,7 +213,24 @@ class EngineConfig(_Strict):
     name: Literal["flower", "cohort"] = "cohort"
     workers: int | None = Field(None, ge=1)
     num_cpus_per_client: float = Field(1.0, gt=0.0)
-    ray_address: str | None = None
+    ray_address: str | None = Field(
+        None, description="existing Ray cluster: HOST:PORT, ray://HOST:PORT, auto or local (Ray's forms)")
+
+    @field_validator("ray_address")
+    @classmethod
+    def _address_form(cls, v: str | None) -> str | None:
+        if v is None or v in ("auto", "local"):
+            return v
+        if _RAY_ADDRESS.fullmatch(v) and 1 <= int(v.rsplit(":", 1)[1]) <= 65535:
+            return v
+        raise ValueError(f"expected HOST:PORT (port 1-65535), ray://HOST:PORT, auto or local (got {v!r})")
+
+
+# What ``ray.init(address=...)`` accepts besides auto/local (ray 2.55: a HOST:PORT parsed by
+# ``ray._common.network_utils.parse_address``, IPv6 in brackets; ``ray://`` for Ray Client).
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])"
+_RAY_ADDRESS = re.compile(rf"(?:ray://)?{_HOST}:[0-9]{{1,5}}")
 
 
 class ExperimentConfig(_Strict):
@@ -177,6 +258,17 @@ class ExperimentConfig(_Strict):
             if kind not in FAULT_KINDS:
                 raise ValueError(f"unknown fault {kind!r}; choose one of: {', '.join(FAULT_KINDS)}")
         return v
+
+    @model_validator(mode="after")
+    def _data_dir_needs_a_folder_task(self) -> "ExperimentConfig":
+        if self.task.data_dir is None:
+            return self
+        load_plugins()
+        readers = [n for n in TASKS.names() if getattr(TASKS.get(n), "reads_data_dir", False)]
+        if not getattr(TASKS.get(self.task.name), "reads_data_dir", False):
+            raise ValueError(f"task.data_dir: task {self.task.name!r} does not read data folders; leave "
+                             f"--data-dir unset (tasks that do: {', '.join(readers) or 'none yet'})")
+        return self
 
     @model_validator(mode="after")
     def _timeout_fault_needs_timeout(self) -> "ExperimentConfig":
@@ -224,6 +316,17 @@ class ExperimentConfig(_Strict):
                 raise ValueError(_one_line(err, prefix=f"{section}.params")) from None
         return self
 
+    @model_validator(mode="after")
+    def _tracked_metrics(self) -> "ExperimentConfig":
+        if self.evaluation.track is None:
+            return self
+        declared = [m.name for m in self.build_task().metrics()]  # task constructors are cheap
+        for name in self.evaluation.track:
+            if name not in declared:
+                raise ValueError(f"evaluation.track: task {self.task.name!r} has no metric {name!r}; "
+                                 f"choose from: {', '.join(declared)}")
+        return self
+
     def build_task(self) -> Any:
         """The configured :class:`fedsim.tasks.base.Task`."""
         from fedsim.tasks.base import TaskContext
@@ -231,7 +334,7 @@ class ExperimentConfig(_Strict):
         cls = TASKS.get(self.task.name)
         context = TaskContext(num_clients=self.federation.clients, seed=self.seed,
                               partitioning=self.partitioning, backbone=self.model.name,
-                              data_dir=self.task.data_dir)
+                              data_dir=self.task.data_dir, evaluation=self.evaluation)
         return cls(context, cls.Params(**self.task.params))
 
     def build_strategy(self) -> Any:
@@ -286,6 +389,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
+    except RecursionError:
+        raise ConfigError(f"--set {key.strip()}: value nested more than {MAX_DEPTH} levels deep") from None
     return key.strip(), value
 
 
@@ -303,15 +408,23 @@ def _apply(raw: dict[str, Any], key: str, value: Any) -> None:
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read an experiment YAML file into a dict, with one-line errors."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise ConfigError(f"config file {str(p)!r} does not exist")
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} is not a file")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or "invalid YAML"
         raise ConfigError(f"{p}: bad YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a UTF-8 text file; an experiment is a YAML text file") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: nested more than {MAX_DEPTH} levels deep; an experiment needs only a few") from None
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot read it ({err.strerror or err})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -325,11 +438,43 @@ def load_config(path: str | os.PathLike[str] | None = None,
     raw = read_yaml(path) if path is not None else {}
     for key, value in (overrides or {}).items():
         _apply(raw, key, value)
+    check_tree(raw)
     try:
-        return ExperimentConfig(**raw)
+        exp = ExperimentConfig(**raw)
     except UnknownNameError as err:
         raise ConfigError(str(err)) from None
     except ValidationError as err:
         raise ConfigError(_one_line(err)) from None
     except TypeError as err:
         raise ConfigError(f"bad configuration: {err}") from None
+    check_this_machine(exp)
+    return exp
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask; ``os.cpu_count`` elsewhere)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def check_this_machine(exp: ExperimentConfig) -> None:
+    """What a valid config still needs from the machine that runs it; :class:`ConfigError` if not.
+
+    ``task.data_dir`` must be an existing folder (the task checks its layout when it reads
+    it; the server reads it too, for evaluation), and without a Ray cluster one client must
+    fit in this machine's cores. Workers rebuild the config from the round's JSON without
+    these checks.
+    """
+    data_dir = exp.task.data_dir
+    if data_dir is not None:
+        if not Path(data_dir).exists():
+            raise ConfigError(f"task.data_dir: {data_dir!r} does not exist")
+        if not Path(data_dir).is_dir():
+            raise ConfigError(f"task.data_dir: {data_dir!r} is not a directory")
+    cores = usable_cores()
+    if exp.engine.ray_address in (None, "local") and exp.engine.num_cpus_per_client > cores:
+        raise ConfigError(f"engine.num_cpus_per_client: {exp.engine.num_cpus_per_client:g} is more than the "
+                          f"{cores} CPU cores of this machine; choose at most {cores} (or attach a Ray "
+                          "cluster with --ray-address)")

@@ -1,9 +1,9 @@
 """Local training of one virtual client, shared by both engines and by deployment.
 
 ``train_client`` is a pure function of (global weights, client id, round, seed): the data
-comes from the task, the batch order and augmentations from a generator seeded by
-(seed, round, client id), so the flower engine, the cohort engine and a resumed run train
-every client identically.
+comes from the task (its client dataset batches itself), the batch order and augmentations
+from a generator seeded by (seed, round, client id), so the flower engine, the cohort engine
+and a resumed run train every client identically.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def train_client(task: Task, model: nn.Module, global_arrays: Arrays, *, client_
     """
     state = model.state_dict()  # once per client: the same tensors are loaded and returned
     load_global(model, global_arrays, load_keys, state=state)
-    data = task.client_data(client_id)
+    data = task.client_dataset(client_id)
     gen = torch_generator(seed, server_round, client_id)
     if optimizer == "sgd" and momentum == 0 and weight_decay == 0:
         opt: PlainSGD | torch.optim.Optimizer = PlainSGD(model, lr)
@@ -78,16 +78,10 @@ def train_client(task: Task, model: nn.Module, global_arrays: Arrays, *, client_
         opt = build_optimizer(optimizer, model, lr=lr, momentum=momentum, weight_decay=weight_decay)
     anchor = ([p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else None)
     model.train()
-    n = len(data)
     total, steps = 0.0, 0
     for _ in range(local_epochs):
-        order = torch.randperm(n, generator=gen)
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            if idx.numel() < 2:  # BatchNorm and contrastive losses need two samples
-                continue
-            y = data.y[idx] if data.y is not None else None
-            loss = task.loss(model, data.x[idx], y, gen)
+        for batch in data.batches(gen, batch_size):
+            loss = task.loss(model, batch, gen)
             total += float(loss.detach())
             if anchor is not None:  # FedProx (Li et al., arXiv 1812.06127): mu/2 ||w - w_g||^2
                 loss = loss + proximal_mu / 2 * sum(
@@ -97,5 +91,5 @@ def train_client(task: Task, model: nn.Module, global_arrays: Arrays, *, client_
             opt.step()
             steps += 1
     mean_loss = total / steps if steps else math.nan
-    return ClientUpdate(client_id=client_id, arrays=state, num_examples=n,
+    return ClientUpdate(client_id=client_id, arrays=state, num_examples=len(data),
                         metrics={"loss": mean_loss})

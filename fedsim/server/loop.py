@@ -24,8 +24,8 @@ from fedsim.client.app import REPLY, STATE_DIR
 from fedsim.config import ExperimentConfig
 from fedsim.engines import Engine, make_engine
 from fedsim.seeding import derive_seed, sample_clients
-from fedsim.server.evaluation import evaluate_encoder, raw_input_knn
 from fedsim.server.heterogeneity import unavailable
+from fedsim.server.metrics import improved, metric_summary
 from fedsim.server.outputs import RunWriter
 from fedsim.server.progress import RoundProgress
 from fedsim.server.replies import RoundTally, fold_reply
@@ -81,8 +81,10 @@ class RoundLoop:
         self.exp_json = exp.model_dump_json()
         self.state_dir = str((self.writer.dir / "client_state").resolve())
         self.quiet = quiet
+        self.tracked = exp.evaluation.track or [self.task.primary_metric.name]
         self.failed_streak = 0
         self.last_round = 0
+        self.aggregations = 0  # completed aggregations; strategies count warm-up/SWA by them
         if resume:
             self._restore()
 
@@ -95,25 +97,34 @@ class RoundLoop:
         self.global_arrays = state["global"]
         self.strategy.load_state_dict(state["strategy"])
         self.failed_streak = int(state["failed_streak"])
+        # checkpoints written before the counter existed: as before, count server rounds
+        self.aggregations = int(state.get("aggregations", self.last_round))
         self.writer.truncate_after(self.last_round)
 
     def evaluate(self) -> dict[str, float]:
-        ev = self.exp.evaluation
+        """The task's declared metrics of the current global model."""
         self.model.load_state_dict(self.global_arrays)
-        return evaluate_encoder(self.task, self.model, k=ev.knn_k, linear_probe=ev.linear_probe,
-                                seed=self.exp.seed)
+        return self.task.evaluate(self.model)
+
+    def record_evaluated(self, row: dict[str, Any]) -> None:
+        """Write ``best_<metric>.pt`` for every tracked metric ``row`` improves (before the
+        row's line, so a crash in between redoes the round and rewrites the same model)."""
+        for name in self.tracked:
+            if improved(self.writer.rows, row, self.task.metric(name)):
+                self.writer.best_model(name, self.global_arrays)
 
     def run(self) -> dict[str, Any]:
         """Run the remaining rounds; returns the summary also written to ``summary.json``."""
         started = time.perf_counter()
         fed = self.exp.federation
         if not self.writer.rows:
-            init = self.evaluate()
-            raw = raw_input_knn(self.task, k=self.exp.evaluation.knn_k)
-            self.writer.round({"round": 0, **init, "knn_top1_raw_input": raw})
+            row0 = {"round": 0, **self.evaluate(), **self.task.baselines()}
+            self.record_evaluated(row0)
+            self.writer.round(row0)
         node_ids = wait_for_nodes(self.grid, self.engine.num_nodes)
         first_round_at = time.perf_counter() - started
-        with RoundProgress(fed.rounds, fed.cohort_size(), quiet=self.quiet) as bar:
+        with RoundProgress(fed.rounds, fed.cohort_size(), metric=self.task.primary_metric.name,
+                           quiet=self.quiet) as bar:
             for rnd in range(self.last_round + 1, fed.rounds + 1):
                 row = self.run_round(rnd, node_ids, bar)
                 bar.round_end(row)
@@ -126,24 +137,20 @@ class RoundLoop:
                                      f"(federation.max_failed_rounds={fed.max_failed_rounds}); "
                                      f"last checkpoint is round {rnd - self.failed_streak}")
             summary = self._summary(first_round_at, time.perf_counter() - started)
-            self.writer.finish(summary, self.global_arrays)
+            self.writer.finish(summary, self.global_arrays, [m.name for m in self.task.metrics()])
             if not self.quiet:
                 bar.summary(summary)
         return summary
 
     def _summary(self, first_round_at: float, wall: float) -> dict[str, Any]:
         fed = self.exp.federation
-        init, rows = self.writer.rows[0], self.writer.rows[1:]
-        evaluated = [r for r in rows if r.get("knn_top1") is not None]
+        rows = self.writer.rows[1:]
         steady = rows[1:] or rows
         return {
             "strategy": self.exp.strategy.name, "task": self.exp.task.name,
             "engine": self.engine.name, "rounds": fed.rounds, "clients": fed.clients,
             "clients_per_round": fed.cohort_size(), "seed": self.exp.seed,
-            "knn_top1_init": init.get("knn_top1"), "linear_top1_init": init.get("linear_top1"),
-            "knn_top1_raw_input": init.get("knn_top1_raw_input"),
-            "knn_top1": evaluated[-1]["knn_top1"] if evaluated else None,
-            "linear_top1": evaluated[-1].get("linear_top1") if evaluated else None,
+            **metric_summary(self.writer.rows, self.task.metrics()),
             "final_train_loss": rows[-1].get("train_loss") if rows else None,
             "rounds_skipped": sum(1 for r in rows if r.get("skipped")),
             "updates_per_s": sum(r["clients_ok"] for r in steady) / max(
@@ -156,7 +163,8 @@ class RoundLoop:
         arrays = ArrayRecord(self.global_arrays)
         messages = []
         for node_id, client_ids in plan:
-            config = ConfigRecord({R.SERVER_ROUND: rnd, R.EXPERIMENT: self.exp_json,
+            config = ConfigRecord({R.SERVER_ROUND: rnd, R.AGGREGATION: self.aggregations + 1,
+                                   R.EXPERIMENT: self.exp_json,
                                    R.CLIENT_IDS: client_ids, REPLY: self.engine.reply,
                                    STATE_DIR: self.state_dir})
             content = RecordDict({R.ARRAYS: arrays, R.CONFIG: config})
@@ -167,7 +175,7 @@ class RoundLoop:
                  bar: RoundProgress, t0: float) -> tuple[Any, RoundTally]:
         """Fold replies in plan order as they arrive (out-of-order ones wait in ``early``)."""
         fed = self.exp.federation
-        acc = self.strategy.new_accumulator(self.global_arrays, rnd)
+        acc = self.strategy.new_accumulator(self.global_arrays, rnd, aggregation=self.aggregations + 1)
         tally = RoundTally()
         order = list(zip(node_ids_sent, (ids for _, ids in plan)))
         waiting = set(node_ids_sent)
@@ -219,6 +227,7 @@ class RoundLoop:
                                  f"or client learning rate; last checkpoint is round {rnd - 1}")
             self.global_arrays = new_global
             self.failed_streak = 0
+            self.aggregations += 1
         else:
             self.failed_streak += 1
         row: dict[str, Any] = {"round": rnd, "clients_sampled": len(sampled), **tally.as_record(),
@@ -233,10 +242,11 @@ class RoundLoop:
             t1 = time.perf_counter()
             row.update(self.evaluate())
             row["eval_seconds"] = time.perf_counter() - t1
+            self.record_evaluated(row)
         row["round_seconds"] = time.perf_counter() - t0
         # The line first, then the checkpoint: a resume truncates lines past the checkpoint.
         self.writer.round(row)
         self.writer.checkpoint({"round": rnd, "global": self.global_arrays,
                                 "strategy": self.strategy.state_dict(),
-                                "failed_streak": self.failed_streak})
+                                "failed_streak": self.failed_streak, "aggregations": self.aggregations})
         return row

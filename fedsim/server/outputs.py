@@ -2,7 +2,9 @@
 
 ``config.yaml`` (resolved), ``rounds.jsonl`` (one line per round, flushed as it happens),
 ``checkpoint.pt`` (global model + strategy state + round, atomically replaced each round),
-and at the end ``metrics.csv``, ``summary.json``, ``model.pt`` and ``curves.png``.
+``best_<metric>.pt`` (the global model at the best value of each tracked metric, atomically
+replaced when it improves), and at the end ``metrics.csv``, ``summary.json``, ``model.pt``
+and ``curves.png``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ MODEL_FILE = "model.pt"
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CURVES_FILE = "curves.png"
+BEST_FILE = "best_{metric}.pt"
 
 
 def read_rounds(run_dir: Path) -> list[dict[str, Any]]:
@@ -87,12 +90,18 @@ class RunWriter:
         """Atomically replace ``checkpoint.pt`` with ``state``."""
         atomic_write_bytes(self.dir / CHECKPOINT_FILE, lambda fh: torch.save(state, fh))
 
-    def finish(self, summary: dict[str, Any], final_arrays: dict[str, torch.Tensor]) -> None:
-        """Write ``metrics.csv``, ``summary.json``, ``model.pt`` and ``curves.png``."""
+    def best_model(self, metric: str, arrays: dict[str, torch.Tensor]) -> None:
+        """Atomically replace ``best_<metric>.pt`` with ``arrays``."""
+        atomic_write_bytes(self.dir / BEST_FILE.format(metric=metric), lambda fh: torch.save(arrays, fh))
+
+    def finish(self, summary: dict[str, Any], final_arrays: dict[str, torch.Tensor],
+               metrics: list[str]) -> None:
+        """Write ``metrics.csv``, ``summary.json``, ``model.pt`` and ``curves.png`` (``metrics``:
+        the task's declared metric names, plotted one panel each)."""
         atomic_write_bytes(self.dir / MODEL_FILE, lambda fh: torch.save(final_arrays, fh))
         self._metrics_csv()
         (self.dir / SUMMARY_FILE).write_text(json.dumps(_clean(summary), indent=2) + "\n")
-        plot_curves(self.rows, self.dir / CURVES_FILE)
+        plot_curves(self.rows, self.dir / CURVES_FILE, metrics)
 
     def _metrics_csv(self) -> None:
         scalar_keys: list[str] = []
@@ -106,23 +115,30 @@ class RunWriter:
             writer.writerows(self.rows)
 
 
-def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
-    """Training loss and evaluation accuracy per round, side by side."""
+def plot_curves(rows: list[dict[str, Any]], path: Path, metrics: list[str]) -> None:
+    """Training loss, then one panel per declared metric (held-out, per evaluated round) with
+    its round-0 baselines (``<metric>_<what>``) as dashed lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 1 + len(metrics), figsize=(4.5 * (1 + len(metrics)), 4), squeeze=False)
+    ax_loss, panels = axes[0][0], axes[0][1:]
     train = [r for r in rows if r.get("round", 0) > 0 and r.get("train_loss") is not None]
     ax_loss.plot([r["round"] for r in train], [r["train_loss"] for r in train], marker="o")
-    ax_loss.set(xlabel="round", ylabel="mean client training loss", title="SSL loss")
-    for key, label in (("knn_top1", "kNN top-1"), ("linear_top1", "linear probe top-1")):
-        pts = [(r["round"], r[key]) for r in rows if r.get(key) is not None]
+    ax_loss.set(xlabel="round", ylabel="mean client training loss", title="training loss")
+    row0 = rows[0] if rows and rows[0].get("round") == 0 else {}
+    for ax, name in zip(panels, metrics):
+        pts = [(r["round"], r[name]) for r in rows if r.get(name) is not None]
         if pts:
-            ax_acc.plot(*zip(*pts), marker="o", label=label)
-    ax_acc.set(xlabel="round", ylabel="accuracy", title="global encoder (held-out)")
-    ax_acc.legend(loc="lower right")
+            ax.plot(*zip(*pts), marker="o", label="global encoder")
+        for key, value in row0.items():
+            if key.startswith(f"{name}_") and isinstance(value, (int, float)):
+                ax.axhline(value, linestyle="--", color="grey", label=key.removeprefix(f"{name}_"))
+        ax.set(xlabel="round", ylabel=name, title=f"{name} (held-out)")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -25,7 +25,8 @@ from torch import nn
 from fedsim.data import digits
 from fedsim.losses import NTXentLoss
 from fedsim.registry import MODELS, register_task
-from fedsim.tasks.base import BackboneHead, ClientData, EvalData, Task, TaskContext, TaskParams
+from fedsim.tasks.base import BackboneHead, Batch, Task, TaskContext, TaskParams, TensorDataset
+from fedsim.tasks.classification import EvalData, ProbeEvaluation
 
 
 class ImageParams(TaskParams):
@@ -102,7 +103,7 @@ def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0,
 
 
 @register_task("image")
-class ImageTask(Task):
+class ImageTask(ProbeEvaluation, Task):
     """SimCLR on handwritten digits drawn by per-client writers (or supervised, for FedRepOpt)."""
 
     Params = ImageParams
@@ -128,22 +129,22 @@ class ImageTask(Task):
                 head = nn.Linear(backbone.out_dim, digits.NUM_CLASSES)
         return BackboneHead(backbone, head)
 
-    def client_data(self, client_id: int) -> ClientData:
-        """Client ``client_id``'s images (labels only for the supervised objective)."""
+    def client_dataset(self, client_id: int) -> TensorDataset:
+        """Client ``client_id``'s ``image`` tensor (and ``label``, for the supervised objective only)."""
         p = self.params
         x, y = digits.client_sample(client_id, seed=self.context.seed, num_clients=self.context.num_clients,
                                     partitioning=self.context.partitioning, size=p.image_size,
                                     min_samples=p.min_samples, max_samples=p.max_samples, scale=self._style)
-        return ClientData(x=x, y=y if p.objective == "supervised" else None)
+        return TensorDataset({"image": x, "label": y} if p.objective == "supervised" else {"image": x})
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None,
-             generator: torch.Generator) -> torch.Tensor:
+    def loss(self, model: nn.Module, batch: Batch, generator: torch.Generator) -> torch.Tensor:
         """NT-Xent of two augmented views, or label-smoothed cross-entropy of one view."""
         strength = self.params.augment_strength
+        x = batch["image"]
         if self.params.objective == "supervised":
-            if y is None:
-                raise ValueError("the supervised image objective needs labels (ClientData.y)")
-            return F.cross_entropy(model(augment(x, generator, strength)), y,
+            if "label" not in batch:
+                raise ValueError("the supervised image objective needs labels (batch['label'])")
+            return F.cross_entropy(model(augment(x, generator, strength)), batch["label"],
                                    label_smoothing=self.params.label_smoothing)
         views = torch.cat([augment(x, generator, strength), augment(x, generator, strength)])
         z = model(views)  # (2n, projection_dim): one forward pass, BatchNorm sees both views

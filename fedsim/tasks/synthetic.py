@@ -23,7 +23,8 @@ from torch import nn
 
 from fedsim.registry import MODELS, register_task
 from fedsim.seeding import torch_generator
-from fedsim.tasks.base import BackboneHead, ClientData, EvalData, Task, TaskContext, TaskParams
+from fedsim.tasks.base import BackboneHead, Batch, Task, TaskContext, TaskParams, TensorDataset
+from fedsim.tasks.classification import EvalData, ProbeEvaluation
 
 _STREAM_CLIENT, _STREAM_EVAL = 0x5C1, 0x5E7
 
@@ -38,7 +39,7 @@ class SyntheticParams(TaskParams):
 
 
 @register_task("synthetic")
-class SyntheticTask(Task):
+class SyntheticTask(ProbeEvaluation, Task):
     """Benchmark workload: Gaussian inputs, random labels, cross-entropy (one step per client)."""
 
     Params = SyntheticParams
@@ -62,17 +63,14 @@ class SyntheticTask(Task):
         y = torch.randint(0, self.params.num_classes, (n,), generator=generator)  # (n,)
         return x, y
 
-    def client_data(self, client_id: int) -> ClientData:
-        """Client ``client_id``'s samples and labels; a pure function of (seed, client id)."""
+    def client_dataset(self, client_id: int) -> TensorDataset:
+        """Client ``client_id``'s ``image`` and ``label`` tensors; a pure function of (seed, client id)."""
         x, y = self._draw(torch_generator(self.context.seed, _STREAM_CLIENT, client_id), self.params.samples)
-        return ClientData(x=x, y=y)
+        return TensorDataset({"image": x, "label": y})
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None,
-             generator: torch.Generator) -> torch.Tensor:
+    def loss(self, model: nn.Module, batch: Batch, generator: torch.Generator) -> torch.Tensor:
         """Cross-entropy of the model's logits (no augmentation; ``generator`` unused)."""
-        if y is None:
-            raise ValueError("the synthetic task is supervised: ClientData.y must hold labels")
-        return F.cross_entropy(model(x), y)
+        return F.cross_entropy(model(batch["image"]), batch["label"])
 
     def eval_data(self) -> EvalData:
         """A small fixed labelled set (``eval_samples`` bank + ``eval_samples`` query)."""

@@ -59,11 +59,11 @@ def test_repopt_sgd_step_is_sgd_with_gradient_masks():
     start = {k: v.clone() for k, v in model.state_dict().items()}
     ref = task.build_model()
     ref.load_state_dict(start)
-    data = task.client_data(3)
+    data = task.client_dataset(3)
     gen = trainer.torch_generator(0, 2, 3)
-    torch.randperm(len(data), generator=gen)  # the trainer's batch order draw
+    batch = next(data.batches(gen, 8))  # the trainer's batch-order draw; one batch of all 8
     ref.train()
-    task.loss(ref, data.x, data.y, gen).backward()
+    task.loss(ref, batch, gen).backward()
     masks = grad_mults(ref)  # parameter -> multiplier, from the model's scale buffers
     assert len(masks) == 6 and all(not torch.all(mask == 1) for mask in masks.values())
 

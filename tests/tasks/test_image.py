@@ -62,20 +62,21 @@ def test_client_data_is_a_pure_function_of_seed_and_client_id():
     # Prepare
     a, b = _task(), _task()
     # Execute
-    first, again, other = a.client_data(7), b.client_data(7), a.client_data(8)
-    reseeded = _task(seed=1).client_data(7)
+    first, again, other = a.client_dataset(7), b.client_dataset(7), a.client_dataset(8)
+    reseeded = _task(seed=1).client_dataset(7)
     # Assert
-    assert first.x.shape == (len(first), 1, 12, 12) and first.y is None  # simclr: no labels
-    assert torch.equal(first.x, again.x)
-    assert first.x.shape != other.x.shape or not torch.equal(first.x, other.x)
-    assert first.x.shape != reseeded.x.shape or not torch.equal(first.x, reseeded.x)
+    x = first["image"]
+    assert x.shape == (len(first), 1, 12, 12) and set(first.tensors) == {"image"}  # simclr: no labels
+    assert torch.equal(x, again["image"])
+    assert x.shape != other["image"].shape or not torch.equal(x, other["image"])
+    assert x.shape != reseeded["image"].shape or not torch.equal(x, reseeded["image"])
 
 
 def test_every_sampled_client_of_a_thousand_has_min_to_max_samples():
     # Prepare
     task = _task(num_clients=1000, min_samples=32, max_samples=40)
     # Execute
-    sizes = [len(task.client_data(c)) for c in (0, 1, 50, 499, 998, 999)]
+    sizes = [len(task.client_dataset(c)) for c in (0, 1, 50, 499, 998, 999)]
     # Assert: never fewer than a batch of 32, even on shards of ~24 base images
     assert all(32 <= n <= 40 for n in sizes), sizes
 
@@ -83,15 +84,16 @@ def test_every_sampled_client_of_a_thousand_has_min_to_max_samples():
 def test_client_outside_the_population_is_an_error():
     # Execute / Assert
     with pytest.raises(ValueError, match="outside 0..3"):
-        _task(num_clients=4).client_data(4)
+        _task(num_clients=4).client_dataset(4)
 
 
 def test_supervised_client_data_carries_labels():
     # Execute
-    data = _task(objective="supervised").client_data(3)
+    data = _task(objective="supervised").client_dataset(3)
+    y = data["label"]
     # Assert
-    assert data.y is not None and data.y.shape == (len(data),) and data.y.dtype == torch.int64
-    assert 0 <= int(data.y.min()) and int(data.y.max()) <= 9
+    assert y.shape == (len(data),) and y.dtype == torch.int64
+    assert 0 <= int(y.min()) and int(y.max()) <= 9
 
 
 def test_eval_data_is_the_held_out_split_and_is_built_once():
@@ -190,10 +192,10 @@ def test_simclr_loss_is_ntxent_of_two_augmented_views():
     # Prepare
     task = _task(temperature=0.3, projection_dim=16)
     model = task.build_model().eval()
-    x = task.client_data(0).x[:8]
+    x = task.client_dataset(0)["image"][:8]
     gen = torch.Generator().manual_seed(5)
     # Execute
-    loss = task.loss(model, x, None, torch.Generator().manual_seed(5))
+    loss = task.loss(model, {"image": x}, torch.Generator().manual_seed(5))
     # Assert: two views drawn one after the other from the same generator
     v1, v2 = augment(x, gen), augment(x, gen)
     with torch.no_grad():
@@ -206,9 +208,9 @@ def test_simclr_loss_backpropagates_into_the_backbone():
     # Prepare
     task = _task()
     model = task.build_model()
-    x = task.client_data(0).x[:8]
+    x = task.client_dataset(0)["image"][:8]
     # Execute
-    task.loss(model, x, None, torch.Generator().manual_seed(0)).backward()
+    task.loss(model, {"image": x}, torch.Generator().manual_seed(0)).backward()
     # Assert
     grads = [p.grad for p in model.backbone.parameters() if p.grad is not None]
     assert grads and any(float(g.abs().sum()) > 0 for g in grads)
@@ -218,13 +220,13 @@ def test_supervised_loss_is_label_smoothed_cross_entropy_of_one_view():
     # Prepare
     task = _task(objective="supervised", label_smoothing=0.2)
     model = task.build_model().eval()
-    data = task.client_data(1)
+    data = task.client_dataset(1).tensors
     # Execute
-    loss = task.loss(model, data.x, data.y, torch.Generator().manual_seed(2))
+    loss = task.loss(model, data, torch.Generator().manual_seed(2))
     # Assert
-    view = augment(data.x, torch.Generator().manual_seed(2))
+    view = augment(data["image"], torch.Generator().manual_seed(2))
     with torch.no_grad():
-        expected = F.cross_entropy(model(view), data.y, label_smoothing=0.2)
+        expected = F.cross_entropy(model(view), data["label"], label_smoothing=0.2)
     torch.testing.assert_close(loss.detach(), expected)
 
 
@@ -234,7 +236,7 @@ def test_supervised_loss_needs_labels():
     model = task.build_model()
     # Execute / Assert
     with pytest.raises(ValueError, match="needs labels"):
-        task.loss(model, _images(4), None, torch.Generator().manual_seed(0))
+        task.loss(model, {"image": _images(4)}, torch.Generator().manual_seed(0))
 
 
 def test_features_are_the_backbone_output():

@@ -26,14 +26,14 @@ def test_model_has_the_anchor_parameter_count():
 def test_client_data_is_a_pure_function_of_seed_and_client_id():
     a, b = _task(), _task()
 
-    first, again, other = a.client_data(99_999), b.client_data(99_999), a.client_data(7)
-    reseeded = _task(seed=1).client_data(99_999)
+    first, again, other = a.client_dataset(99_999), b.client_dataset(99_999), a.client_dataset(7)
+    reseeded = _task(seed=1).client_dataset(99_999)
 
-    assert first.x.shape == (32, 1, 28, 28) and first.y.shape == (32,)
-    assert torch.equal(first.x, again.x) and torch.equal(first.y, again.y)
-    assert not torch.equal(first.x, other.x)
-    assert not torch.equal(first.x, reseeded.x)
-    assert int(first.y.min()) >= 0 and int(first.y.max()) <= 9
+    assert first["image"].shape == (32, 1, 28, 28) and first["label"].shape == (32,)
+    assert torch.equal(first["image"], again["image"]) and torch.equal(first["label"], again["label"])
+    assert not torch.equal(first["image"], other["image"])
+    assert not torch.equal(first["image"], reseeded["image"])
+    assert int(first["label"].min()) >= 0 and int(first["label"].max()) <= 9
 
 
 def test_eval_data_is_fixed_and_labelled():
@@ -65,10 +65,10 @@ def test_the_step_is_plain_sgd_on_the_clients_batch():
     task = _task()
     model = task.build_model()
     start = {k: v.clone() for k, v in model.state_dict().items()}
-    data = task.client_data(5)
+    data = task.client_dataset(5)
     # hand-computed reference: w - lr * grad of the mean cross-entropy on the whole batch
     ref = task.build_model()
-    F.cross_entropy(ref(data.x), data.y).backward()
+    F.cross_entropy(ref(data["image"]), data["label"]).backward()
     expected = {name: p.detach() - 0.05 * p.grad for name, p in ref.named_parameters()}
 
     update = train_client(task, model, start, client_id=5, server_round=1, seed=0,

@@ -10,9 +10,9 @@ from torch import nn
 
 import fedsim.models  # noqa: F401  (registers the backbones)
 from fedsim.config import PartitionConfig
-from fedsim.server import evaluation
-from fedsim.server.evaluation import evaluate_encoder, knn_top1, linear_probe_top1, raw_input_knn
-from fedsim.tasks.base import EvalData, TaskContext
+from fedsim.tasks import classification as evaluation
+from fedsim.tasks.base import TaskContext
+from fedsim.tasks.classification import EvalData, evaluate_encoder, knn_top1, linear_probe_top1, raw_input_knn
 from fedsim.tasks.image import ImageParams, ImageTask
 
 pytestmark = pytest.mark.timeout(60)
@@ -189,7 +189,7 @@ def _fake_task(model: _Identity) -> SimpleNamespace:
         assert not torch.is_grad_enabled()
         return m.backbone(x)
 
-    return SimpleNamespace(eval_data=lambda: data, features=features)
+    return SimpleNamespace(eval_data=lambda: data, features=features, data=data)
 
 
 def test_evaluate_encoder_on_frozen_features_restores_train_mode(monkeypatch):
@@ -198,7 +198,7 @@ def test_evaluate_encoder_on_frozen_features_restores_train_mode(monkeypatch):
     model = _Identity().train()
     task = _fake_task(model)
     # Execute
-    metrics = evaluate_encoder(task, model, k=3, seed=0)
+    metrics = evaluate_encoder(task.features, model, task.data, k=3, seed=0)
     # Assert
     assert metrics == {"knn_top1": 1.0, "linear_top1": 1.0}
     assert model.modes == [False] * 4  # 3 bank batches + 1 query batch, all in eval mode
@@ -209,7 +209,8 @@ def test_evaluate_encoder_without_the_probe_reports_knn_only():
     # Prepare
     model = _Identity().eval()
     # Execute
-    metrics = evaluate_encoder(_fake_task(model), model, k=1, linear_probe=False)
+    task = _fake_task(model)
+    metrics = evaluate_encoder(task.features, model, task.data, k=1, linear_probe=False)
     # Assert
     assert metrics == {"knn_top1": 1.0}
     assert not model.training
@@ -220,7 +221,7 @@ def test_raw_input_knn_reads_flattened_pixels():
     task = _fake_task(_Identity())
     data = task.eval_data()
     # Execute
-    acc = raw_input_knn(task, k=3)
+    acc = raw_input_knn(data, k=3)
     # Assert
     assert acc == 1.0
     assert acc == knn_top1(data.bank_x.flatten(1), data.bank_y, data.query_x.flatten(1), data.query_y, k=3)
@@ -232,10 +233,10 @@ def test_on_the_image_task_both_baselines_beat_chance():
     task = ImageTask(context, ImageParams(image_size=12))
     model = task.build_model()
     # Execute
-    raw = raw_input_knn(task)
-    metrics = evaluate_encoder(task, model)
+    raw = task.baselines()["knn_top1_raw_input"]
+    metrics = task.evaluate(model)
     # Assert: 10 classes -> chance 0.1 (measured: raw ~0.5, random-init kNN ~0.26)
     assert 0.3 < raw <= 1.0
-    assert set(metrics) == {"knn_top1", "linear_top1"}
+    assert set(metrics) == {"knn_top1", "linear_top1"} == {m.name for m in task.metrics()}
     assert 0.15 < metrics["knn_top1"] <= 1.0 and 0.15 < metrics["linear_top1"] <= 1.0
-    assert metrics == evaluate_encoder(task, model)  # deterministic
+    assert metrics == task.evaluate(model)  # deterministic
