@@ -103,7 +103,7 @@ def list_class_files(folder: Path) -> dict[str, list[str]]:
         if entry.name.startswith(".") or not entry.is_dir():
             continue
         found = []
-        for dirpath, dirnames, filenames in os.walk(entry.path, followlinks=True):
+        for dirpath, dirnames, filenames in os.walk(entry.path):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             rel = os.path.relpath(dirpath, folder).replace(os.sep, "/")
             found += [f"{rel}/{f}" for f in filenames if is_image_name(f)]
