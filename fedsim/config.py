@@ -19,8 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from fedsim.optim.repopt import REPOPT_MODELS
-from fedsim.registry import STRATEGIES, TASKS, MODELS, UnknownNameError, load_plugins
+from fedsim.registry import STRATEGIES, TASKS, MODELS, UnknownNameError, load_plugins, repopt_models
 
 
 class ConfigError(ValueError):
@@ -172,7 +171,9 @@ class FederationConfig(_Strict):
 class PartitionConfig(_Strict):
     """Label skew across clients (flwr-datasets partitioners)."""
 
-    kind: Literal["iid", "dirichlet", "pathological"] = "dirichlet"
+    kind: Literal["iid", "dirichlet", "pathological", "natural"] = Field(
+        "dirichlet", description="label skew (iid, dirichlet, pathological) or natural ids (a --data-dir "
+                                 "whose file names carry a writer/user id)")
     alpha: float = Field(0.5, gt=0.0)
     classes_per_client: int = Field(2, ge=1)
 
@@ -298,9 +299,9 @@ class ExperimentConfig(_Strict):
             self.federation.optimizer = cls.client_optimizer
         if cls.default_model is not None and "name" not in self.model.model_fields_set:
             self.model.name = cls.default_model
-        if self.federation.optimizer == "repopt-sgd" and self.model.name not in REPOPT_MODELS:
+        if self.federation.optimizer == "repopt-sgd" and self.model.name not in repopt_models():
             raise ValueError(f"federation.optimizer 'repopt-sgd' needs a RepOpt backbone; "
-                             f"model.name is {self.model.name!r}, choose one of: {', '.join(REPOPT_MODELS)}")
+                             f"model.name is {self.model.name!r}, choose one of: {', '.join(repopt_models())}")
         return self
 
     @model_validator(mode="after")
@@ -314,6 +315,13 @@ class ExperimentConfig(_Strict):
                 params_model(**sub.params)
             except ValidationError as err:
                 raise ValueError(_one_line(err, prefix=f"{section}.params")) from None
+        return self
+
+    @model_validator(mode="after")
+    def _natural_needs_folder(self) -> "ExperimentConfig":
+        if self.partitioning.kind == "natural" and self.task.data_dir is None:
+            raise ValueError("partitioning.kind 'natural' partitions a --data-dir folder by the writer/user id "
+                             "in its file names; the bundled data has none, choose iid, dirichlet or pathological")
         return self
 
     @model_validator(mode="after")

@@ -17,6 +17,34 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the rest of fedsim needs to know about a registered backbone (after timm's
+    pretrained configs): the inputs it takes and how it is trained.
+
+    Attributes
+    ----------
+    input
+        ``"image"``: ``(n, in_channels, s, s)`` tensors (spectrograms count as 1-channel images).
+    min_size
+        Smallest input side the model accepts.
+    fixed_size
+        The model's shape depends on the input side (an MLP): its factory takes ``image_size``.
+    repopt
+        A plain RepOpt model whose gradients are masked by its ``scale_*`` buffers
+        (``federation.optimizer: repopt-sgd``).
+    hyper_search
+        Its factory runs RepOpt Hyper-Search at build time and takes ``proxy`` data
+        (:class:`fedsim.optim.repopt.ProxyData`) from the task that trains it.
+    """
+
+    input: str = "image"
+    min_size: int = 8
+    fixed_size: bool = False
+    repopt: bool = False
+    hyper_search: bool = False
+
+
 class UnknownNameError(ValueError):
     """Raised when a name is not registered; the message lists the allowed names."""
 
@@ -27,17 +55,24 @@ class Registry:
 
     kind: str
     _entries: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    _info: dict[str, Any] = field(default_factory=dict)
 
-    def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Return a decorator registering ``obj`` under ``name``."""
+    def register(self, name: str, info: Any = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Return a decorator registering ``obj`` under ``name``, with optional metadata ``info``."""
 
         def decorator(obj: Callable[..., Any]) -> Callable[..., Any]:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._entries[name] = obj
+            self._info[name] = info
             return obj
 
         return decorator
+
+    def info(self, name: str) -> Any:
+        """The metadata registered with ``name`` (``None`` if none was given)."""
+        self.get(name)
+        return self._info[name]
 
     def get(self, name: str) -> Callable[..., Any]:
         """Return the factory registered under ``name``."""
@@ -64,7 +99,18 @@ MODELS = Registry("model")
 
 register_strategy = STRATEGIES.register
 register_task = TASKS.register
-register_model = MODELS.register
+
+
+def register_model(name: str, **info: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a backbone factory ``f(in_channels=..., **options) -> nn.Module`` (with an
+    ``out_dim`` attribute) under ``name``; ``info`` are :class:`ModelInfo` fields."""
+    return MODELS.register(name, ModelInfo(**info))
+
+
+def repopt_models() -> list[str]:
+    """Registered plain RepOpt backbones (trained with ``repopt-sgd``)."""
+    load_plugins()
+    return [n for n in MODELS.names() if MODELS.info(n).repopt]
 
 
 def load_plugins() -> None:

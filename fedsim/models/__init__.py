@@ -1,4 +1,32 @@
-"""Backbones; importing this package registers the built-in models."""
+"""Backbones; importing this package registers the built-in models.
+
+:func:`build_backbone` is how a task builds a registered backbone: it passes each factory
+only the options its :class:`fedsim.registry.ModelInfo` says it takes.
+"""
+
+from __future__ import annotations
+
+from torch import nn
 
 from fedsim.models import repghost, repopt_vgg, resnet  # noqa: F401
 from fedsim.models import mlp  # noqa: F401
+from fedsim.optim.repopt import ProxyData
+from fedsim.registry import MODELS
+
+
+def build_backbone(name: str, *, in_channels: int, image_size: int,
+                   proxy: ProxyData | None = None) -> nn.Module:
+    """The registered backbone ``name`` for ``(n, in_channels, image_size, image_size)`` inputs.
+
+    ``proxy`` is the task's labelled proxy data for models that run RepOpt Hyper-Search at
+    build time (ignored by the others).
+    """
+    info = MODELS.info(name)
+    if image_size < info.min_size:
+        raise ValueError(f"model {name!r} needs inputs of at least {info.min_size} px (got {image_size})")
+    options: dict[str, object] = {}
+    if info.fixed_size:
+        options["image_size"] = image_size
+    if info.hyper_search:
+        options["proxy"] = proxy
+    return MODELS.get(name)(in_channels=in_channels, **options)

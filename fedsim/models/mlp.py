@@ -37,7 +37,7 @@ class MLP(nn.Module):
         return torch.relu(self.fc(x.flatten(1)))
 
 
-@register_model("mlp")
+@register_model("mlp", fixed_size=True, min_size=1)
 def mlp(in_channels: int = 1, *, image_size: int = 28, hidden: int = 100) -> nn.Module:
     """784-100 MLP encoder of the throughput benchmarks (28×28×1 inputs), 100-d features."""
     return MLP(in_channels * image_size * image_size, hidden=hidden)

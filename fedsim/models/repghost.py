@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedsim.models.repopt_vgg import init_plain_from_csla
-from fedsim.optim.repopt import BranchScales, grad_mult_mask, identity_kernel, search_scales
+from fedsim.optim.repopt import BranchScales, ProxyData, grad_mult_mask, identity_kernel, search_scales
 from fedsim.registry import register_model
 
 CFGS = ((3, 8, 16, 1), (3, 24, 24, 2), (3, 36, 24, 1), (5, 36, 40, 2), (5, 60, 40, 1))
@@ -192,24 +192,26 @@ def csla_ghost(in_channels: int = 1, scales: list[BranchScales] | None = None, *
 
 
 @lru_cache(maxsize=8)
-def searched_ghost_scales(in_channels: int, steps: int, seed: int) -> tuple[BranchScales, ...]:
+def searched_ghost_scales(in_channels: int, steps: int, seed: int,
+                        proxy: ProxyData | None) -> tuple[BranchScales, ...]:
     """Hyper-Searched scales of the RepGhost layout, once per process."""
     return tuple(search_scales(lambda: csla_ghost(in_channels, trainable_scales=True), steps=steps,
-                               seed=seed, in_channels=in_channels))
+                               seed=seed, proxy=proxy))
 
 
-@register_model("repghost")
-def repghost(in_channels: int = 1, *, search_steps: int = SEARCH_STEPS, search_seed: int = 0) -> nn.Module:
+@register_model("repghost", repopt=True, hyper_search=True)
+def repghost(in_channels: int = 1, *, search_steps: int = SEARCH_STEPS, search_seed: int = 0,
+             proxy: ProxyData | None = None) -> nn.Module:
     """RepGhost 0.5× (plain, fused depthwise) from merged Hyper-Searched CSLA; use repopt-sgd, 60-d."""
-    csla = repghost_csla(in_channels, search_steps=search_steps, search_seed=search_seed)
+    csla = repghost_csla(in_channels, search_steps=search_steps, search_seed=search_seed, proxy=proxy)
     return init_plain_from_csla(plain_ghost(in_channels), csla)
 
 
-@register_model("repghost_csla")
+@register_model("repghost_csla", hyper_search=True)
 def repghost_csla(in_channels: int = 1, *, search_steps: int = SEARCH_STEPS,
-                  search_seed: int = 0) -> nn.Module:
+                  search_seed: int = 0, proxy: ProxyData | None = None) -> nn.Module:
     """CSLA RepGhost 0.5× (scaled depthwise + identity, constant searched scales), 60-d features."""
-    return csla_ghost(in_channels, list(searched_ghost_scales(in_channels, search_steps, search_seed)))
+    return csla_ghost(in_channels, list(searched_ghost_scales(in_channels, search_steps, search_seed, proxy)))
 
 
 @register_model("repghost_hs")

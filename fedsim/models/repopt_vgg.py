@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedsim.optim.repopt import BranchScales, grad_mult_mask, identity_kernel, search_scales
+from fedsim.optim.repopt import BranchScales, ProxyData, grad_mult_mask, identity_kernel, search_scales
 from fedsim.registry import register_model
 
 WIDTHS = (16, 32, 64)
@@ -192,23 +192,26 @@ def init_plain_from_csla(plain: nn.Module, csla: nn.Module) -> nn.Module:
 
 
 @lru_cache(maxsize=8)
-def searched_vgg_scales(in_channels: int, steps: int, seed: int) -> tuple[BranchScales, ...]:
+def searched_vgg_scales(in_channels: int, steps: int, seed: int,
+                        proxy: ProxyData | None) -> tuple[BranchScales, ...]:
     """Hyper-Searched scales of the VGG layout, once per process (see :func:`search_scales`)."""
     return tuple(search_scales(lambda: csla_vgg(in_channels, trainable_scales=True), steps=steps,
-                               seed=seed, in_channels=in_channels))
+                               seed=seed, proxy=proxy))
 
 
-@register_model("repopt_vgg")
-def repopt_vgg(in_channels: int = 1, *, search_steps: int = SEARCH_STEPS, search_seed: int = 0) -> nn.Module:
+@register_model("repopt_vgg", repopt=True, hyper_search=True)
+def repopt_vgg(in_channels: int = 1, *, search_steps: int = SEARCH_STEPS, search_seed: int = 0,
+               proxy: ProxyData | None = None) -> nn.Module:
     """RepOpt-VGG (plain 3×3 conv-BN-ReLU) from merged Hyper-Searched CSLA; use repopt-sgd, 64-d."""
-    csla = repvgg_csla(in_channels, search_steps=search_steps, search_seed=search_seed)
+    csla = repvgg_csla(in_channels, search_steps=search_steps, search_seed=search_seed, proxy=proxy)
     return init_plain_from_csla(plain_vgg(in_channels), csla)
 
 
-@register_model("repvgg_csla")
-def repvgg_csla(in_channels: int = 1, *, search_steps: int = SEARCH_STEPS, search_seed: int = 0) -> nn.Module:
+@register_model("repvgg_csla", hyper_search=True)
+def repvgg_csla(in_channels: int = 1, *, search_steps: int = SEARCH_STEPS, search_seed: int = 0,
+                proxy: ProxyData | None = None) -> nn.Module:
     """CSLA VGG (3×3 + 1×1 + identity, constant Hyper-Searched scales), 64-d features."""
-    return csla_vgg(in_channels, list(searched_vgg_scales(in_channels, search_steps, search_seed)))
+    return csla_vgg(in_channels, list(searched_vgg_scales(in_channels, search_steps, search_seed, proxy)))
 
 
 @register_model("repvgg_hs")

@@ -7,8 +7,8 @@ flow of their scales.
 
 from fedsim.optim.repopt import (
     OPTIMIZERS,
-    REPOPT_MODELS,
     BranchScales,
+    ProxyData,
     RepOptSGD,
     build_optimizer,
     extract_scales,
@@ -18,5 +18,5 @@ from fedsim.optim.repopt import (
     search_scales,
 )
 
-__all__ = ["OPTIMIZERS", "REPOPT_MODELS", "BranchScales", "RepOptSGD", "build_optimizer", "extract_scales",
+__all__ = ["OPTIMIZERS", "BranchScales", "ProxyData", "RepOptSGD", "build_optimizer", "extract_scales",
            "grad_mult_mask", "grad_mults", "hyper_search", "search_scales"]

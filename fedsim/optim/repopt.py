@@ -20,9 +20,11 @@ DingXiaoH/RepOptimizers and StevenLauHKHK/FedRepOpt; ``tests/optim`` shows the e
 
 Flow of the scales in fedsim
 ----------------------------
-1. *Hyper-Search* (:func:`search_scales`), once per process and model layout, at model build:
-   the CSLA model with trainable scales is trained briefly, supervised, on a fixed proxy
-   split of the bundled digits (:func:`digits_proxy_batches`) from a fixed seed.
+1. *Hyper-Search* (:func:`search_scales`), once per process, model layout and proxy data, at
+   model build: the CSLA model with trainable scales is trained briefly, supervised, on
+   labelled proxy batches that the task training the model provides (:class:`ProxyData`;
+   the image task's are a fixed split of its own data, as the paper searches on CIFAR-100
+   for Tiny-ImageNet). Without proxy data the official initial scales are used.
 2. The scales are frozen (:func:`extract_scales`); a CSLA model with those constants is built
    and merged, and the plain model is initialised from the merged kernels. The plain model
    keeps the scales as persistent buffers (``scale_conv``, ``scale_1x1``), so they travel in
@@ -36,18 +38,16 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedsim.registry import UnknownNameError
+from fedsim.registry import UnknownNameError, repopt_models
 from fedsim.seeding import derive_seed
 
 OPTIMIZERS = ("sgd", "repopt-sgd")
-REPOPT_MODELS = ("repopt_vgg", "repghost")  # registered plain backbones with gradient masks
-PROXY_BOX = 20 / 28  # side of the digit in the proxy images, as MNIST's 20 px box in 28 px
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,7 @@ def build_optimizer(name: str, model: nn.Module, *, lr: float, momentum: float =
         mults = grad_mults if grad_mults is not None else _model_grad_mults(model)
         if not mults:
             raise ValueError("optimizer 'repopt-sgd' needs a model with RepOpt blocks "
-                             f"(backbone {' or '.join(REPOPT_MODELS)}); use 'sgd' for other models")
+                             f"(backbone {' or '.join(repopt_models())}); use 'sgd' for other models")
         return RepOptSGD(model.parameters(), mults, lr=lr, momentum=momentum, weight_decay=weight_decay)
     raise UnknownNameError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
 
@@ -230,48 +230,39 @@ def hyper_search(model: nn.Module, batches: Iterable[Batch], *,
     return extract_scales(model)
 
 
-def digits_proxy_batches(*, batch_size: int = 64, image_size: int = 28, in_channels: int = 1,
-                         seed: int = 0) -> Iterator[Batch]:
-    """Endless labelled batches of the bundled digits' client pool (split ``seed``), upscaled.
+@dataclass(frozen=True)
+class ProxyData:
+    """Labelled proxy data for Hyper-Search, provided by the task that trains the model.
 
-    The 8×8 images are resized to a 20/28 box centred on the canvas (MNIST's layout), without
-    writer styles: a fixed proxy split, as the paper searches on CIFAR-100 for Tiny-ImageNet.
+    ``key`` names the data (task, source, image size, seed); equal keys must mean equal
+    batches, since searched scales are cached per process by it. ``batches(batch_size, seed)``
+    yields endless ``(images (n, c, s, s), labels (n,))`` pairs drawn from a generator
+    seeded by ``seed``.
     """
-    from fedsim.data import digits
 
-    images, labels = digits.load_base()
-    pool = torch.as_tensor(digits.split_indices(seed)[0])
-    box = max(1, round(image_size * PROXY_BOX))
-    x = F.interpolate(torch.as_tensor(images)[pool][:, None], size=(box, box), mode="bilinear",
-                      align_corners=False)
-    before = (image_size - box) // 2
-    x = F.pad(x, (before, image_size - box - before) * 2).expand(-1, in_channels, -1, -1)
-    y = torch.as_tensor(labels)[pool]
-    gen = torch.Generator().manual_seed(derive_seed(seed, 0x4853))
-    while True:
-        idx = torch.randint(len(y), (batch_size,), generator=gen)
-        yield x[idx].contiguous(), y[idx]
+    key: str
+    batches: Callable[[int, int], Iterator[Batch]] = field(compare=False, hash=False, repr=False)
+    num_classes: int = field(default=10, compare=False)
 
 
-def search_scales(build_hs_model: Callable[[], nn.Module], *, steps: int, seed: int = 0,
-                  lr: float = 0.1, batch_size: int = 32, image_size: int = 28,
-                  in_channels: int = 1) -> list[BranchScales]:
-    """Build the Hyper-Search model from ``seed`` and search for ``steps`` proxy batches.
+def search_scales(build_hs_model: Callable[[], nn.Module], *, steps: int, proxy: ProxyData | None,
+                  seed: int = 0, lr: float = 0.1, batch_size: int = 32) -> list[BranchScales]:
+    """Build the Hyper-Search model from ``seed`` and search for ``steps`` ``proxy`` batches.
 
-    Leaves global RNG state untouched; ``steps=0`` returns the initial (untrained) scales.
+    Leaves global RNG state untouched; ``steps=0`` or ``proxy=None`` returns the initial
+    (untrained) scales.
     Runs on one intra-op thread (restored afterwards): for these small convolutions a
     second thread gains little and, on a busy machine, made a search 10–20× slower here.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, 0x4853, 1))
         model = build_hs_model()
-    if steps == 0:
+    if steps == 0 or proxy is None:
         return extract_scales(model)
-    batches = digits_proxy_batches(batch_size=batch_size, image_size=image_size,
-                                   in_channels=in_channels, seed=seed)
+    batches = proxy.batches(batch_size, derive_seed(seed, 0x4853))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small convs: one thread is as fast, and immune to busy cores
     try:
-        return hyper_search(model, batches, steps=steps, lr=lr)
+        return hyper_search(model, batches, steps=steps, lr=lr, num_classes=proxy.num_classes)
     finally:
         torch.set_num_threads(threads)

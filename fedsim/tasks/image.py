@@ -1,7 +1,11 @@
-"""The image task: SimCLR (or supervised) training of a small encoder on handwritten digits.
+"""The image task: SimCLR (or supervised) training of a small encoder on images.
 
-Clients hold the bundled digits population of :mod:`fedsim.data.digits`: label-skewed
-subsets of scikit-learn's digits, each client drawn in its own writer style. The
+By default clients hold the bundled digits population of :mod:`fedsim.data.digits`:
+label-skewed subsets of scikit-learn's digits, each client drawn in its own writer style.
+With ``--data-dir`` they hold images of a local folder instead (ImageFolder tree or
+CIFAR-10/100 python batches, :mod:`fedsim.data.folders`), partitioned by label skew or by
+the writer/user id in the file names, and evaluation uses the folder's held-out split
+(:mod:`fedsim.data.folder_clients`). The
 self-supervised objective is SimCLR (Chen et al., arXiv 2002.05709): two augmented views
 of every sample, a projection MLP, NT-Xent (:class:`fedsim.losses.NTXentLoss`). The
 augmentations cover exactly the nuisances the writer style varies — rotation, slant,
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +28,10 @@ from torch import nn
 
 from fedsim.data import digits
 from fedsim.losses import NTXentLoss
-from fedsim.registry import MODELS, register_task
+from fedsim.data.folder_clients import FolderClients
+from fedsim.models import build_backbone
+from fedsim.optim.repopt import ProxyData
+from fedsim.registry import register_task
 from fedsim.tasks.base import BackboneHead, Batch, Task, TaskContext, TaskParams, TensorDataset
 from fedsim.tasks.classification import EvalData, ProbeEvaluation
 
@@ -41,6 +48,7 @@ class ImageParams(TaskParams):
     style_strength: float = Field(1.0, ge=0.0, description="spread of the per-client writer styles")
     augment_strength: float = Field(1.0, ge=0.0, description="spread of the SimCLR augmentations")
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0, description="supervised objective only")
+    eval_samples: int = Field(500, ge=1, description="--data-dir: held-out images per bank and query set, at most")
 
     @model_validator(mode="after")
     def _sizes(self) -> "ImageParams":
@@ -104,37 +112,62 @@ def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0,
 
 @register_task("image")
 class ImageTask(ProbeEvaluation, Task):
-    """SimCLR on handwritten digits drawn by per-client writers (or supervised, for FedRepOpt)."""
+    """SimCLR on images: bundled per-client digit writers or your own folder (or supervised)."""
 
     Params = ImageParams
+    reads_data_dir = True
 
     def __init__(self, context: TaskContext, params: ImageParams | None = None) -> None:
         super().__init__(context, params or ImageParams())
-        if context.data_dir is not None:
-            raise ValueError("image task: task.data_dir is not supported yet; leave it unset to use "
-                             "the bundled digits population")
         self.params: ImageParams
-        self._style = digits.StyleScale(strength=self.params.style_strength)
+        p = self.params
+        self._style = digits.StyleScale(strength=p.style_strength)
         self._eval: EvalData | None = None
-        self._ntxent = NTXentLoss(self.params.temperature)
+        self._ntxent = NTXentLoss(p.temperature)
+        self._folder = None if context.data_dir is None else FolderClients(
+            context.data_dir, seed=context.seed, num_clients=context.num_clients,
+            partitioning=context.partitioning, image_size=p.image_size, min_samples=p.min_samples,
+            max_samples=p.max_samples, eval_samples=p.eval_samples)
+
+    @property
+    def channels(self) -> int:
+        """Input channels: 1 for the digits, the folder's (1 or 3) otherwise."""
+        return 1 if self._folder is None else self._folder.channels
+
+    @property
+    def num_classes(self) -> int:
+        return digits.NUM_CLASSES if self._folder is None else self._folder.index.num_classes
+
+    def proxy_data(self) -> ProxyData:
+        """Labelled proxy batches for RepOpt Hyper-Search: a fixed split of this task's data."""
+        size = self.params.image_size
+        if self._folder is None:  # the digits' client pool of split 0, without writer styles
+            return ProxyData(key=f"digits:{size}",
+                             batches=lambda bs, seed: digits.proxy_batches(bs, seed, image_size=size))
+        return ProxyData(key=f"folder:{self._folder.path}:{self.context.seed}:{size}",
+                         batches=self._folder.proxy_batches, num_classes=self.num_classes)
 
     def build_model(self) -> nn.Module:
         """Backbone ``context.backbone`` plus head; initialised from ``context.seed`` only."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.context.seed)
-            backbone = MODELS.get(self.context.backbone)(in_channels=1)
+            backbone = build_backbone(self.context.backbone, in_channels=self.channels,
+                                      image_size=self.params.image_size, proxy=self.proxy_data())
             if self.params.objective == "simclr":
                 head = projection_mlp(backbone.out_dim, self.params.projection_dim)
             else:
-                head = nn.Linear(backbone.out_dim, digits.NUM_CLASSES)
+                head = nn.Linear(backbone.out_dim, self.num_classes)
         return BackboneHead(backbone, head)
 
     def client_dataset(self, client_id: int) -> TensorDataset:
         """Client ``client_id``'s ``image`` tensor (and ``label``, for the supervised objective only)."""
         p = self.params
-        x, y = digits.client_sample(client_id, seed=self.context.seed, num_clients=self.context.num_clients,
-                                    partitioning=self.context.partitioning, size=p.image_size,
-                                    min_samples=p.min_samples, max_samples=p.max_samples, scale=self._style)
+        if self._folder is not None:
+            x, y = self._folder.client_images(client_id)
+        else:
+            x, y = digits.client_sample(client_id, seed=self.context.seed, num_clients=self.context.num_clients,
+                                        partitioning=self.context.partitioning, size=p.image_size,
+                                        min_samples=p.min_samples, max_samples=p.max_samples, scale=self._style)
         return TensorDataset({"image": x, "label": y} if p.objective == "supervised" else {"image": x})
 
     def loss(self, model: nn.Module, batch: Batch, generator: torch.Generator) -> torch.Tensor:
@@ -151,9 +184,19 @@ class ImageTask(ProbeEvaluation, Task):
         return self._ntxent(z[: len(x)], z[len(x):])
 
     def eval_data(self) -> EvalData:
-        """Held-out digits, each in a fresh random writer style; no client ever sees them."""
+        """Held-out images no client ever sees: digits in fresh random writer styles, or the
+        folder's held-out split (:class:`fedsim.data.folder_clients.FolderClients`)."""
         if self._eval is None:
-            bank_x, bank_y, query_x, query_y = digits.eval_sample(
-                seed=self.context.seed, size=self.params.image_size, scale=self._style)
-            self._eval = EvalData(bank_x=bank_x, bank_y=bank_y, query_x=query_x, query_y=query_y)
+            if self._folder is not None:
+                tensors = self._folder.eval_tensors()
+            else:
+                tensors = digits.eval_sample(seed=self.context.seed, size=self.params.image_size,
+                                             scale=self._style)
+            self._eval = EvalData(*tensors)
         return self._eval
+
+    def describe_data(self) -> dict[str, Any]:
+        """The bundled digits, or the folder's layout, sizes and held-out items."""
+        if self._folder is None:
+            return {"source": "generated", "population": "digits writers (scikit-learn digits)"}
+        return {"source": "folder", **self._folder.describe()}

@@ -21,7 +21,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from fedsim.registry import MODELS, register_task
+from fedsim.models import build_backbone
+from fedsim.optim.repopt import ProxyData
+from fedsim.registry import register_task
 from fedsim.seeding import torch_generator
 from fedsim.tasks.base import BackboneHead, Batch, Task, TaskContext, TaskParams, TensorDataset
 from fedsim.tasks.classification import EvalData, ProbeEvaluation
@@ -53,9 +55,22 @@ class SyntheticTask(ProbeEvaluation, Task):
         """Backbone ``context.backbone`` (``mlp`` for the anchors) plus a linear head."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.context.seed)
-            backbone = MODELS.get(self.context.backbone)(in_channels=1)
+            backbone = build_backbone(self.context.backbone, in_channels=1,
+                                      image_size=self.params.image_size, proxy=self.proxy_data())
             head = nn.Linear(backbone.out_dim, self.params.num_classes)
         return BackboneHead(backbone, head)
+
+    def proxy_data(self) -> ProxyData:
+        """RepOpt Hyper-Search proxy: endless batches drawn like the clients' (labels are noise)."""
+        p = self.params
+
+        def batches(batch_size: int, seed: int):  # endless (x, y) draws from one generator
+            gen = torch.Generator().manual_seed(seed)
+            while True:
+                yield self._draw(gen, batch_size)
+
+        return ProxyData(key=f"synthetic:{self.context.seed}:{p.image_size}:{p.num_classes}",
+                         batches=batches, num_classes=p.num_classes)
 
     def _draw(self, generator: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.params.image_size

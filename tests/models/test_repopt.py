@@ -9,7 +9,9 @@ from torch import nn
 from fedsim.models.repghost import csla_ghost, plain_ghost
 from fedsim.models.repopt_vgg import (CSLAVGGBlock, csla_vgg, init_plain_from_csla, plain_vgg,
                                       repopt_vgg, repvgg_csla)
-from fedsim.optim import BranchScales, extract_scales, grad_mults, hyper_search, search_scales
+from fedsim.config import load_config
+from fedsim.data import digits
+from fedsim.optim import BranchScales, ProxyData, extract_scales, grad_mults, hyper_search, search_scales
 from fedsim.registry import MODELS
 
 pytestmark = pytest.mark.timeout(120)
@@ -83,13 +85,34 @@ def test_hyper_search_moves_scales_and_returns_one_per_block() -> None:
     assert any(not torch.equal(a.conv, b.conv) for a, b in zip(after, before))
 
 
+DIGITS_PROXY = ProxyData(key="digits:28", batches=lambda bs, seed: digits.proxy_batches(bs, seed, image_size=28))
+
+
 def test_search_is_deterministic_and_leaves_global_rng_alone() -> None:
     state = torch.get_rng_state()
-    first = search_scales(lambda: csla_vgg(trainable_scales=True), steps=2, batch_size=8)
-    second = search_scales(lambda: csla_vgg(trainable_scales=True), steps=2, batch_size=8)
+    initial = search_scales(lambda: csla_vgg(trainable_scales=True), steps=2, proxy=None, batch_size=8)
+    first = search_scales(lambda: csla_vgg(trainable_scales=True), steps=2, proxy=DIGITS_PROXY, batch_size=8)
+    second = search_scales(lambda: csla_vgg(trainable_scales=True), steps=2, proxy=DIGITS_PROXY, batch_size=8)
     assert torch.equal(torch.get_rng_state(), state)
     for a, b in zip(first, second, strict=True):
         assert torch.equal(a.conv, b.conv) and torch.equal(a.one_by_one, b.one_by_one)
+    # without proxy data the official initial scales stay; with it the search moves them
+    assert any(not torch.equal(a.conv, b.conv) for a, b in zip(initial, first))
+
+
+def test_the_image_task_searches_on_its_own_data() -> None:
+    # Prepare: the image task's proxy is its own (digits) data at its image size
+    task = load_config(None, {"model.name": "repopt_vgg", "task.params": {"image_size": 16}}).build_task()
+    proxy = task.proxy_data()
+    x, y = next(proxy.batches(8, 0))
+    # Execute
+    plain = task.build_model().backbone
+    # Assert
+    assert proxy.key == "digits:16" and x.shape == (8, 1, 16, 16) and y.shape == (8,)
+    assert torch.equal(plain.state_dict()["stages.1.1.scale_conv"],
+                      repopt_vgg(proxy=proxy).state_dict()["stages.1.1.scale_conv"])
+    assert not torch.equal(plain.state_dict()["stages.1.1.scale_conv"],
+                           repopt_vgg().state_dict()["stages.1.1.scale_conv"])
 
 
 def test_plain_model_starts_as_merged_csla_and_carries_scales() -> None:

@@ -194,5 +194,5 @@ def test_build_optimizer_sgd_and_repopt() -> None:
 
 
 def test_repopt_sgd_needs_repopt_blocks() -> None:
-    with pytest.raises(ValueError, match="repopt_vgg or repghost"):
+    with pytest.raises(ValueError, match="repghost or repopt_vgg"):
         build_optimizer("repopt-sgd", resnet_small(), lr=0.1)

@@ -50,11 +50,6 @@ def test_invalid_params_are_rejected(params):
         ImageParams(**params)
 
 
-def test_data_dir_is_refused_with_a_clear_message():
-    # Execute / Assert
-    with pytest.raises(ValueError, match="data_dir is not supported"):
-        _task(data_dir="/tmp/digits")
-
 
 # ---------------------------------------------------------------- client data
 
