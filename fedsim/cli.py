@@ -27,6 +27,8 @@ FLAGS = {
     "data_dir": "task.data_dir", "ray_address": "engine.ray_address",
     "dp_clip": "strategy.dp_clip", "dp_noise": "strategy.dp_noise",
 }
+# What --resume lets the command line change; the rest comes from the run's config.yaml.
+RESUME_MAY_CHANGE = {"federation.rounds", "engine.ray_address"}
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -37,6 +39,40 @@ def fail(message: str, code: int = 2) -> None:
 
 def _opt(help_text: str, metavar: str = "TEXT") -> Any:
     return typer.Option(None, help=help_text, metavar=metavar, show_default=False)
+
+
+def _resume_config(resume: Path, config: Path | None, overrides: dict[str, Any]) -> tuple[Path, str | None]:
+    """The resumed run's ``config.yaml`` and the Ray address it names that is not used.
+
+    ``overrides`` may change only ``RESUME_MAY_CHANGE``. The config's ``engine.ray_address``
+    is dropped unless ``--ray-address`` gives one again: a run directory must not be able
+    to point the driver at a Ray cluster by itself.
+    """
+    from fedsim.config import read_yaml
+    from fedsim.server.resume import resume_config_path
+
+    if config is not None or overrides.keys() - RESUME_MAY_CHANGE:
+        raise ConfigError("--resume takes the run's own config.yaml; only --rounds and --ray-address may change")
+    path = resume_config_path(resume)
+    overrides["out"] = str(resume)
+    if "engine.ray_address" in overrides:
+        return path, None
+    overrides["engine.ray_address"] = None
+    engine = read_yaml(path).get("engine")
+    return path, engine.get("ray_address") if isinstance(engine, dict) else None
+
+
+def _checked_run_dir(exp: Any, resume: Path | None) -> Path:
+    """The run directory, checked before start-up: a new run never overwrites a directory
+    that holds files, and a resumed run's checkpoint fits its config (:class:`ConfigError`)."""
+    from fedsim.server.resume import check_new_run_dir, check_resumable
+
+    if resume is not None:
+        check_resumable(resume, exp)
+        return resume
+    run_dir = Path(exp.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{exp.strategy.name}")
+    check_new_run_dir(run_dir)
+    return run_dir
 
 
 @app.command()
@@ -55,9 +91,11 @@ def run(
     ray_address: str = _opt("Attach to an existing Ray cluster (HOST:PORT).", "ADDR"),
     dp_clip: str = _opt("Differential privacy: clip each client update to L2 norm C.", "C"),
     dp_noise: str = _opt("Differential privacy: noise multiplier z (std z*C).", "Z"),
-    out: str = _opt("Run directory (default runs/<time>-<strategy>).", "DIR"),
-    resume: Path = typer.Option(None, "--resume", help="Continue the run in RUN_DIR from its last complete round.",
-                                metavar="RUN_DIR", show_default=False),
+    out: str = _opt("Run directory: new or empty (default runs/<time>-<strategy>).", "DIR"),
+    resume: Path = typer.Option(None, "--resume", metavar="RUN_DIR", show_default=False,
+                                help="Continue the run in RUN_DIR from its last complete round (after checking "
+                                     "that its checkpoint fits its config.yaml); only --rounds and --ray-address "
+                                     "may change."),
     set_: list[str] = typer.Option([], "--set", help="Override any key: --set federation.lr=0.01",
                                    metavar="KEY=VALUE"),
     check: bool = typer.Option(False, "--check", help="Validate the configuration, print it resolved, and exit."),
@@ -78,20 +116,19 @@ def run(
             if value is not None:
                 overrides[FLAGS[name]] = value if name in ("out", "data_dir", "ray_address") \
                     else parse_override(f"x={value}")[1]
+        unused_address = None
         if resume is not None:
-            if config is not None or overrides.keys() - {"federation.rounds"}:
-                raise ConfigError("--resume takes the run's own config.yaml; only --rounds may change")
-            config = resume / "config.yaml"
-            overrides["out"] = str(resume)
+            config, unused_address = _resume_config(resume, config, overrides)
         exp = load_config(config, overrides)
+        run_dir = _checked_run_dir(exp, resume)
     except ConfigError as e:
         fail(str(e))
+    if unused_address and not quiet:
+        err.print(f"note: not attaching to the Ray cluster {unused_address} named in {config}; "
+                  f"add --ray-address {unused_address} to use it", highlight=False, soft_wrap=True)
     if check:
         typer.echo(exp.to_yaml(), nl=False)
         return
-    run_dir = Path(exp.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{exp.strategy.name}")
-    if resume is None and (run_dir / "rounds.jsonl").exists():
-        fail(f"out: {run_dir} already holds a run; choose another --out, or --resume {run_dir}")
     from fedsim.engines.runtime import simulate
     from fedsim.server.loop import EXIT_RUN_ABORTED, RunAborted
 

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -51,3 +52,88 @@ def test_real_process_bad_yaml_exit_code(tmp_path):
     assert "bad YAML at line" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def _one_line_exit_2(result) -> str:
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+# --- refused before Ray starts (issue 17) ---
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--set", "federation.lr=.inf"], "federation.lr: must be a finite number (got inf)"),
+    (["--set", "federation.lr=nan"], None),  # case: "nan" is text to YAML: not a number at all
+    (["--set", "federation.lr=.nan"], "federation.lr: must be a finite number (got nan)"),
+    (["--task", "synthetic", "--model", "mlp", "--data-dir", "."],
+     "task.data_dir: task 'synthetic' does not read data folders"),
+    (["--set", "engine.num_cpus_per_client=999"], "engine.num_cpus_per_client: 999 is more than the"),
+    (["--ray-address", "localhost"], "engine.ray_address: expected HOST:PORT"),  # case: no port
+    (["--ray-address", "localhost:70000"], "engine.ray_address: expected HOST:PORT"),  # case: port too big
+    (["--ray-address", "http://head:6379"], "engine.ray_address: expected HOST:PORT"),  # case: not ray://
+])
+@pytest.mark.parametrize("check", [True, False])  # refused at --check and before a run starts
+def test_bad_settings_exit_2_before_ray_starts(args, fragment, check):
+    result = runner.invoke(app, ["run", *(["--check"] if check else []), *args])
+
+    line = _one_line_exit_2(result)
+    assert fragment is None or fragment in line
+
+
+def test_deeply_nested_and_binary_configs_are_one_line(tmp_path):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("task:\n  params:\n    x: " + "[" * 5000 + "]" * 5000 + "\n")
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(bytes(range(256)) * 8)
+
+    assert "nested more than 20 levels deep" in _one_line_exit_2(runner.invoke(app, ["run", "--config", str(deep)]))
+    assert "not a UTF-8 text file" in _one_line_exit_2(runner.invoke(app, ["run", "--config", str(binary)]))
+
+
+def _tree(path):
+    return {p.relative_to(path): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_out_into_a_foreign_directory_leaves_it_byte_identical(tmp_path):
+    mine = tmp_path / "mine"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "config.yaml").write_text("my: own config\n")
+    (mine / "model.pt").write_bytes(b"\x80my weights")
+    (mine / "sub" / "notes.txt").write_text("keep me")
+    before = _tree(mine)
+
+    result = runner.invoke(app, ["run", "--task", "synthetic", "--model", "mlp", "--out", str(mine)])
+
+    line = _one_line_exit_2(result)
+    assert f"out: {mine} is not empty and holds no fedsim run" in line
+    assert _tree(mine) == before
+
+
+def test_out_into_a_fedsim_run_suggests_resume(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "rounds.jsonl").write_text("")
+
+    line = _one_line_exit_2(runner.invoke(app, ["run", "--out", str(run)]))
+
+    assert line.endswith(f"already holds a run; choose another --out, or --resume {run}")
+
+
+def test_out_that_is_a_file_exits_2_at_once(tmp_path):
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("not a directory")
+    inside = a_file / "run"
+
+    for out in (a_file, inside):  # case: the file itself; a path below it
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "fedsim", "run", "--task", "synthetic", "--model", "mlp",
+                               "--out", str(out)], capture_output=True, text=True, timeout=120)
+        elapsed = time.monotonic() - started
+
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip() == f"error: out: {a_file} is a file, not a directory; choose another --out"
+        assert elapsed < 12, elapsed  # start-up of Flower and Ray alone took 15 s
+    assert a_file.read_text() == "not a directory"

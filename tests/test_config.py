@@ -37,7 +37,7 @@ def test_fraction_sets_cohort_size():
     # case: wrong type
     ({"federation.rounds": "many"}, "federation.rounds: Input should be a valid integer"),
     # case: bad enum value
-    ({"partitioning.kind": "zipf"}, "partitioning.kind: Input should be 'iid', 'dirichlet' or 'pathological'"),
+    ({"partitioning.kind": "zipf"}, "partitioning.kind: Input should be 'iid', 'dirichlet'"),
     # case: a task's own parameter is checked by the task
     ({"task.params": {"temperature": -1}}, "task.params.temperature:"),
 ])
@@ -105,3 +105,144 @@ def test_repopt_sgd_on_a_model_without_masks_is_a_one_line_error():
 
     assert str(info.value) == ("federation.optimizer 'repopt-sgd' needs a RepOpt backbone; model.name is "
                                "'resnet_small', choose one of: repopt_vgg, repghost")
+
+
+# --- refused before Ray starts: non-finite numbers, shape, encoding, machine (issue 17) ---
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"federation.lr": float("inf")}, "federation.lr: must be a finite number (got inf)"),  # case: gt=0 float
+    ({"federation.lr": float("nan")}, "federation.lr: must be a finite number (got nan)"),
+    ({"strategy.dp_clip": float("inf")}, "strategy.dp_clip: must be a finite number"),  # case: optional float
+    ({"heterogeneity.deadline": float("-inf")}, "heterogeneity.deadline: must be a finite number (got -inf)"),
+    ({"task.params": {"temperature": float("inf")}}, "task.params.temperature: must be a finite number"),
+    # case: free-form params, checked recursively
+    ({"strategy.params": {"a": [1.0, {"b": float("nan")}]}}, "strategy.params.a[1].b: must be a finite number"),
+])
+def test_non_finite_numbers_are_refused(overrides, expected):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, overrides)
+
+    assert str(info.value).startswith(expected)
+
+
+def test_models_refuse_non_finite_numbers_without_load_config():
+    from pydantic import ValidationError
+
+    from fedsim.config import ExperimentConfig
+
+    with pytest.raises(ValidationError, match="finite number"):
+        ExperimentConfig(federation={"lr": float("inf")})
+    with pytest.raises(ValidationError, match="finite number"):
+        ExperimentConfig(strategy={"params": {"x": [float("nan")]}})
+
+
+@pytest.mark.parametrize("text, expected", [
+    # case: nested deeper than Python's recursion limit (RecursionError inside PyYAML)
+    ("task:\n  params:\n    x: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than 20 levels deep"),
+    # case: deeper than MAX_DEPTH but parsed fine: refused by the tree check, naming the path
+    ("task:\n  params:\n    x: " + "[" * 25 + "]" * 25 + "\n", "task.params.x[0]"),
+])
+def test_deep_nesting_is_one_line(tmp_path, text, expected):
+    path = tmp_path / "deep.yaml"
+    path.write_text(text)
+
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_yaml_anchors_that_expand_exponentially_are_refused(tmp_path):
+    lines = ["    a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    for prev, name in zip("abcdefgh", "bcdefghi"):  # 9**9 values once expanded
+        lines.append(f"    {name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    path = tmp_path / "lol.yaml"
+    path.write_text("task:\n  params:\n" + "\n".join(lines) + "\n")
+
+    with pytest.raises(ConfigError, match="more than 100000 values"):
+        load_config(path)
+
+
+def test_deep_override_is_one_line():
+    with pytest.raises(ConfigError, match="--set x: value nested more than"):
+        parse_override("x=" + "[" * 5000 + "]" * 5000)
+
+
+def test_binary_config_is_one_line(tmp_path):
+    path = tmp_path / "model.pt"
+    path.write_bytes(bytes(range(256)) * 8)
+
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+
+    assert str(info.value) == f"{path}: not a UTF-8 text file; an experiment is a YAML text file"
+
+
+def test_config_that_is_a_directory(tmp_path):
+    with pytest.raises(ConfigError, match="is not a file"):
+        load_config(tmp_path)
+
+
+def test_data_dir_for_a_task_that_reads_no_folders_names_the_task(tmp_path):
+    with pytest.raises(ConfigError) as info:  # the synthetic task generates its data
+        load_config(None, {"task.name": "synthetic", "model.name": "mlp", "task.data_dir": str(tmp_path)})
+
+    assert str(info.value).startswith("task.data_dir: task 'synthetic' does not read data folders; "
+                                      "leave --data-dir unset (tasks that do: ")
+
+
+@pytest.fixture
+def synthetic_reads_folders(monkeypatch):
+    """The synthetic task, pretending to read ``data_dir`` (no registered task does yet)."""
+    from fedsim.registry import TASKS, load_plugins
+
+    load_plugins()
+    monkeypatch.setattr(TASKS.get("synthetic"), "reads_data_dir", True, raising=False)
+    return {"task.name": "synthetic", "model.name": "mlp"}
+
+
+def test_data_dir_must_be_an_existing_directory(tmp_path, synthetic_reads_folders):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+
+    with pytest.raises(ConfigError, match=r"task.data_dir: '.*missing' does not exist"):
+        load_config(None, {**synthetic_reads_folders, "task.data_dir": str(tmp_path / "missing")})
+    with pytest.raises(ConfigError, match=r"task.data_dir: '.*file.txt' is not a directory"):
+        load_config(None, {**synthetic_reads_folders, "task.data_dir": str(a_file)})
+    assert load_config(None, {**synthetic_reads_folders, "task.data_dir": str(tmp_path)}).task.data_dir == str(tmp_path)
+
+
+def test_num_cpus_per_client_above_the_machine_is_refused():
+    from fedsim.config import usable_cores
+
+    cores = usable_cores()
+
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"engine.num_cpus_per_client": cores + 1})
+
+    assert str(info.value).startswith(f"engine.num_cpus_per_client: {cores + 1} is more than the {cores} CPU cores")
+    assert load_config(None, {"engine.num_cpus_per_client": cores}).engine.num_cpus_per_client == cores
+    # a cluster has its own cores: not checked against this machine
+    assert load_config(None, {"engine.num_cpus_per_client": 999, "engine.ray_address": "10.0.0.1:6379"})
+
+
+@pytest.mark.parametrize("address", [
+    "127.0.0.1:6379", "localhost:1", "head-node.cluster.example:65535", "[::1]:6379",
+    "ray://10.0.0.1:10001", "auto", "local",
+])
+def test_ray_address_forms_ray_accepts(address):
+    assert load_config(None, {"engine.ray_address": address}).engine.ray_address == address
+
+
+@pytest.mark.parametrize("address", [
+    "localhost",  # case: no port
+    "localhost:", "host:0", "host:65536", "host:99999", "host:http",  # case: bad port
+    ":6379", "a b:1", "-host:1", "host.:1",  # case: bad host
+    "http://host:1", "ray://host", "ray:/host:1", "", "host:1:2",  # case: other forms
+])
+def test_malformed_ray_address_is_one_line(address):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"engine.ray_address": address})
+
+    assert str(info.value) == ("engine.ray_address: expected HOST:PORT (port 1-65535), ray://HOST:PORT, "
+                               f"auto or local (got {address!r})")

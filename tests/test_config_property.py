@@ -4,6 +4,7 @@ Runs ``fedsim run --check`` (validate, print, exit) so a config that happens to 
 never starts a simulation.
 """
 
+import json
 import string
 
 import yaml
@@ -92,3 +93,48 @@ def test_random_yaml_is_valid_or_one_line_exit_2(tmp_path_factory, text):
         assert yaml.safe_load(result.stdout)["federation"]["clients"] >= 1
     else:
         _assert_one_line_exit_2(result)
+
+
+# Every float key of the config (a non-finite value would reach clients as JSON null).
+FLOAT_KEYS = ["federation.lr", "federation.fraction", "federation.momentum", "federation.weight_decay",
+              "federation.round_timeout", "federation.min_success_fraction", "partitioning.alpha",
+              "heterogeneity.speed_sigma", "heterogeneity.epoch_seconds", "heterogeneity.deadline",
+              "heterogeneity.dropout", "strategy.dp_clip", "strategy.dp_noise",
+              "engine.num_cpus_per_client", "task.params.temperature", "strategy.params.anything"]
+
+
+@SETTINGS
+@given(key=st.sampled_from(FLOAT_KEYS), value=st.sampled_from([".inf", "-.inf", ".nan", ".NaN", "+.Inf"]))
+def test_non_finite_float_is_one_line_exit_2_at_check(key, value):
+    result = runner.invoke(app, ["run", "--check", "--set", f"{key}={value}"])
+
+    _assert_one_line_exit_2(result)
+    assert f"{key}: must be a finite number" in result.stderr
+
+
+_label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
+hosts = st.one_of(st.lists(_label, min_size=1, max_size=3).map(".".join), st.ip_addresses(v=4).map(str),
+                  st.ip_addresses(v=6).map(lambda ip: f"[{ip}]"))
+
+
+@SETTINGS
+@given(host=hosts, port=st.integers(1, 65535), scheme=st.sampled_from(["", "ray://"]))
+def test_well_formed_ray_address_passes_check(host, port, scheme):
+    address = f"{scheme}{host}:{port}"
+
+    result = runner.invoke(app, ["run", "--check", "--ray-address", address])
+
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.stdout)["engine"]["ray_address"] == address
+
+
+@SETTINGS
+@given(text=st.text(max_size=30))
+def test_any_ray_address_is_accepted_or_one_line_exit_2(text):
+    result = runner.invoke(app, ["run", "--check", "--set", f"engine.ray_address={json.dumps(text)}"])
+
+    if result.exit_code == 0:  # one of Ray's forms: auto, local, [ray://]HOST:PORT
+        assert text in ("auto", "local") or text.rsplit(":", 1)[1].isdigit()
+    else:
+        _assert_one_line_exit_2(result)
+        assert "engine.ray_address" in result.stderr

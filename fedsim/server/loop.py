@@ -28,6 +28,7 @@ from fedsim.server.heterogeneity import unavailable
 from fedsim.server.metrics import improved, metric_summary
 from fedsim.server.outputs import RunWriter
 from fedsim.server.progress import RoundProgress
+from fedsim.server.resume import IDENTITY_KEY, identity
 from fedsim.server.replies import RoundTally, fold_reply
 from fedsim.strategies.base import Arrays, Strategy
 from fedsim.strategies.validation import all_finite
@@ -89,6 +90,8 @@ class RoundLoop:
             self._restore()
 
     def _restore(self) -> None:
+        # fedsim.server.resume.check_resumable (run by the CLI before start-up) has checked
+        # that the checkpoint fits this config and that no completed round lacks one.
         state = self.writer.load_checkpoint()
         if state is None:
             self.writer.truncate_after(0)
@@ -248,5 +251,6 @@ class RoundLoop:
         self.writer.round(row)
         self.writer.checkpoint({"round": rnd, "global": self.global_arrays,
                                 "strategy": self.strategy.state_dict(),
-                                "failed_streak": self.failed_streak, "aggregations": self.aggregations})
+                                "failed_streak": self.failed_streak, "aggregations": self.aggregations,
+                                IDENTITY_KEY: identity(self.exp)})
         return row

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from fedsim.atomic import atomic_write_bytes
+from fedsim.config import ConfigError
 
 CONFIG_FILE = "config.yaml"
 ROUNDS_FILE = "rounds.jsonl"
@@ -28,6 +29,37 @@ METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CURVES_FILE = "curves.png"
 BEST_FILE = "best_{metric}.pt"
+
+
+CHECKPOINT_KEYS = ("round", "global", "strategy", "failed_streak")
+
+
+class RunDirError(ConfigError):
+    """A run directory that cannot be used as asked (foreign files, a corrupt checkpoint)."""
+
+
+def is_run(run_dir: str | os.PathLike[str]) -> bool:
+    """Whether ``run_dir`` holds a fedsim run, finished or partial (it has ``rounds.jsonl``)."""
+    return (Path(run_dir) / ROUNDS_FILE).is_file()
+
+
+def read_checkpoint(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The checkpoint in ``run_dir``, or ``None`` if there is none.
+
+    Raises :class:`RunDirError` (one line) if it cannot be read as a fedsim checkpoint.
+    """
+    path = Path(run_dir) / CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as err:  # torch raises many types here; its text suggests unsafe loading
+        raise RunDirError(f"{path} is not a readable checkpoint ({type(err).__name__}: corrupt, "
+                          "truncated or not written by fedsim)") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing or not isinstance(state["global"], dict):
+        raise RunDirError(f"{path} is not a fedsim checkpoint (no {', '.join(missing) or 'global model'})")
+    return state
 
 
 def read_rounds(run_dir: Path) -> list[dict[str, Any]]:
@@ -57,7 +89,12 @@ class RunWriter:
     """Writes one run's outputs; the only code that touches the run directory."""
 
     def __init__(self, run_dir: str | os.PathLike[str], config_yaml: str, *, resume: bool = False) -> None:
+        """Open ``run_dir``; a new run needs it new, empty or holding a fedsim run (which
+        it replaces), so a user's own files are never overwritten (:class:`RunDirError`)."""
         self.dir = Path(run_dir)
+        if not resume and self.dir.is_dir() and not is_run(self.dir) and any(self.dir.iterdir()):
+            raise RunDirError(f"out: {self.dir} is not empty and holds no fedsim run; "
+                              "choose a new or empty directory")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.rows: list[dict[str, Any]] = []
         if resume:
@@ -67,9 +104,12 @@ class RunWriter:
             (self.dir / ROUNDS_FILE).write_text("")
 
     def load_checkpoint(self) -> dict[str, Any] | None:
-        """The last complete round's state, or ``None`` if no round completed."""
-        path = self.dir / CHECKPOINT_FILE
-        return torch.load(path, weights_only=True) if path.exists() else None
+        """The last complete round's state, or ``None`` if no round completed.
+
+        Raises :class:`RunDirError` for an unreadable checkpoint; ``fedsim.server.resume``
+        checks that it fits the config before a resumed run starts.
+        """
+        return read_checkpoint(self.dir)
 
     def truncate_after(self, last_round: int) -> None:
         """Drop lines of rounds after ``last_round`` (an interrupted round is redone)."""
