@@ -7,6 +7,7 @@ METRICS = "metrics"  # MetricRecord: num-examples, loss, timings
 NUM_EXAMPLES = "num-examples"
 LOSS = "loss"
 SERVER_ROUND = "server-round"
+AGGREGATION = "aggregation"  # 1 + completed aggregations so far (skipped rounds do not count)
 CLIENT_IDS = "client-ids"
 EXPERIMENT = "experiment"  # the resolved experiment config as JSON text
 NUM_CLIENTS_DONE = "num-clients"

@@ -99,6 +99,12 @@ def _client_ids(config: Any, context: Context) -> list[int]:
     return [int(context.node_config[PARTITION_ID])]  # a deployed SuperNode trains its own data
 
 
+def aggregation_index(config: Any) -> int:
+    """The message's aggregation index (1 + aggregations the server completed before this
+    round; strategies count warm-up and SWA by it); the server round for senders without it."""
+    return int(config.get(R.AGGREGATION, config[R.SERVER_ROUND]))
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train the requested virtual clients and reply with weights or partial sums."""
@@ -114,7 +120,8 @@ def train(msg: Message, context: Context) -> Message:
             raise ValueError(f"a '{REPLY_WEIGHTS}' reply trains exactly one client, got {len(ids)}")
         content = train_one(resident, global_arrays, ids[0], server_round, store)
     else:
-        content = train_cohort(resident, global_arrays, ids, server_round, store)
+        content = train_cohort(resident, global_arrays, ids, server_round, store,
+                               aggregation=aggregation_index(config))
     return Message(content=content, reply_to=msg)
 
 
@@ -130,10 +137,14 @@ def train_one(resident: Resident, global_arrays: Arrays, client_id: int, server_
 
 
 def train_cohort(resident: Resident, global_arrays: Arrays, ids: list[int], server_round: int,
-                 store: ClientStateStore | None) -> RecordDict:
-    """Train ``ids`` one after another, validating and folding each; reply with partial sums."""
+                 store: ClientStateStore | None, *, aggregation: int | None = None) -> RecordDict:
+    """Train ``ids`` one after another, validating and folding each; reply with partial sums.
+
+    ``aggregation`` is the server's aggregation index (default ``server_round``): the
+    accumulator folds by it (L-DAWA folds differently during its warm-up).
+    """
     start = time.perf_counter()
-    acc = resident.strategy.new_accumulator(global_arrays, server_round)
+    acc = resident.strategy.new_accumulator(global_arrays, server_round, aggregation=aggregation)
     rejected: Counter[str] = Counter()
     failed: Counter[str] = Counter()
     timeout = resident.exp.federation.round_timeout

@@ -59,10 +59,41 @@ STATISTICS_SUFFIXES = ("running_mean", "running_var")  # BatchNorm statistics, n
 
 
 def is_statistic(name: str) -> bool:
-    """Whether a state-dict entry is a running statistic (BatchNorm mean/variance): it is
-    averaged but never stepped by a server optimiser (a momentum or Adam step can push a
-    variance below zero, and the model's outputs to NaN)."""
+    """Whether a state-dict entry is a running statistic (BatchNorm mean/variance).
+
+    A statistic is averaged by the strategy's own rule but never stepped by a server
+    optimiser, never noised by DP and not part of DP's clipped update: it is not a
+    parameter of the loss, so there is no gradient to follow, and a momentum/Adam step or
+    Gaussian noise can push a variance below zero and eval-mode BatchNorm to NaN.
+    """
     return name.endswith(STATISTICS_SUFFIXES)
+
+
+CONSTANT_SUFFIXES = ("scale_conv", "scale_1x1")  # RepOpt gradient-mask scales (fedsim.optim.repopt)
+
+
+def is_constant(name: str) -> bool:
+    """Whether a state-dict entry is a constant buffer, kept from the previous global.
+
+    The plain RepOpt models (``repopt_vgg``, ``repghost``) carry their Hyper-Searched
+    per-channel scales as persistent buffers named ``...scale_conv`` / ``...scale_1x1``;
+    the official RepOptimizer code keeps them constant (they define the gradient masks).
+    Every strategy therefore copies them from the previous global model
+    (:meth:`Accumulator.finalize`), whatever clients send: plain averaging would only
+    reproduce them up to float rounding, L-DAWA's cosine factor (≤ 1) and FedVSSL's
+    mixing could shrink or move them, and server optimisers and DP noise would step them.
+    This is the one place that names them. Caveat: the Hyper-Search models
+    (``repvgg_hs``, ``repghost_hs``) have *trainable* parameters with these names; they are
+    meant for the central search, and a federated run of them keeps their scales fixed.
+    """
+    return name.endswith(CONSTANT_SUFFIXES)
+
+
+def is_trainable(name: str, tensor: torch.Tensor) -> bool:
+    """Whether a state-dict entry is a trainable parameter for the server: a float tensor
+    that is neither a running statistic nor a constant buffer. Server optimiser steps, DP
+    clipping and DP noise act on exactly these."""
+    return is_float(tensor) and not is_statistic(name) and not is_constant(name)
 
 
 def add_into(sums: dict[str, torch.Tensor], key: str, value: torch.Tensor, alpha: float = 1.0) -> None:
@@ -121,9 +152,23 @@ class Strategy(ABC):
     def __init__(self, params: StrategyParams | None = None) -> None:
         self.params = params if params is not None else self.Params()
 
-    def new_accumulator(self, previous: Arrays, server_round: int) -> "Accumulator":
-        """An empty accumulator for ``server_round`` whose clients started from ``previous``."""
-        return Accumulator(self, previous, server_round)
+    def new_accumulator(self, previous: Arrays, server_round: int, *,
+                        aggregation: int | None = None) -> "Accumulator":
+        """An empty accumulator for ``server_round`` whose clients started from ``previous``.
+
+        Parameters
+        ----------
+        previous
+            The global model the round's clients started from.
+        server_round
+            The server round (1-based).
+        aggregation
+            The aggregation index: 1 + the number of aggregations completed before this
+            one (a skipped round completes none). Strategies decide warm-up, SWA, server
+            optimiser steps and DP noise by it, so a skipped round shifts nothing. Defaults
+            to ``server_round``, which it equals while no round has been skipped.
+        """
+        return Accumulator(self, previous, server_round, aggregation=aggregation)
 
     def load_keys(self, keys: list[str]) -> list[str]:
         """The global tensors a client loads (default: all). FedVSSL loads the backbone only;
@@ -141,12 +186,17 @@ class Strategy(ABC):
 
     @abstractmethod
     def fold(self, sums: dict[str, torch.Tensor], update: ClientUpdate, previous: Arrays,
-             server_round: int) -> None:
-        """Add one client's contribution into ``sums`` in place."""
+             aggregation: int) -> None:
+        """Add one client's contribution into ``sums`` in place (``aggregation``: the
+        1-based aggregation index, see :meth:`new_accumulator`)."""
 
     @abstractmethod
-    def finalize(self, sums: dict[str, torch.Tensor], previous: Arrays, server_round: int) -> Arrays:
-        """Turn the summed contributions of a round's clients into the next global model."""
+    def finalize(self, sums: dict[str, torch.Tensor], previous: Arrays, aggregation: int) -> Arrays:
+        """Turn the summed contributions of a round's clients into the next global model.
+
+        Constant buffers (:func:`is_constant`) may come out as anything: the accumulator
+        replaces them by the previous global's values.
+        """
 
     def state_dict(self) -> dict[str, Any]:
         """Strategy state carried across rounds (e.g. server optimiser moments); default none."""
@@ -168,18 +218,20 @@ class Accumulator:
     result up to float summation order.
     """
 
-    def __init__(self, strategy: Strategy, previous: Arrays, server_round: int) -> None:
+    def __init__(self, strategy: Strategy, previous: Arrays, server_round: int, *,
+                 aggregation: int | None = None) -> None:
         self.strategy = strategy
         self.full_previous = previous
         # Only the tensors clients send are validated, folded and finalized.
         self.previous = {k: previous[k] for k in strategy.sent_keys(list(previous))}
         self.server_round = server_round
+        self.aggregation = server_round if aggregation is None else aggregation
         self.sums: dict[str, torch.Tensor] = {}
         self.num_clients = 0
 
     def accumulate(self, update: ClientUpdate) -> None:
         """Fold one client's update in."""
-        self.strategy.fold(self.sums, update, self.previous, self.server_round)
+        self.strategy.fold(self.sums, update, self.previous, self.aggregation)
         self.num_clients += 1
 
     def merge(self, other: "Accumulator") -> None:
@@ -199,11 +251,15 @@ class Accumulator:
         self.num_clients += num_clients
 
     def finalize(self) -> Arrays:
-        """The next global model; requires at least one client."""
+        """The next global model; requires at least one client.
+
+        Tensors clients do not send and constant buffers (:func:`is_constant`) keep the
+        previous global's values exactly, in every strategy.
+        """
         if self.num_clients == 0:
             raise ValueError("cannot finalize a round with no client updates")
-        new = self.strategy.finalize(self.sums, self.previous, self.server_round)
-        return {k: new.get(k, v) for k, v in self.full_previous.items()}
+        new = self.strategy.finalize(self.sums, self.previous, self.aggregation)
+        return {k: v if is_constant(k) else new.get(k, v) for k, v in self.full_previous.items()}
 
 
 ROW_PREFIX = "row:"  # "row:{name}": the stacked updates of one tensor, shape [m, *shape]
@@ -223,11 +279,12 @@ class ListStrategy(Strategy):
 
     decomposable: ClassVar[bool] = False
 
-    def new_accumulator(self, previous: Arrays, server_round: int) -> "Accumulator":
-        return ListAccumulator(self, previous, server_round)
+    def new_accumulator(self, previous: Arrays, server_round: int, *,
+                        aggregation: int | None = None) -> "Accumulator":
+        return ListAccumulator(self, previous, server_round, aggregation=aggregation)
 
     def fold(self, sums: dict[str, torch.Tensor], update: ClientUpdate, previous: Arrays,
-             server_round: int) -> None:
+             aggregation: int) -> None:
         """Append ``update`` as one row (concatenation; :class:`ListAccumulator` batches it)."""
         row = {ROW_PREFIX + name: t.detach().clone().unsqueeze(0) for name, t in update.arrays.items()}
         row[ROW_WEIGHT] = torch.tensor([float(update.num_examples)], dtype=torch.float64)
@@ -235,13 +292,13 @@ class ListStrategy(Strategy):
         for key, value in row.items():
             sums[key] = torch.cat([sums[key], value]) if key in sums else value
 
-    def finalize(self, sums: dict[str, torch.Tensor], previous: Arrays, server_round: int) -> Arrays:
+    def finalize(self, sums: dict[str, torch.Tensor], previous: Arrays, aggregation: int) -> Arrays:
         order = torch.argsort(sums[ROW_ID], stable=True)
         rows = {name: sums[ROW_PREFIX + name].index_select(0, order) for name in previous}
-        return cast_like(self.combine(rows, sums[ROW_WEIGHT][order], previous, server_round), previous)
+        return cast_like(self.combine(rows, sums[ROW_WEIGHT][order], previous, aggregation), previous)
 
     @abstractmethod
-    def combine(self, rows: Arrays, weights: torch.Tensor, previous: Arrays, server_round: int) -> Arrays:
+    def combine(self, rows: Arrays, weights: torch.Tensor, previous: Arrays, aggregation: int) -> Arrays:
         """The next global tensors from ``rows[name]`` (``[m, *shape]``, sorted by client id)
         and the clients' num-examples ``weights`` (``[m]``)."""
 
@@ -266,7 +323,7 @@ class ListAccumulator(Accumulator):
 
     def accumulate(self, update: ClientUpdate) -> None:
         row: dict[str, torch.Tensor] = {}
-        self.strategy.fold(row, update, self.previous, self.server_round)
+        self.strategy.fold(row, update, self.previous, self.aggregation)
         self._chunks.append(row)
         self.num_clients += 1
 

@@ -4,8 +4,10 @@ After Flower's ``DifferentialPrivacyServerSideFixedClipping`` (flwr 1.41
 ``dp_fixed_clipping.py``; Andrew et al., arXiv 1905.03871 for the mechanism):
 
 1. **Clip** (in ``fold``, so a cohort worker clips too): each client's update
-   Δ_k = w_k − w_g over all sent floating-point tensors jointly is scaled to L2 norm ≤ C,
-   and ``w_g + clipped Δ_k`` is folded into the wrapped strategy. Integer buffers pass as sent.
+   Δ_k = w_k − w_g over all sent *trainable* tensors jointly (``base.is_trainable``: float,
+   not a BatchNorm running statistic, not a constant buffer) is scaled to L2 norm ≤ C, and
+   ``w_g + clipped Δ_k`` is folded into the wrapped strategy. Statistics, constant buffers
+   and integer buffers pass as sent and are not part of the norm.
 2. **Noise** (in ``finalize``): Gaussian noise is added to the aggregate. For the
    sample-weighted mean Σ n_k Δ_k / Σ n_k, one client moves the *sum* Σ n_k Δ_k by at most
    n_max·C, so the sum gets noise N(0, (z·C·n_max)²), i.e. the mean gets
@@ -18,8 +20,20 @@ After Flower's ``DifferentialPrivacyServerSideFixedClipping`` (flwr 1.41
    post-processing; any other strategy gets it on its finalized output, as Flower's wrapper
    does. For rules that are not a sample-weighted mean of the updates (L-DAWA's cosine
    scaling, FedVSSL's loss weights) σ is a calibration, not a proof of the (ε, δ) guarantee.
+   Noise goes on the trainable tensors only.
 
-The noise comes from a ``torch.Generator`` seeded by (seed, round): a run is reproducible.
+**Statistics and constants.** BatchNorm running means and variances are averaged by the
+wrapped rule *without* clipping or noise: they are not parameters, Gaussian noise of std σ
+on a variance near 0 makes it negative (−0.147 was seen with z = C = 1, 4 clients) and
+eval-mode BatchNorm then returns NaN. They are therefore released un-noised, and the (ε, δ)
+guarantee covers the trainable parameters only — as in Opacus, which refuses BatchNorm, use
+a model without running statistics (e.g. GroupNorm) for a formal guarantee. Constant
+buffers (RepOpt's scales) keep the previous global's value (``base.is_constant``).
+
+The noise comes from a ``torch.Generator`` seeded by (seed, aggregation index), the index
+counting completed aggregations (:meth:`~fedsim.strategies.base.Strategy.new_accumulator`):
+a run is reproducible, resumes draw the same noise, and every release gets its own draw.
+Without skipped rounds the index is the server round.
 :meth:`DPFixedClipping.last_round_info` reports what was used (keys ``dp_clip``,
 ``dp_noise_multiplier``, ``dp_noise_std``, ``dp_clipped``, ``dp_clients``).
 """
@@ -33,7 +47,7 @@ from pydantic import Field
 
 from fedsim.seeding import torch_generator
 from fedsim.strategies.base import (MAX_PREFIX, Arrays, ClientUpdate, Strategy, StrategyParams,
-                                    add_scalar, cast_like, is_float, max_into)
+                                    add_scalar, cast_like, is_trainable, max_into)
 from fedsim.strategies.fedavg import weighted_mean
 from fedsim.strategies.fedopt import FlowerServerStep
 
@@ -49,13 +63,13 @@ class DPParams(StrategyParams):
 
     clip: float = Field(gt=0.0, description="C, the L2 bound on each client's update")
     noise_multiplier: float = Field(ge=0.0, description="z: noise std is z·C·n_max/Σn on the mean")
-    seed: int = Field(0, description="seeds the noise with (seed, round)")
+    seed: int = Field(0, description="seeds the noise with (seed, aggregation index)")
 
 
 def clip_update(update: ClientUpdate, previous: Arrays, clip: float) -> tuple[ClientUpdate, bool]:
-    """``update`` with Δ = w − w_g over its float tensors scaled to norm ≤ ``clip``; and
-    whether it was scaled down."""
-    floats = [k for k, v in update.arrays.items() if is_float(v)]
+    """``update`` with Δ = w − w_g over its trainable tensors (``base.is_trainable``) scaled
+    to norm ≤ ``clip``; and whether it was scaled down. Other tensors pass as sent."""
+    floats = [k for k, v in update.arrays.items() if is_trainable(k, v)]
     sq = sum((float(((update.arrays[k].double() - previous[k].double()) ** 2).sum()) for k in floats), 0.0)
     norm = sq ** 0.5
     if norm <= clip:
@@ -69,9 +83,10 @@ def clip_update(update: ClientUpdate, previous: Arrays, clip: float) -> tuple[Cl
 
 
 def gaussian_noise(like: Arrays, std: float, generator: torch.Generator) -> Arrays:
-    """N(0, std²) for every float tensor of ``like``, drawn in key order."""
+    """N(0, std²) for every trainable tensor of ``like`` (``base.is_trainable``), drawn in
+    key order; statistics, constants and integer buffers get none."""
     return {k: torch.randn(v.shape, generator=generator, dtype=torch.float32) * std
-            for k, v in like.items() if is_float(v)}
+            for k, v in like.items() if is_trainable(k, v)}
 
 
 class DPFixedClipping(Strategy):
@@ -98,9 +113,9 @@ class DPFixedClipping(Strategy):
         return self.inner.proximal_mu()
 
     def fold(self, sums: dict[str, torch.Tensor], update: ClientUpdate, previous: Arrays,
-             server_round: int) -> None:
+             aggregation: int) -> None:
         clipped, was_clipped = clip_update(update, previous, self.params.clip)
-        self.inner.fold(sums, clipped, previous, server_round)
+        self.inner.fold(sums, clipped, previous, aggregation)
         n = float(update.num_examples)
         add_scalar(sums, N_SUM, n)
         max_into(sums, N_MAX, torch.tensor(n, dtype=torch.float64))
@@ -112,16 +127,16 @@ class DPFixedClipping(Strategy):
         p = self.params
         return p.noise_multiplier * p.clip * float(sums[N_MAX]) / float(sums[N_SUM])
 
-    def finalize(self, sums: dict[str, torch.Tensor], previous: Arrays, server_round: int) -> Arrays:
+    def finalize(self, sums: dict[str, torch.Tensor], previous: Arrays, aggregation: int) -> Arrays:
         std = self.noise_std(sums)
-        gen = torch_generator(self.params.seed, server_round, NOISE_STREAM)
+        gen = torch_generator(self.params.seed, aggregation, NOISE_STREAM)
         noise = gaussian_noise(previous, std, gen)
         if isinstance(self.inner, FlowerServerStep):  # noise the mean, then the server step
             mean = weighted_mean(sums, previous)
             noisy = {k: v + noise[k] if k in noise else v for k, v in mean.items()}
-            out = cast_like(self.inner.apply(noisy, previous, server_round), previous)
+            out = cast_like(self.inner.apply(noisy, previous, aggregation), previous)
         else:
-            out = self.inner.finalize(sums, previous, server_round)
+            out = self.inner.finalize(sums, previous, aggregation)
             out = {k: (v + noise[k]).to(v.dtype) if k in noise else v for k, v in out.items()}
         self._info = {"dp_clip": self.params.clip, "dp_noise_multiplier": self.params.noise_multiplier,
                       "dp_noise_std": std, "dp_clipped": float(sums[CLIPPED]),

@@ -32,10 +32,10 @@ class FedAvg(Strategy):
     """FedAvg: sample-weighted mean of the client models (McMahan et al. 2017)."""
 
     def fold(self, sums: dict[str, torch.Tensor], update: ClientUpdate, previous: Arrays,
-             server_round: int) -> None:
+             aggregation: int) -> None:
         fold_weighted(sums, update)
 
-    def finalize(self, sums: dict[str, torch.Tensor], previous: Arrays, server_round: int) -> Arrays:
+    def finalize(self, sums: dict[str, torch.Tensor], previous: Arrays, aggregation: int) -> Arrays:
         return cast_like(weighted_mean(sums, previous), previous)
 
 

@@ -4,7 +4,9 @@ The step is Flower's (``flwr.serverapp.strategy.FedAvgM``, flwr 1.41), run on th
 mean as in :mod:`fedsim.strategies.fedopt`: with pseudo-gradient g = w_g − mean,
 v ← β·v + g (v = g in the first round) and w ← w_g − η·v. Flower's default momentum is 0,
 which makes FedAvgM plain FedAvg; fedsim's default is β = 0.9 (Hsu et al.). The momentum
-vector is strategy state and survives checkpoints.
+vector is strategy state and survives checkpoints. Only trainable tensors are stepped:
+BatchNorm statistics take the FedAvg mean and constant buffers keep their value
+(:meth:`~fedsim.strategies.fedopt.FlowerServerStep.apply`).
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ class FedAvgM(FlowerServerStep):
         m = to_numpy(self._momentum)
         self.flower.momentum_vector = None if m is None else [m[k] for k in self._keys]
 
-    def apply(self, mean: Arrays, previous: Arrays, server_round: int) -> Arrays:
-        out = super().apply(mean, previous, server_round)
+    def apply(self, mean: Arrays, previous: Arrays, aggregation: int) -> Arrays:
+        out = super().apply(mean, previous, aggregation)
         vector = self.flower.momentum_vector
         if vector is not None:
             self._momentum = to_torch(dict(zip(self._keys, vector, strict=True)))

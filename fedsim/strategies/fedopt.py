@@ -10,9 +10,13 @@ which needs reply messages; a real ``Message`` cannot be built outside a running
 so one duck-typed reply carrying the mean with weight 1 is passed (Flower reads only its
 ``has_error()`` and ``content``; with one reply of weight 1 its weighted mean is the mean).
 
-Only floating-point tensors go through the optimiser; integer buffers
-(``num_batches_tracked``) take the FedAvg mean, rounded. The moments are strategy state:
-:meth:`state_dict` / :meth:`load_state_dict` carry them through checkpoints.
+Only trainable tensors (``base.is_trainable``) go through the optimiser: BatchNorm running
+statistics and integer buffers (``num_batches_tracked``, rounded) take the FedAvg mean, and
+constant buffers (RepOpt's scales) keep the previous global's value. Flower's round
+argument (FedAdam's bias correction) is the aggregation index — the number of server steps
+taken including this one, which is the server round unless a round was skipped. The
+moments are strategy state: :meth:`state_dict` / :meth:`load_state_dict` carry them
+through checkpoints.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from pydantic import Field
 
 from fedsim import records as R
 from fedsim.registry import register_strategy
-from fedsim.strategies.base import Arrays, StrategyParams, cast_like, is_float, is_statistic
+from fedsim.strategies.base import Arrays, StrategyParams, cast_like, is_constant, is_trainable
 from fedsim.strategies.fedavg import FedAvg, weighted_mean
 
 
@@ -89,25 +93,27 @@ class FlowerServerStep(FedAvg):
         """Give the Flower object the global model the clients started from."""
         raise NotImplementedError
 
-    def apply(self, mean: Arrays, previous: Arrays, server_round: int) -> Arrays:
-        """One server step from ``previous`` towards ``mean`` on the float parameters.
+    def apply(self, mean: Arrays, previous: Arrays, aggregation: int) -> Arrays:
+        """One server step from ``previous`` towards ``mean`` on the trainable tensors.
 
         BatchNorm running statistics take the FedAvg mean: Flower steps every array it is
         given, which for a state dict includes the running variance, and a momentum/Adam
         step overshoots it below zero (seen here: FedAvgM's NaN global in round 3 at the
         defaults). Statistics are not parameters of the loss, so there is no gradient to follow.
+        Constant buffers (``base.is_constant``) keep ``previous``'s value and have no moments.
         """
-        floats = [k for k, v in previous.items() if is_float(v) and not is_statistic(k)]
+        mean = {k: previous[k] if is_constant(k) else v for k, v in mean.items()}
+        floats = [k for k, v in previous.items() if is_trainable(k, v)]
         if not floats:
             return mean
         self.set_current({k: previous[k] for k in floats})
         with _quiet_flower():
-            record, _ = self.flower.aggregate_train(server_round, [_MeanReply({k: mean[k] for k in floats})])
+            record, _ = self.flower.aggregate_train(aggregation, [_MeanReply({k: mean[k] for k in floats})])
         stepped = {k: torch.from_numpy(np.array(record[k].numpy())) for k in floats}
         return {**mean, **stepped}
 
-    def finalize(self, sums: dict[str, torch.Tensor], previous: Arrays, server_round: int) -> Arrays:
-        return cast_like(self.apply(weighted_mean(sums, previous), previous, server_round), previous)
+    def finalize(self, sums: dict[str, torch.Tensor], previous: Arrays, aggregation: int) -> Arrays:
+        return cast_like(self.apply(weighted_mean(sums, previous), previous, aggregation), previous)
 
 
 class FedOptParams(StrategyParams):

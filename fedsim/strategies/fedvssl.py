@@ -10,14 +10,15 @@ equivalent for training and saves bandwidth. **This is a documented deviation.**
 Server rule, per sent tensor, with p_k = exp(−L_k) and L_k the client's mean training loss::
 
     w^r   = α · Σ p_k w_k / Σ p_k  +  (1 − α) · Σ n_k w_k / Σ n_k
-    w_g^r = (1 − β) · w^r + β · w_g^{r−1}        (SWA, rounds r ≥ 2, if ``swa``)
+    w_g^r = (1 − β) · w^r + β · w_g^{r−1}        (SWA, from the 2nd aggregation on, if ``swa``)
 
 Checked against the official yasar-rehman/FEDVSSL
 ``reproduce_papers/fedssl/main_cam_st_theta_b_mixed_+SWA_wo_mement.py`` (``SaveModelStrategy``):
 the client reports ``exp(-avg_loss)`` as its weight, α = 0.9, and from ``rnd > 1`` the new
 global is ``0.5 * weights + 0.5 * previous`` (β = 0.5 here, the paper's "β = 1" mixing).
 Integer buffers follow the same formula and are rounded (the official code treats them
-as floats).
+as floats). "Round 2 on" counts completed aggregations, not server rounds: SWA needs a
+previous *aggregated* global, and a skipped round (global unchanged) must not switch it on.
 
 p_k is ``exp(-L_k)`` exactly, without subtracting the round's minimum loss: a shift would
 cancel in Σp w/Σp, but partial sums from different workers must use one common shift,
@@ -46,7 +47,7 @@ class FedVSSLParams(StrategyParams):
     """Parameters of :class:`FedVSSL`."""
 
     alpha: float = Field(0.9, ge=0.0, le=1.0, description="weight of the loss-weighted mean")
-    swa: bool = Field(True, description="average with the previous global from round 2 on")
+    swa: bool = Field(True, description="average with the previous global from the 2nd aggregation on")
     swa_weight: float = Field(0.5, ge=0.0, lt=1.0, description="β, weight of the previous global in SWA")
     backbone_prefix: str = Field("backbone.", min_length=1, description="tensors clients load and send")
 
@@ -91,19 +92,20 @@ class FedVSSL(Strategy):
         """Clients send, and the server aggregates, the backbone only."""
         return self._backbone(keys)
 
-    def swa_active(self, server_round: int) -> bool:
-        """Whether SWA with the previous global applies in ``server_round`` (1-based)."""
-        return self.params.swa and server_round >= 2
+    def swa_active(self, aggregation: int) -> bool:
+        """Whether SWA with the previous global applies to aggregation number
+        ``aggregation`` (1-based, skipped rounds not counted)."""
+        return self.params.swa and aggregation >= 2
 
     def fold(self, sums: dict[str, torch.Tensor], update: ClientUpdate, previous: Arrays,
-             server_round: int) -> None:
+             aggregation: int) -> None:
         fold_weighted(sums, update)
         fold_weighted(sums, update, prefix=LOSS_PREFIX, weight_key=LOSS_WEIGHT,
                       weight=loss_weight(update))
 
-    def finalize(self, sums: dict[str, torch.Tensor], previous: Arrays, server_round: int) -> Arrays:
+    def finalize(self, sums: dict[str, torch.Tensor], previous: Arrays, aggregation: int) -> Arrays:
         out = mix(sums, previous, self.params.alpha)
-        if self.swa_active(server_round):
+        if self.swa_active(aggregation):
             beta = self.params.swa_weight
             out = {name: (1.0 - beta) * out[name] + beta * previous[name].to(torch.float32)
                    for name in previous}

@@ -7,7 +7,10 @@ of the client's tensor from the previous global one (the model the clients start
 
 and the next global tensor is the unnormalised mean ``w^l = (1/K) Σ_k δ_k^l w_k^l`` — no
 n_k weighting, no division by Σδ, and a negative cosine stays negative (only the cap at 1
-is applied). The first ``warmup_rounds`` rounds are sample-weighted FedAvg.
+is applied). The first ``warmup_rounds`` aggregations are sample-weighted FedAvg; they are
+counted in *completed aggregations* (the aggregation index, see
+:meth:`~fedsim.strategies.base.Strategy.new_accumulator`), so a skipped round (too few
+successful clients, global unchanged) does not eat into the warm-up.
 
 Checked against the official code, yasar-rehman/L-DAWA: ``L-DAWA-Agg.py`` and
 ``FL_Pretraining/main_CIFAR10_LDAWA.py`` (``my_aggregate``; FedAvg while ``GLB_RND <= 2``,
@@ -17,6 +20,9 @@ i.e. L-DAWA once 3 rounds are complete). Edge cases, as there:
   0 (the official code would divide by zero and produce NaN — fedsim uses δ = 1 instead);
 * 0-d float tensors enter unscaled (the official ``len(x.shape) > 0`` test skips them);
 * BatchNorm running statistics are float tensors and are scaled and averaged like weights;
+* constant buffers (RepOpt's ``scale_conv`` / ``scale_1x1``, ``base.is_constant``; the
+  official models have none) keep the previous global's value: a cosine below 1, even by
+  float rounding, would shrink them;
 * integer buffers (``num_batches_tracked``) are copied, not averaged: fedsim takes the
   element-wise **maximum over the round's clients** (the count of the client that trained
   longest; merged by maximum, see ``MAX_PREFIX``). The official code averaged them as floats.
@@ -41,7 +47,8 @@ DELTA_SUM = "delta-sum"  # Σ_k mean_l δ_k^l, for the round log only
 class LDAWAParams(StrategyParams):
     """Parameters of :class:`LDAWA`."""
 
-    warmup_rounds: int = Field(3, ge=0, description="rounds 1..warmup_rounds are sample-weighted FedAvg")
+    warmup_rounds: int = Field(3, ge=0, description="the first warmup_rounds completed aggregations "
+                               "are sample-weighted FedAvg (skipped rounds do not count)")
 
 
 def layer_divergence(client: torch.Tensor, global_: torch.Tensor) -> float:
@@ -84,19 +91,20 @@ class LDAWA(Strategy):
         super().__init__(params)
         self._info: dict[str, float] = {}
 
-    def in_warmup(self, server_round: int) -> bool:
-        """Whether ``server_round`` (1-based) is a FedAvg warm-up round."""
-        return server_round <= self.params.warmup_rounds
+    def in_warmup(self, aggregation: int) -> bool:
+        """Whether aggregation number ``aggregation`` (1-based, skipped rounds not counted)
+        is a FedAvg warm-up one."""
+        return aggregation <= self.params.warmup_rounds
 
     def fold(self, sums: dict[str, torch.Tensor], update: ClientUpdate, previous: Arrays,
-             server_round: int) -> None:
-        if self.in_warmup(server_round):
+             aggregation: int) -> None:
+        if self.in_warmup(aggregation):
             fold_weighted(sums, update)
         else:
             fold_ldawa(sums, update, previous)
 
-    def finalize(self, sums: dict[str, torch.Tensor], previous: Arrays, server_round: int) -> Arrays:
-        if self.in_warmup(server_round):
+    def finalize(self, sums: dict[str, torch.Tensor], previous: Arrays, aggregation: int) -> Arrays:
+        if self.in_warmup(aggregation):
             self._info = {"ldawa_warmup": 1.0}
             return cast_like(weighted_mean(sums, previous), previous)
         k = float(sums[COUNT])

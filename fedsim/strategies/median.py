@@ -25,5 +25,5 @@ def coordinate_median(rows: torch.Tensor) -> torch.Tensor:
 class Median(ListStrategy):
     """Coordinate-wise median of the client models (arXiv 1803.01498)."""
 
-    def combine(self, rows: Arrays, weights: torch.Tensor, previous: Arrays, server_round: int) -> Arrays:
+    def combine(self, rows: Arrays, weights: torch.Tensor, previous: Arrays, aggregation: int) -> Arrays:
         return {name: coordinate_median(r) for name, r in rows.items()}

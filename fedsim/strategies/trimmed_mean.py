@@ -30,6 +30,6 @@ class TrimmedMean(ListStrategy):
     Params = TrimmedMeanParams
     params: TrimmedMeanParams
 
-    def combine(self, rows: Arrays, weights: torch.Tensor, previous: Arrays, server_round: int) -> Arrays:
+    def combine(self, rows: Arrays, weights: torch.Tensor, previous: Arrays, aggregation: int) -> Arrays:
         beta = self.params.beta
         return {name: torch.from_numpy(np.asarray(trim_mean(r.numpy(), beta))) for name, r in rows.items()}

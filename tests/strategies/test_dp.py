@@ -2,10 +2,13 @@
 
 import pytest
 import torch
+from torch import nn
 
 from fedsim.strategies.dp import DPFixedClipping, clip_update, wrap_dp
 from fedsim.strategies.fedavg import FedAvg
+from fedsim.strategies.fedavgm import FedAvgM
 from fedsim.strategies.fedopt import FedAdam
+from fedsim.strategies.ldawa import LDAWA
 from fedsim.strategies.fedvssl import FedVSSL
 from fedsim.strategies.median import Median
 from tests.conftest import make_update
@@ -38,6 +41,78 @@ def test_clipping_keeps_the_direction_and_leaves_small_updates_alone():
     torch.testing.assert_close(clipped.arrays["w"], torch.tensor([1.6, 1.0, 1.0]))
     torch.testing.assert_close(clipped.arrays["b"], torch.tensor(0.8))
     assert was and not was_small and same is small
+
+
+def test_statistics_and_constants_are_neither_clipped_nor_part_of_the_norm():
+    previous = {"w": torch.zeros(2), "bn.running_var": torch.ones(2), "block.scale_conv": torch.ones(2)}
+    update = make_update(0, w=[3.0, 4.0], bn__running_var=[100.0, 0.01], block__scale_conv=[9.0, 9.0])
+
+    clipped, was = clip_update(update, previous, clip=1.0)
+
+    # the norm is ‖[3, 4]‖ = 5 over the trainable tensor alone; the others pass as sent
+    assert was
+    torch.testing.assert_close(clipped.arrays["w"], torch.tensor([0.6, 0.8]))
+    torch.testing.assert_close(clipped.arrays["bn.running_var"], torch.tensor([100.0, 0.01]))
+    torch.testing.assert_close(clipped.arrays["block.scale_conv"], torch.tensor([9.0, 9.0]))
+
+
+def _see_data(model: nn.Module, g: torch.Generator, offset: float) -> None:
+    """Train-mode passes over low-variance inputs: BN's running_var falls to about 0.001."""
+    model.train()
+    with torch.no_grad():
+        for _ in range(40):
+            model(0.05 * torch.randn(16, 3, generator=g) + offset)
+
+
+def _bn_model() -> nn.Module:
+    """Linear + BatchNorm1d whose statistics already come from low-variance data."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    _see_data(model, torch.Generator().manual_seed(0), 0.0)
+    return model
+
+
+def _bn_clients(model: nn.Module, num_clients: int) -> list:
+    """Clients whose BN saw more low-variance data and whose weights moved."""
+    g = torch.Generator().manual_seed(1)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    updates = []
+    for k in range(num_clients):
+        model.load_state_dict(start)
+        _see_data(model, g, float(k))
+        with torch.no_grad():
+            model[0].weight.add_(0.1 * torch.randn(4, 3, generator=g))
+        arrays = {name: v.clone() for name, v in model.state_dict().items()}
+        updates.append(make_update(k, n=10, **{name.replace(".", "__"): v for name, v in arrays.items()}))
+    model.load_state_dict(start)
+    return updates
+
+
+@pytest.mark.parametrize("inner", [FedAvg, FedAdam, FedAvgM, LDAWA])
+def test_dp_on_a_batchnorm_model_keeps_variances_positive_and_eval_finite(inner):
+    # Prepare: the issue's setting, z = 1, C = 1, 4 clients: σ = 0.25 on the mean, far above
+    # the running variances (≈ 0.001; noise on them went to −0.147 and eval BN to NaN)
+    model = _bn_model()
+    previous = {k: v.clone() for k, v in model.state_dict().items()}
+    updates = _bn_clients(model, 4)
+    strategy = wrap_dp(inner(), clip=1.0, noise_multiplier=1.0, seed=0)
+
+    # Execute
+    out = run_round(strategy, previous, updates, 1)
+    model.load_state_dict(out)
+    model.eval()
+    y = model(torch.randn(8, 3, generator=torch.Generator().manual_seed(2)))
+
+    # Assert: statistics are the clients' plain mean (equal n; FedAvg warm-up for L-DAWA),
+    # the trainable weight got noise, the eval output is finite
+    assert strategy.last_round_info()["dp_noise_std"] == pytest.approx(0.25)
+    for name in ("1.running_mean", "1.running_var"):
+        torch.testing.assert_close(out[name], torch.stack([u.arrays[name] for u in updates]).mean(0))
+    assert bool((out["1.running_var"] >= 0).all())
+    assert not torch.allclose(out["0.weight"], torch.stack([u.arrays["0.weight"] for u in updates]).mean(0),
+                              atol=0.05)
+    assert bool(torch.isfinite(y).all())
 
 
 def test_without_noise_the_round_is_fedavg_of_the_clipped_updates():

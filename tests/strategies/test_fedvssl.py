@@ -56,6 +56,16 @@ def test_mixing_and_swa_by_hand(server_round, params, expected):
     torch.testing.assert_close(out["head.w"], torch.tensor([7.0]))  # not sent: previous head kept
 
 
+@pytest.mark.parametrize(("server_round", "aggregation", "expected"), [
+    (2, 1, 2.125),  # case: round 1 was skipped, round 2 is the first aggregation: no SWA yet
+    (3, 2, 0.5 * 2.125 + 0.5 * 0.5),  # case: the second aggregation averages with the previous global
+])
+def test_swa_counts_aggregations_not_rounds(server_round, aggregation, expected):
+    out = run_round(FedVSSL(), PREVIOUS, _clients(), server_round, aggregation=aggregation)
+
+    torch.testing.assert_close(out["backbone.w"], torch.tensor([expected]))
+
+
 def test_clients_load_and_send_the_backbone_only():
     keys = ["backbone.conv.weight", "backbone.bn.running_mean", "head.0.weight", "head.0.bias"]
     strategy = FedVSSL()

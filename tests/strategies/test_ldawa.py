@@ -168,3 +168,28 @@ def test_reports_mean_delta():
 def test_params_are_validated(params):
     with pytest.raises(pydantic.ValidationError):
         LDAWA.Params(**params)
+
+
+def test_a_skipped_round_does_not_shorten_the_warmup():
+    # Prepare: rounds 1..6, round 2 skipped (global unchanged), so rounds 1, 3, 4, 5, 6 are
+    # aggregations 1..5, as the round loop numbers them; default warm-up = 3 aggregations
+    strategy = LDAWA()
+    rounds = {1: 1, 3: 2, 4: 3, 5: 4, 6: 5}
+
+    # Execute
+    outs, warmup = {}, {}
+    for server_round, aggregation in rounds.items():
+        outs[server_round] = run_round(strategy, PREVIOUS, _two_clients(), server_round, aggregation=aggregation)
+        warmup[server_round] = strategy.last_round_info()["ldawa_warmup"]
+
+    # Assert: three FedAvg aggregations (rounds 1, 3, 4), then L-DAWA
+    assert warmup == {1: 1.0, 3: 1.0, 4: 1.0, 5: 0.0, 6: 0.0}
+    # round 4 is FedAvg: (1*[2,0] + 2*[3,4]) / 3; round 5 is L-DAWA: (1*[2,0] + 0.6*[3,4]) / 2
+    torch.testing.assert_close(outs[4]["conv.weight"], torch.tensor([8.0 / 3, 8.0 / 3]))
+    torch.testing.assert_close(outs[5]["conv.weight"], torch.tensor([1.9, 1.2]))
+
+
+def test_the_aggregation_index_defaults_to_the_server_round():
+    acc = LDAWA().new_accumulator(PREVIOUS, 4)
+
+    assert acc.aggregation == 4 and LDAWA().new_accumulator(PREVIOUS, 4, aggregation=3).aggregation == 3

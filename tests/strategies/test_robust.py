@@ -1,9 +1,11 @@
 """Median, trimmed mean and Krum on hand-made clients; their row accumulators merge by concatenation."""
 
+import math
+
 import pytest
 import torch
 
-from fedsim.strategies.krum import Krum, KrumParams
+from fedsim.strategies.krum import Krum, KrumParams, krum_select, pairwise_sq_distances
 from fedsim.strategies.median import Median
 from fedsim.strategies.trimmed_mean import TrimmedMean, TrimmedMeanParams
 from tests.conftest import make_update
@@ -67,6 +69,56 @@ def test_multi_krum_averages_the_selected_by_num_examples():
     # a (n=1) and b (n=3): (1*[0,0] + 3*[0.1,0]) / 4
     torch.testing.assert_close(out["w"], torch.tensor([0.075, 0.0]))
     assert strategy.last_round_info() == {"krum_selected": 2.0}
+
+
+def reference_multikrum(vectors: list[list[float]], f: int, selected: int) -> list[int]:
+    """Multi-Krum from Blanchard et al. 2017 (arXiv 1703.02757), one pair at a time in exact
+    float sums: score(i) = Σ_{i→j} ‖V_i − V_j‖² over the n − f − 2 vectors closest to V_i
+    (at least one, as Flower), then the ``selected`` lowest scores, ties to the lower index."""
+    n = len(vectors)
+    closest = min(n - 1, max(1, n - f - 2))
+    scores = []
+    for i in range(n):
+        dist = sorted(math.fsum((a - b) ** 2 for a, b in zip(vectors[i], vectors[j])) for j in range(n) if j != i)
+        scores.append(math.fsum(dist[:closest]))
+    return sorted(range(n), key=lambda i: (scores[i], i))[:selected]
+
+
+def test_krum_distances_by_hand():
+    rows = {"w": torch.tensor(KRUM_POINTS[:4]), "steps": torch.tensor([7, 0, 0, 0])}
+
+    dist = pairwise_sq_distances(rows)
+
+    # the comment above KRUM_POINTS; the integer buffer is not part of the distance
+    expected = torch.tensor([[0.0, 0.01, 0.04, 0.18], [0.01, 0.0, 0.05, 0.13],
+                             [0.04, 0.05, 0.0, 0.10], [0.18, 0.13, 0.10, 0.0]], dtype=torch.float64)
+    torch.testing.assert_close(dist, expected)
+
+
+@pytest.mark.parametrize(("f", "selected"), [
+    (2, 1),  # case: Krum
+    (1, 3),  # case: Multi-Krum
+])
+def test_krum_agrees_with_the_paper_on_small_updates(f, selected):
+    # Flower's float32 ‖a‖² + ‖b‖² − 2a·b agreed in 0 of these 20 trials (f=2, selected=1)
+    for trial in range(20):
+        g = torch.Generator().manual_seed(trial)
+        previous = {"w": torch.randn(200, generator=g), "b": torch.randn(10, generator=g)}
+        rows = {k: torch.stack([v + 1e-4 * torch.randn(v.shape, generator=g) for _ in range(8)])
+                for k, v in previous.items()}
+        vectors = [torch.cat([rows["w"][i], rows["b"][i]]).double().tolist() for i in range(8)]
+
+        chosen = krum_select(rows, f, selected)
+
+        assert chosen == reference_multikrum(vectors, f, selected), f"trial {trial}"
+
+
+def test_krum_ties_go_to_the_lowest_client_id():
+    updates = [make_update(cid, w=[1.0, 1.0], steps=cid) for cid in (7, 3, 5)]  # identical, arriving unsorted
+
+    out = run_round(Krum(), PREVIOUS, updates, 1)
+
+    assert int(out["steps"]) == 3
 
 
 @pytest.mark.parametrize("cls", [Median, TrimmedMean, Krum])

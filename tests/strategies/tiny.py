@@ -53,9 +53,10 @@ def random_updates(previous: Arrays, num_clients: int, seed: int, keys: list[str
     return updates
 
 
-def run_round(strategy: Strategy, previous: Arrays, updates: list[ClientUpdate], server_round: int) -> Arrays:
-    """Fold ``updates`` into one accumulator and finalize."""
-    acc = strategy.new_accumulator(previous, server_round)
+def run_round(strategy: Strategy, previous: Arrays, updates: list[ClientUpdate], server_round: int, *,
+              aggregation: int | None = None) -> Arrays:
+    """Fold ``updates`` into one accumulator (aggregation index default: ``server_round``) and finalize."""
+    acc = strategy.new_accumulator(previous, server_round, aggregation=aggregation)
     for u in updates:
         acc.accumulate(u)
     return acc.finalize()
