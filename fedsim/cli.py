@@ -75,6 +75,18 @@ def _checked_run_dir(exp: Any, resume: Path | None) -> Path:
     return run_dir
 
 
+def _checked_data(exp: Any) -> None:
+    """Scan a ``--data-dir`` folder before start-up: a malformed one is one line, exit 2."""
+    if exp.task.data_dir is None:
+        return
+    from fedsim.data.folders import DataFolderError
+
+    try:
+        exp.build_task().describe_data()
+    except DataFolderError as e:
+        raise ConfigError(str(e)) from None
+
+
 @app.command()
 def run(
     config: Path = typer.Option(None, "--config", "-c", help="Experiment YAML (default: built-in defaults)."),
@@ -121,6 +133,7 @@ def run(
             config, unused_address = _resume_config(resume, config, overrides)
         exp = load_config(config, overrides)
         run_dir = _checked_run_dir(exp, resume)
+        _checked_data(exp)
     except ConfigError as e:
         fail(str(e))
     if unused_address and not quiet:

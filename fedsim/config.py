@@ -240,6 +240,10 @@ class ExperimentConfig(_Strict):
     name: str = "quickstart"
     seed: int = Field(0, ge=0)
     out: str | None = None
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="modules imported before anything else, so their @register_task/model/strategy "
+                    "plugins can be named (importable on every worker, e.g. from the working directory)")
     task: TaskConfig = Field(default_factory=TaskConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
@@ -251,6 +255,19 @@ class ExperimentConfig(_Strict):
     faults: dict[str, list[int]] = Field(
         default_factory=dict,
         description="fault injection for robustness studies: kind -> client ids whose replies are corrupted")
+
+    @field_validator("plugins")
+    @classmethod
+    def _import_plugins(cls, v: list[str]) -> list[str]:
+        # Fields validate in order: the plugins register before task/model/strategy are looked up.
+        import importlib
+
+        for module in v:
+            try:
+                importlib.import_module(module)
+            except ImportError as err:
+                raise ValueError(f"plugin module {module!r} cannot be imported: {err}") from None
+        return v
 
     @field_validator("faults")
     @classmethod

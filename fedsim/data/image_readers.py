@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -32,6 +33,12 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # compared case-insensitively
 CIFAR_SIDE = 32
 CHANNEL_PROBES = 16  # files decoded by probe_channels
 _COLOUR_SPREAD = 2.0  # mean over pixels of max-min across R, G, B (0..255) above which an image is colour
+
+# torchvision 0.29 deprecates its image codecs in favour of TorchCodec, which has no wheel that
+# installs beside the pinned torch here; its reader is what we use (it warns once per process
+# and worker, which buried the progress output). This module is the one place to switch.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities",
+                        category=DeprecationWarning)
 
 
 class DataFolderError(ValueError):

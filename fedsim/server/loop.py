@@ -88,6 +88,8 @@ class RoundLoop:
         self.aggregations = 0  # completed aggregations; strategies count warm-up/SWA by them
         if resume:
             self._restore()
+        else:
+            self.writer.describe_data(self.task.describe_data())
 
     def _restore(self) -> None:
         # fedsim.server.resume.check_resumable (run by the CLI before start-up) has checked

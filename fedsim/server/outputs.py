@@ -2,9 +2,9 @@
 
 ``config.yaml`` (resolved), ``rounds.jsonl`` (one line per round, flushed as it happens),
 ``checkpoint.pt`` (global model + strategy state + round, atomically replaced each round),
-``best_<metric>.pt`` (the global model at the best value of each tracked metric, atomically
-replaced when it improves), and at the end ``metrics.csv``, ``summary.json``, ``model.pt``
-and ``curves.png``.
+``data.json`` (the task's data: source, sizes, held-out items), ``best_<metric>.pt`` (the
+global model at the best value of each tracked metric, atomically replaced when it
+improves), and at the end ``metrics.csv``, ``summary.json``, ``model.pt`` and ``curves.png``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CURVES_FILE = "curves.png"
 BEST_FILE = "best_{metric}.pt"
+DATA_FILE = "data.json"
 
 
 CHECKPOINT_KEYS = ("round", "global", "strategy", "failed_streak")
@@ -129,6 +130,10 @@ class RunWriter:
     def checkpoint(self, state: dict[str, Any]) -> None:
         """Atomically replace ``checkpoint.pt`` with ``state``."""
         atomic_write_bytes(self.dir / CHECKPOINT_FILE, lambda fh: torch.save(state, fh))
+
+    def describe_data(self, description: dict[str, Any]) -> None:
+        """Write ``data.json``: where the task's data came from and what was held out."""
+        (self.dir / DATA_FILE).write_text(json.dumps(_clean(description), indent=1) + "\n")
 
     def best_model(self, metric: str, arrays: dict[str, torch.Tensor]) -> None:
         """Atomically replace ``best_<metric>.pt`` with ``arrays``."""

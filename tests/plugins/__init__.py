@@ -1,0 +1,1 @@
+"""Plugin modules that tests register through ``plugins: [...]`` (imported by every worker)."""
