@@ -9,10 +9,12 @@
 * :func:`resume_config_path` — ``--resume`` needs a fedsim run directory with its
   ``config.yaml``.
 * :func:`check_resumable` — the checkpoint is readable and fits the config (strategy,
-  model, task, parameter names and shapes), and ``rounds.jsonl`` agrees with it. A run
-  directory whose ``rounds.jsonl`` has no completed round (only round 0's evaluation, or
-  nothing) and no checkpoint restarts from round 0, losing nothing; one with completed
-  rounds but no checkpoint is refused (continuing would wipe them).
+  model, task, parameter names and shapes), and ``rounds.jsonl`` agrees with it. The loop
+  writes a round's line before its checkpoint, so ``rounds.jsonl`` may run one round
+  ahead of the checkpoint (that round is redone). Without a checkpoint, a run directory
+  with nothing past round 1 restarts from round 0, losing at most that one interrupted
+  round; one with more completed rounds is refused (its checkpoint was removed, and
+  continuing would wipe the rounds).
 
 ``RoundLoop._restore`` relies on these checks having passed.
 """
@@ -71,15 +73,15 @@ def check_resumable(run_dir: Path, exp: ExperimentConfig) -> None:
     completed = max((int(r.get("round", 0)) for r in read_rounds(run_dir)), default=0)
     state = read_checkpoint(run_dir)  # RunDirError (a ConfigError) when unreadable
     if state is None:
-        if completed > 0:
+        if completed > 1:  # round 1's line may precede its checkpoint; later lines may not
             raise ConfigError(f"resume: {run_dir / ROUNDS_FILE} has {completed} completed rounds but there is no "
                               f"{CHECKPOINT_FILE} to continue from; start a new run with another --out")
-        return  # nothing but round 0: the run restarts from round 0
+        return  # the run restarts from round 0
     _check_identity(state.get(IDENTITY_KEY), exp)
     _check_arrays(state["global"], exp)
     _check_strategy_state(state["strategy"], exp)
     last = int(state["round"])
-    if completed < last:
+    if not last <= completed <= last + 1:  # the line of round last + 1 may precede its checkpoint
         raise ConfigError(f"resume: {ROUNDS_FILE} ends at round {completed} but {CHECKPOINT_FILE} is from "
                           f"round {last}; the run directory is inconsistent")
     if exp.federation.rounds < last:

@@ -163,13 +163,17 @@ def test_missing_checkpoint_after_completed_rounds_exits_2_and_keeps_rounds(tmp_
     assert (run / "rounds.jsonl").read_bytes() == before
 
 
-@pytest.mark.parametrize("completed", [0, None])  # case: only round 0's evaluation; an empty rounds.jsonl
-def test_a_run_dir_without_completed_rounds_restarts(tmp_path, completed):
+@pytest.mark.parametrize("completed", [
+    None,  # case: an empty rounds.jsonl
+    0,  # case: only round 0's evaluation
+    1,  # case: killed after round 1's line, before its checkpoint (the loop writes the line first)
+])
+def test_a_run_dir_without_a_checkpoint_restarts_up_to_round_1(tmp_path, completed):
     run = write_run(tmp_path / "run", tiny(), completed=completed or 0, checkpoint=False)
     if completed is None:
         (run / "rounds.jsonl").write_text("")
 
-    check_resumable(run, tiny())  # no error: the run restarts from round 0, losing nothing
+    check_resumable(run, tiny())  # no error: the run restarts from round 0, losing at most round 1
 
     assert resume(run).exit_code == 0
 
@@ -203,13 +207,25 @@ def test_fewer_rounds_than_completed_is_refused(tmp_path):
     assert line == "federation.rounds: 1 is fewer than the 2 rounds this run completed; choose at least 2"
 
 
-def test_rounds_jsonl_behind_the_checkpoint_is_refused(tmp_path):
+@pytest.mark.parametrize("lines, expected", [
+    (1, "rounds.jsonl ends at round 0 but checkpoint.pt is from round 2"),  # case: lines lost
+    (5, "rounds.jsonl ends at round 4 but checkpoint.pt is from round 2"),  # case: an older checkpoint
+])
+def test_rounds_jsonl_that_disagrees_with_the_checkpoint_is_refused(tmp_path, lines, expected):
     run = write_run(tmp_path / "run", tiny(), completed=2)
-    (run / "rounds.jsonl").write_text(json.dumps({"round": 0}) + "\n")
+    (run / "rounds.jsonl").write_text("".join(json.dumps({"round": r}) + "\n" for r in range(lines)))
 
     line = one_line_exit_2(resume(run))
 
-    assert "rounds.jsonl ends at round 0 but checkpoint.pt is from round 2" in line
+    assert expected in line
+
+
+def test_the_round_after_the_checkpoint_may_have_its_line(tmp_path):
+    run = write_run(tmp_path / "run", tiny(), completed=2)
+    with open(run / "rounds.jsonl", "a") as fh:  # killed between round 3's line and its checkpoint
+        fh.write(json.dumps({"round": 3}) + "\n")
+
+    check_resumable(run, tiny())
 
 
 @pytest.mark.parametrize("args", [["--strategy", "ldawa"], ["--out", "elsewhere"], ["--set", "federation.lr=0.1"],
