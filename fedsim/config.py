@@ -282,8 +282,8 @@ class ExperimentConfig(_Strict):
         if self.task.data_dir is None:
             return self
         load_plugins()
-        readers = [n for n in TASKS.names() if getattr(TASKS.get(n), "reads_data_dir", False)]
-        if not getattr(TASKS.get(self.task.name), "reads_data_dir", False):
+        readers = [n for n in TASKS.names() if TASKS.get(n).reads_data_dir]
+        if not TASKS.get(self.task.name).reads_data_dir:
             raise ValueError(f"task.data_dir: task {self.task.name!r} does not read data folders; leave "
                              f"--data-dir unset (tasks that do: {', '.join(readers) or 'none yet'})")
         return self

@@ -103,8 +103,11 @@ def test_repopt_sgd_on_a_model_without_masks_is_a_one_line_error():
     with pytest.raises(ConfigError) as info:
         load_config(None, {"strategy.name": "fedrepopt", "model.name": "resnet_small"})
 
+    from fedsim.registry import repopt_models
+
     assert str(info.value) == ("federation.optimizer 'repopt-sgd' needs a RepOpt backbone; model.name is "
-                               "'resnet_small', choose one of: repopt_vgg, repghost")
+                               f"'resnet_small', choose one of: {', '.join(repopt_models())}")
+    assert set(repopt_models()) == {"repopt_vgg", "repghost"}
 
 
 # --- refused before Ray starts: non-finite numbers, shape, encoding, machine (issue 17) ---
@@ -197,7 +200,7 @@ def synthetic_reads_folders(monkeypatch):
     from fedsim.registry import TASKS, load_plugins
 
     load_plugins()
-    monkeypatch.setattr(TASKS.get("synthetic"), "reads_data_dir", True, raising=False)
+    monkeypatch.setattr(TASKS.get("synthetic"), "reads_data_dir", True)
     return {"task.name": "synthetic", "model.name": "mlp"}
 
 
