@@ -365,7 +365,11 @@ class ExperimentConfig(_Strict):
     def build_strategy(self) -> Any:
         """The configured :class:`fedsim.strategies.base.Strategy`."""
         cls = STRATEGIES.get(self.strategy.name)
-        strategy = cls(cls.Params(**self.strategy.params))
+        params = dict(self.strategy.params)
+        if "backbone_prefix" in cls.Params.model_fields and "backbone_prefix" not in params:
+            # a partial-update strategy (FedVSSL) shares what the task names as its encoder
+            params["backbone_prefix"] = TASKS.get(self.task.name).encoder_prefixes
+        strategy = cls(cls.Params(**params))
         if self.strategy.dp_clip is not None:
             from fedsim.strategies.dp import wrap_dp
 

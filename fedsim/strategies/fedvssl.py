@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from fedsim import records as R
 from fedsim.registry import register_strategy
@@ -49,7 +49,15 @@ class FedVSSLParams(StrategyParams):
     alpha: float = Field(0.9, ge=0.0, le=1.0, description="weight of the loss-weighted mean")
     swa: bool = Field(True, description="average with the previous global from the 2nd aggregation on")
     swa_weight: float = Field(0.5, ge=0.0, lt=1.0, description="β, weight of the previous global in SWA")
-    backbone_prefix: str = Field("backbone.", min_length=1, description="tensors clients load and send")
+    backbone_prefix: str | tuple[str, ...] = Field(
+        "backbone.", description="tensors clients load and send (default: the task's encoder prefixes)")
+
+    @field_validator("backbone_prefix")
+    @classmethod
+    def _non_empty(cls, v: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        if not v or any(not p for p in ((v,) if isinstance(v, str) else v)):
+            raise ValueError("backbone_prefix must be a non-empty prefix (or list of prefixes)")
+        return v
 
 
 def loss_weight(update: ClientUpdate) -> float:

@@ -120,3 +120,19 @@ def test_missing_loss_is_a_clear_error():
 def test_params_are_validated(params):
     with pytest.raises(pydantic.ValidationError):
         FedVSSLParams(**params)
+
+
+def test_the_partial_update_defaults_to_the_tasks_encoder_prefixes(monkeypatch):
+    # Prepare: a task whose encoder lives under two prefixes
+    from fedsim.config import load_config
+    from fedsim.tasks.image import ImageTask
+
+    monkeypatch.setattr(ImageTask, "encoder_prefixes", ("video_tower.", "audio_tower."))
+    keys = ["video_tower.w", "audio_tower.w", "head.w"]
+    # Execute
+    default = load_config(None, {"strategy.name": "fedvssl"}).build_strategy()
+    explicit = load_config(None, {"strategy.name": "fedvssl",
+                                  "strategy.params": {"backbone_prefix": "head."}}).build_strategy()
+    # Assert
+    assert default.load_keys(keys) == ["video_tower.w", "audio_tower.w"]
+    assert explicit.load_keys(keys) == ["head.w"]
