@@ -28,7 +28,10 @@ SMALL_MODEL = {"image": "resnet_small", "synthetic": "mlp"}
 
 
 def _task(name: str, seed: int = 0, model: str | None = None) -> Task:
-    exp = load_config(None, {"task.name": name, "task.params": SMALL_PARAMS.get(name, {}),
+    params = dict(SMALL_PARAMS.get(name, {}))
+    if model is not None and "image_size" in params:  # the model's smallest input, if larger
+        params["image_size"] = max(params["image_size"], MODELS.info(model).min_size)
+    exp = load_config(None, {"task.name": name, "task.params": params,
                              "model.name": model or SMALL_MODEL.get(name, "resnet_small"),
                              "federation.clients": 50, "seed": seed,
                              "evaluation.knn_k": 3})
