@@ -1,0 +1,179 @@
+"""AudioRepInceptionNeXt: shapes, the branch fold (eval-mode equivalence, parameter drop),
+gradients to every branch, seeded init, registry metadata."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from fedsim.models import build_backbone
+from fedsim.models.audio_inceptionnext import (AudioRepInceptionNeXt, ThreeWayDepthwise,
+                                               reparameterize)
+from fedsim.registry import MODELS
+
+pytestmark = pytest.mark.timeout(60)
+
+NAME = "audio_rep_inceptionnext"
+
+
+def randomised(model: nn.Module, seed: int) -> nn.Module:
+    """``model`` with random BN affine parameters and running statistics (not the init values,
+    and no zero-initialised last BN), so that a wrong fold changes the outputs."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(0.5 + 0.5 * torch.rand(m.weight.shape, generator=gen))
+                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=gen))
+                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=gen))
+                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=gen))
+    return model
+
+
+def spectrograms(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, 1, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize(("h", "w"), [
+    (8, 8),  # the registered min_size
+    (12, 12),  # the contract's image size
+    (40, 24),  # non-square: 40 frames × 24 mel bins
+])
+def test_features_have_out_dim_for_any_input_side(h: int, w: int) -> None:
+    # Prepare
+    torch.manual_seed(0)
+    model = AudioRepInceptionNeXt(1)
+    # Execute
+    features = model(spectrograms(3, h, w))
+    # Assert
+    assert features.shape == (3, model.out_dim) == (3, 128)
+
+
+def test_stages_are_three_way_depthwise_along_each_axis() -> None:
+    model = AudioRepInceptionNeXt(1, kernels=(7, 5, 3))
+    block = model.stages[0][0]
+    temporal = [branch[0] for branch in block.temporal.branches]
+    frequency = [branch[0] for branch in block.frequency.branches]
+    assert [c.kernel_size for c in temporal] == [(7, 1), (5, 1), (3, 1)]
+    assert [c.kernel_size for c in frequency] == [(1, 7), (1, 5), (1, 3)]
+    assert all(c.groups == c.in_channels == c.out_channels for c in temporal + frequency)
+    assert all(isinstance(b.shortcut, nn.Sequential) for b in (model.stages[1][0], model.stages[2][0]))
+
+
+@pytest.mark.parametrize("kernels", [
+    (11, 5, 3),  # CPU default
+    (21, 11, 3),  # the paper's kernels
+])
+def test_folded_model_equals_branches_in_eval_mode(kernels: tuple[int, ...]) -> None:
+    # Prepare: BN statistics from training steps, then randomised on top
+    torch.manual_seed(0)
+    model = AudioRepInceptionNeXt(1, kernels=kernels)
+    with torch.no_grad():
+        for seed in range(2):  # train-mode passes move the running statistics
+            model(spectrograms(8, 32, 32, seed=10 + seed))
+    model = randomised(model, seed=1).eval()
+    x = spectrograms(4, 32, 32, seed=2)
+    # Execute
+    folded = reparameterize(model)
+    with torch.no_grad():
+        want, got = model(x), folded(x)
+    # Assert
+    assert not model.folded and folded.folded and not folded.training
+    assert want.abs().max() > 0.1  # the outputs are not trivially small
+    assert (got - want).abs().max() < 1e-5
+
+
+def test_fold_equivalence_is_sensitive_to_every_branch() -> None:
+    # A fold that dropped or mis-centred one branch would fail the test above.
+    torch.manual_seed(0)
+    model = randomised(AudioRepInceptionNeXt(1), seed=1).eval()
+    x = spectrograms(2, 32, 32)
+    with torch.no_grad():
+        before = model(x)
+        model.stages[0][0].frequency.branches[2][1].running_mean.add_(0.5)  # the 1×3 branch
+        after = model(x)
+    assert (after - before).abs().max() > 1e-3
+
+
+def test_fold_of_one_stage_by_hand() -> None:
+    # 1 channel, kernels (3, 1): w3 = (1, 2, 3), w1 = (4); BN3: γ=2, β=1, μ=0.5, σ²=3, eps 1, so
+    # scale 2/√4 = 1; BN1: identity (eps 0). Folded: (1, 2, 3) + (0, 4, 0) = (1, 6, 3),
+    # bias (1 - 0.5·1) + 0 = 0.5.
+    stage = ThreeWayDepthwise(1, (3, 1), axis=3)
+    (conv3, bn3), (conv1, bn1) = stage.branches
+    with torch.no_grad():
+        conv3.weight.copy_(torch.tensor([1.0, 2.0, 3.0]).reshape(1, 1, 1, 3))
+        conv1.weight.fill_(4.0)
+        bn3.weight.fill_(2.0), bn3.bias.fill_(1.0), bn3.running_mean.fill_(0.5), bn3.running_var.fill_(3.0)
+        bn3.eps, bn1.eps = 1.0, 0.0
+    kernel, bias = stage.eval().folded_kernel_bias()
+    torch.testing.assert_close(kernel, torch.tensor([1.0, 6.0, 3.0]).reshape(1, 1, 1, 3))
+    torch.testing.assert_close(bias, torch.tensor([0.5]))
+
+
+def test_fold_drops_parameters_by_the_expected_count() -> None:
+    # Each stage of c channels: Σk·c conv + 3·2c BN parameters -> max(k)·c + c.
+    model = AudioRepInceptionNeXt(1)
+    stages = [m for m in model.modules() if isinstance(m, ThreeWayDepthwise)]
+    dropped = sum(m.branches[0][1].num_features * (11 + 5 + 3 + 6 - 11 - 1) for m in stages)
+    # Execute
+    folded = reparameterize(model)
+    # Assert
+    assert len(stages) == 2 * (1 + 1 + 2 + 1)
+    assert n_params(model) - n_params(folded) == dropped > 0
+
+
+def test_reparameterize_in_place_is_idempotent() -> None:
+    torch.manual_seed(0)
+    model = randomised(AudioRepInceptionNeXt(1), seed=3).eval()
+    x = spectrograms(2, 16, 16)
+    with torch.no_grad():
+        want = model(x)
+        model.reparameterize().reparameterize()
+        got = model(x)
+    assert model.folded and (got - want).abs().max() < 1e-5
+
+
+def test_gradient_reaches_every_branch() -> None:
+    # Prepare: without the zero-initialised last BN, which blocks the branches at step 0
+    torch.manual_seed(0)
+    model = AudioRepInceptionNeXt(1, zero_init_last_bn=False)
+    # Execute
+    model(spectrograms(4, 16, 16)).square().mean().backward()
+    # Assert
+    for name, p in model.named_parameters():
+        assert p.grad is not None and float(p.grad.abs().sum()) > 0, name
+
+
+def test_init_is_deterministic_under_a_seed() -> None:
+    def built(seed: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(seed)
+        return build_backbone(NAME, in_channels=1, image_size=16).state_dict()
+
+    a, b, c = built(5), built(5), built(6)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_registry_declares_min_size_and_options() -> None:
+    info = MODELS.info(NAME)
+    assert info.input == "image" and info.min_size == 8 and not info.repopt
+    assert build_backbone(NAME, in_channels=1, image_size=info.min_size).out_dim == 128
+    with pytest.raises(ValueError, match="at least 8"):
+        build_backbone(NAME, in_channels=1, image_size=7)
+    wide = MODELS.get(NAME)(in_channels=2, widths=(8, 16), depths=(1, 1))
+    assert wide(spectrograms(2, 16, 16).repeat(1, 2, 1, 1)).shape == (2, 16)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"kernels": (11, 4, 3)}, "odd"),  # even kernel has no centre
+    ({"widths": (16, 32), "depths": (1,)}, "one entry per stage"),
+])
+def test_bad_options_say_what_to_change(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        AudioRepInceptionNeXt(1, **options)
