@@ -46,8 +46,8 @@ def test_sigkill_mid_round_then_resume_is_bit_identical(simulated, tmp_path):
     proc = _fedsim("--config", str(config), "--out", str(run_dir))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if (run_dir / "rounds.jsonl").exists() and len(read_rows(run_dir)) >= 2:
-            break  # round 1 is complete, round 2 is under way
+        if (run_dir / "checkpoint.pt").exists():
+            break  # round 1 is complete (its line, then its checkpoint), round 2 is under way
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
