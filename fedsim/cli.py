@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -142,7 +145,9 @@ def run(
     if check:
         typer.echo(exp.to_yaml(), nl=False)
         return
+    from fedsim.engines.ray_cluster import RayUnavailable
     from fedsim.engines.runtime import simulate
+    from fedsim.engines.stop import RunStopped
     from fedsim.server.loop import EXIT_RUN_ABORTED, RunAborted
 
     if not quiet:
@@ -150,16 +155,48 @@ def run(
         err.print(f"fedsim: {exp.strategy.name} on {exp.task.name}, {fed.clients} clients, "
                   f"{fed.cohort_size()} per round, {fed.rounds} rounds, engine {exp.engine.name} "
                   f"-> {run_dir}", highlight=False)
+    own_threads = set(threading.enumerate())
     try:
         simulate(exp, str(run_dir), quiet=quiet, verbose=verbose, resume=resume is not None)
+    except RunStopped as e:
+        code = 128 + e.signum if e.signum else EXIT_RUN_ABORTED
+        if e.last_round is None:
+            end_run(f"{e.reason} before the run started", code=code, leftover=own_threads)
+        where = (f"after round {e.last_round} of {exp.federation.rounds}" if e.last_round
+                 else "before round 1 completed")
+        end_run(f"{e.reason} {where}; continue with: fedsim run --resume {run_dir}", code=code,
+                leftover=own_threads)
+    except RayUnavailable as e:
+        end_run(str(e), code=2, leftover=own_threads)
     except RunAborted as e:
-        fail(f"run aborted: {e}", code=EXIT_RUN_ABORTED)
-    except KeyboardInterrupt:
-        fail(f"interrupted; completed rounds are in {run_dir}", code=130)
+        end_run(f"run aborted: {e}", code=EXIT_RUN_ABORTED, leftover=own_threads)
+    except KeyboardInterrupt:  # before the runtime's own handlers were installed
+        end_run(f"interrupted by SIGINT before the run started; nothing to resume in {run_dir}", code=130,
+                leftover=own_threads)
     except Exception as e:  # a one-line report; --verbose shows the traceback
         if verbose:
             raise
         fail(f"run failed: {type(e).__name__}: {e}", code=1)
+
+
+# How long threads of a stopped runtime get before the process exits without them.
+THREAD_GRACE_SECONDS = 5.0
+
+
+def end_run(message: str, code: int, *, leftover: set[threading.Thread]) -> None:
+    """Print ``message`` (one line) and exit with ``code``. A thread the runtime started (not
+    in ``leftover``) and left stuck, in a Ray call say, would keep the interpreter from
+    exiting; after THREAD_GRACE_SECONDS the process exits without it (outputs are on disk)."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    deadline = time.monotonic() + THREAD_GRACE_SECONDS
+    stuck = [t for t in threading.enumerate() if t not in leftover and not t.daemon]
+    for thread in stuck:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() for t in stuck):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise typer.Exit(code)
 
 
 @app.command("list")

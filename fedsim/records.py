@@ -11,3 +11,4 @@ AGGREGATION = "aggregation"  # 1 + completed aggregations so far (skipped rounds
 CLIENT_IDS = "client-ids"
 EXPERIMENT = "experiment"  # the resolved experiment config as JSON text
 NUM_CLIENTS_DONE = "num-clients"
+ERRORS = "errors"  # ConfigRecord: failure reason -> "Type: message\n<traceback>" of its first client

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import json
 import time
+import traceback
 from collections import Counter
-from functools import lru_cache
+from collections.abc import Callable
+from functools import lru_cache, wraps
 from typing import Any
 
 import torch
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.common.constant import ErrorCode
 
 from fedsim import records as R
 from fedsim.client.faults import apply_fault, fault_of
@@ -105,9 +108,54 @@ def aggregation_index(config: Any) -> int:
     return int(config.get(R.AGGREGATION, config[R.SERVER_ROUND]))
 
 
+def describe_exception(error: BaseException) -> str:
+    """``"Type: message"``, then the traceback: the text a failed client sends back."""
+    return f"{type(error).__name__}: {error}\n" + "".join(traceback.format_exception(error))
+
+
+Handler = Callable[[Message, Context], Message]
+
+
+def replying_errors(handler: Handler) -> Handler:
+    """Turn an exception in ``handler`` into an error reply naming its type and message (with
+    the traceback after the first line). Flower's own path logs ~40 lines per failing client
+    and passes on only the message."""
+
+    @wraps(handler)
+    def wrapped(msg: Message, context: Context) -> Message:
+        try:
+            return handler(msg, context)
+        except Exception as e:
+            error = Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=describe_exception(e))
+            return Message(error, reply_to=msg)
+
+    return wrapped
+
+
+def expires_at(msg: Message) -> float:
+    """When the server stops waiting for ``msg``'s reply (``time.time()``): the server sets the
+    message's TTL to the round's time budget."""
+    return msg.metadata.created_at + msg.metadata.ttl
+
+
+@app.query()
+@replying_errors
+def query(msg: Message, context: Context) -> Message:
+    """Readiness: build the experiment's task, model and strategy (kept resident), then answer."""
+    config = msg.content[R.CONFIG]
+    if R.EXPERIMENT in config:
+        _resident(str(config[R.EXPERIMENT]))
+    return Message(RecordDict({R.METRICS: MetricRecord({"ready": 1})}), reply_to=msg)
+
+
 @app.train()
+@replying_errors
 def train(msg: Message, context: Context) -> Message:
     """Train the requested virtual clients and reply with weights or partial sums."""
+    deadline = expires_at(msg)
+    if time.time() >= deadline:  # queued behind a round that ran out of time: skip, Flower drops it
+        return Message(Error(code=ErrorCode.MESSAGE_UNAVAILABLE, reason="the round's time was up "
+                             "before training started"), reply_to=msg)
     config = msg.content[R.CONFIG]
     resident = _resident(str(config[R.EXPERIMENT]))
     server_round = int(config[R.SERVER_ROUND])
@@ -121,7 +169,7 @@ def train(msg: Message, context: Context) -> Message:
         content = train_one(resident, global_arrays, ids[0], server_round, store)
     else:
         content = train_cohort(resident, global_arrays, ids, server_round, store,
-                               aggregation=aggregation_index(config))
+                               aggregation=aggregation_index(config), deadline=deadline)
     return Message(content=content, reply_to=msg)
 
 
@@ -137,28 +185,41 @@ def train_one(resident: Resident, global_arrays: Arrays, client_id: int, server_
 
 
 def train_cohort(resident: Resident, global_arrays: Arrays, ids: list[int], server_round: int,
-                 store: ClientStateStore | None, *, aggregation: int | None = None) -> RecordDict:
+                 store: ClientStateStore | None, *, aggregation: int | None = None,
+                 deadline: float | None = None) -> RecordDict:
     """Train ``ids`` one after another, validating and folding each; reply with partial sums.
 
     ``aggregation`` is the server's aggregation index (default ``server_round``): the
-    accumulator folds by it (L-DAWA folds differently during its warm-up).
+    accumulator folds by it (L-DAWA folds differently during its warm-up). Past
+    ``deadline`` (``time.time()``; the server no longer waits) the remaining clients are not
+    trained and count as ``timeout``. Each failure reason's first message (``"Type:
+    message"`` and traceback for exceptions) goes back in the ``errors`` record.
     """
     start = time.perf_counter()
     acc = resident.strategy.new_accumulator(global_arrays, server_round, aggregation=aggregation)
     rejected: Counter[str] = Counter()
     failed: Counter[str] = Counter()
+    errors: dict[str, str] = {}
     timeout = resident.exp.federation.round_timeout
     loss_sum = 0.0
-    for cid in ids:
+    for n, cid in enumerate(ids):
+        if deadline is not None and time.time() >= deadline:
+            failed["timeout"] += len(ids) - n
+            errors.setdefault("timeout", f"the round's time was up before client {cid} started "
+                                         f"({len(ids) - n} of {len(ids)} clients not trained)")
+            break
         # Virtual clients stand for devices training in parallel: each gets its own deadline.
         began = time.perf_counter()
         try:
             update = resident.train(global_arrays, cid, server_round, store)
-        except Exception:  # counted like a Flower error reply from a client of its own
+        except Exception as e:  # counted like a Flower error reply from a client of its own
             failed["client-exception"] += 1
+            errors.setdefault("client-exception", describe_exception(e))
             continue
-        if timeout is not None and time.perf_counter() - began > timeout:
+        if timeout is not None and (took := time.perf_counter() - began) > timeout:
             failed["timeout"] += 1
+            errors.setdefault("timeout", f"client {cid} trained for {took:.1f}s, over "
+                                         f"federation.round_timeout={timeout:g}s")
             continue
         reason = check_update(update, acc.previous)
         if reason is not None:
@@ -172,4 +233,5 @@ def train_cohort(resident: Resident, global_arrays: Arrays, ids: list[int], serv
     }
     metrics.update({f"rejected:{k}": v for k, v in rejected.items()})
     metrics.update({f"failed:{k}": v for k, v in failed.items()})
-    return RecordDict({R.ARRAYS: ArrayRecord(acc.sums), R.METRICS: MetricRecord(metrics)})
+    return RecordDict({R.ARRAYS: ArrayRecord(acc.sums), R.METRICS: MetricRecord(metrics),
+                       R.ERRORS: ConfigRecord(errors)})

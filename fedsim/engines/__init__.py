@@ -31,6 +31,16 @@ class Engine:
         chunks = [client_ids[i::workers] for i in range(workers)]
         return [(node_ids[i], chunk) for i, chunk in enumerate(chunks)]
 
+    def round_budget(self, plan: list[tuple[int, list[int]]], round_timeout: float | None) -> float | None:
+        """Seconds a round's replies may take once sent (``None``: no limit).
+
+        ``round_timeout`` is per virtual client; a cohort worker trains its clients one
+        after another, so its reply gets ``round_timeout`` per client it trains.
+        """
+        if round_timeout is None or not plan:
+            return None
+        return round_timeout * (1 if self.reply == REPLY_WEIGHTS else max(len(ids) for _, ids in plan))
+
 
 def default_workers() -> int:
     """One cohort worker per CPU core (or per GPU when present)."""

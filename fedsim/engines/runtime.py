@@ -10,12 +10,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from fedsim.config import ExperimentConfig
-from fedsim.engines import make_engine
+from fedsim.engines import make_engine, ray_cluster
+from fedsim.engines.stop import Interrupted, RunStopped, SignalsStop, StopFlag
 
 
 def backend_config(exp: ExperimentConfig) -> dict[str, Any]:
@@ -58,11 +62,44 @@ def dispatch_every(interval: float) -> Iterator[None]:
         vce_api.add_messages_to_queue = original
 
 
+# After the runtime stops, how long the ServerApp thread gets to leave its wait.
+JOIN_SECONDS = 20.0
+# Flower's wrapper around an exception of its runtime in the main thread
+_FLOWER_RUNTIME_ERROR = "An error was encountered. Ending simulation."
+
+
+def _root_cause(error: BaseException) -> str:
+    while error.__cause__ is not None:
+        error = error.__cause__
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+@contextlib.contextmanager
+def flower_logs(verbose: bool) -> Iterator[None]:
+    """Without ``verbose``, silence Flower's logger: fedsim reports client failures (one line
+    per reason) and runtime failures (one line) itself, and a timed-out round's late replies
+    make Flower log an ERROR each."""
+    logger = logging.getLogger("flwr")
+    level = logger.level
+    if not verbose:
+        logger.setLevel(logging.CRITICAL)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
              verbose: bool = False, resume: bool = False) -> dict[str, Any]:
     """Run ``exp`` on Flower's simulation runtime and return its summary.
 
     ``resume=True`` continues the run in ``run_dir`` from its last complete round.
+    The run always ends: on SIGINT/SIGTERM, or when the runtime stops (Ray failing to start
+    or crashing), the round loop is stopped, Ray is shut down and :class:`RunStopped` is raised
+    (with the signal and the last complete round); an unreachable ``--ray-address`` or a
+    cluster too small for one worker raises :class:`RayUnavailable` within seconds.
     """
     from flwr.app import Context
     from flwr.serverapp import Grid, ServerApp
@@ -71,23 +108,61 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
     from fedsim.client.app import app as client_app
     from fedsim.server.loop import RoundLoop
 
-    if not verbose:
-        logging.getLogger("flwr").setLevel(logging.ERROR)
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     result: dict[str, Any] = {}
+    stop = StopFlag()
+    started: dict[str, Any] = {}  # the ServerApp thread and its round loop, once they exist
     server_app = ServerApp()
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
-        result.update(RoundLoop(grid, exp, run_dir, quiet=quiet, resume=resume).run())
+        started["thread"] = threading.current_thread()
+        started["loop"] = RoundLoop(grid, exp, run_dir, quiet=quiet, resume=resume, verbose=verbose, stop=stop)
+        result.update(started["loop"].run())
 
     engine = make_engine(exp)
+    backend = backend_config(exp)
     fast = dispatch_every(DISPATCH_INTERVAL) if engine.name == "cohort" else contextlib.nullcontext()
-    with fast:
-        run_simulation(server_app=server_app, client_app=client_app, num_supernodes=engine.num_nodes,
-                       backend_config=backend_config(exp), verbose_logging=verbose)
-    if not result:
-        raise RuntimeError("the simulation ended without finishing its rounds (see the log above)")
-    return result
+    error: BaseException | None = None
+    signals = SignalsStop(stop)
+    with signals.active(), flower_logs(verbose):
+        try:
+            ray_cluster.start(backend["init_args"], num_cpus_per_client=exp.engine.num_cpus_per_client,
+                              quiet_workers=not verbose)
+            signals.reinstall()  # ray.init installed its own SIGTERM handler (sys.exit)
+            with fast:
+                run_simulation(server_app=server_app, client_app=client_app, num_supernodes=engine.num_nodes,
+                               backend_config=backend, verbose_logging=verbose)
+        except Interrupted:
+            pass
+        except SystemExit as e:  # Ray's SIGTERM handler, if the signal came during ray.init
+            if e.code != signal.SIGTERM:
+                raise
+            stop.set("interrupted by SIGTERM", signal.SIGTERM)
+        except BaseException as e:
+            error = e
+        finally:
+            signals.armed = False
+            stop.set(f"the simulation runtime stopped ({_root_cause(error)})" if error else
+                     "the simulation runtime stopped")
+            thread = started.get("thread")
+            if thread is not None:
+                thread.join(JOIN_SECONDS)
+            ray_cluster.stop()
+    if result:
+        return result
+    last = started["loop"].last_round if "loop" in started else _last_round(run_dir)
+    if stop.signum is not None:
+        raise RunStopped(stop.reason, signum=stop.signum, last_round=last)
+    if error is None or str(error) == _FLOWER_RUNTIME_ERROR or isinstance(error, RunStopped):
+        raise RunStopped(stop.reason, last_round=last) from error
+    raise error
+
+
+def _last_round(run_dir: str) -> int | None:
+    """The last round recorded in ``run_dir`` when the stop came before the loop existed
+    (``None``: the run never started, nothing to resume)."""
+    from fedsim.server.outputs import read_rounds
+
+    return max((int(r["round"]) for r in read_rounds(Path(run_dir))), default=None)

@@ -23,6 +23,7 @@ from fedsim import records as R
 from fedsim.client.app import REPLY, STATE_DIR
 from fedsim.config import ExperimentConfig
 from fedsim.engines import Engine, make_engine
+from fedsim.engines.stop import StopFlag
 from fedsim.seeding import derive_seed, sample_clients
 from fedsim.server.heterogeneity import unavailable
 from fedsim.server.metrics import improved, metric_summary
@@ -35,12 +36,18 @@ from fedsim.strategies.validation import all_finite
 from fedsim.tasks.base import Task
 
 NODE_WAIT_SECONDS = 120.0
+READY_SECONDS = 300.0  # Ray start-up, actor creation and each worker's first model build
+READY_PINGS = 64  # at most this many nodes are asked whether they are ready
 PULL_INTERVAL = 0.01
 EXIT_RUN_ABORTED = 3
 
 
 class RunAborted(RuntimeError):
     """Too many consecutive rounds failed; the run stops (exit code 3)."""
+
+
+class WorkersNotReady(RunAborted):
+    """The SuperNodes or their ClientApps did not come up in time; no round can run (exit code 3)."""
 
 
 def initial_model(task: Task, seed: int) -> nn.Module:
@@ -54,24 +61,57 @@ def copy_arrays(model: nn.Module) -> Arrays:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def wait_for_nodes(grid: Grid, count: int, timeout: float = NODE_WAIT_SECONDS) -> list[int]:
-    """The sorted ids of ``count`` SuperNodes, waiting for them to connect."""
+def wait_for_nodes(grid: Grid, count: int, *, timeout: float = NODE_WAIT_SECONDS,
+                   stop: StopFlag | None = None) -> list[int]:
+    """The ``count`` lowest SuperNode ids (sorted), waiting up to ``timeout`` s for them to connect.
+
+    Only ``count`` are used even when more are connected (``flwr run`` with more
+    ``num-supernodes`` than cohort workers), so a round is split the same way everywhere.
+    """
     deadline = time.monotonic() + timeout
+    stop = stop or StopFlag()
     while True:
         nodes = sorted(grid.get_node_ids())
         if len(nodes) >= count:
-            return nodes
+            return nodes[:count]
         if time.monotonic() > deadline:
-            raise RuntimeError(f"only {len(nodes)} of {count} SuperNodes connected after {timeout:.0f}s")
-        time.sleep(0.1)
+            raise WorkersNotReady(f"only {len(nodes)} of {count} SuperNodes connected after {timeout:.0f}s")
+        stop.sleep(0.1)
+
+
+def wait_until_ready(grid: Grid, node_ids: list[int], experiment_json: str, *,
+                     timeout: float = READY_SECONDS, stop: StopFlag | None = None) -> float:
+    """Ask up to ``READY_PINGS`` nodes a ``query`` and wait for every answer; returns seconds waited.
+
+    A node answers once its ClientApp runs and has built the experiment's task and model,
+    so Ray's start-up and the workers' first build are over before any round's timeout
+    starts. An error reply counts as an answer: the rounds count and report such failures.
+    """
+    started = time.monotonic()
+    stop = stop or StopFlag()
+    content = RecordDict({R.CONFIG: ConfigRecord({R.EXPERIMENT: experiment_json})})
+    pings = [Message(content, node_id, MessageType.QUERY, ttl=timeout) for node_id in node_ids[:READY_PINGS]]
+    waiting = set(grid.push_messages(pings))
+    while waiting:
+        for reply in grid.pull_messages(list(waiting)):
+            waiting.discard(reply.metadata.reply_to_message_id)
+        if waiting and time.monotonic() - started > timeout:
+            raise WorkersNotReady(f"{len(waiting)} of {len(pings)} workers did not start within {timeout:.0f}s "
+                                  "(are engine.num_cpus_per_client CPUs free on the Ray cluster?)")
+        if waiting:
+            stop.sleep(PULL_INTERVAL)
+    return time.monotonic() - started
 
 
 class RoundLoop:
     """Runs an experiment's rounds on a Flower ``Grid`` and writes its outputs."""
 
     def __init__(self, grid: Grid, exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
-                 resume: bool = False) -> None:
+                 resume: bool = False, verbose: bool = False, stop: StopFlag | None = None) -> None:
         self.grid = grid
+        self.stop = stop or StopFlag()  # set by the launcher when the runtime ends or a signal comes
+        self.verbose = verbose  # print the first client traceback of the run
+        self.shown_traceback = False
         self.exp = exp
         self.task: Task = exp.build_task()
         self.strategy: Strategy = exp.build_strategy()
@@ -126,7 +166,8 @@ class RoundLoop:
             row0 = {"round": 0, **self.evaluate(), **self.task.baselines()}
             self.record_evaluated(row0)
             self.writer.round(row0)
-        node_ids = wait_for_nodes(self.grid, self.engine.num_nodes)
+        node_ids = wait_for_nodes(self.grid, self.engine.num_nodes, stop=self.stop)
+        wait_until_ready(self.grid, node_ids, self.exp_json, stop=self.stop)  # round timeouts start after
         first_round_at = time.perf_counter() - started
         with RoundProgress(fed.rounds, fed.cohort_size(), metric=self.task.primary_metric.name,
                            quiet=self.quiet) as bar:
@@ -145,6 +186,9 @@ class RoundLoop:
             self.writer.finish(summary, self.global_arrays, [m.name for m in self.task.metrics()])
             if not self.quiet:
                 bar.summary(summary)
+        if self.aggregations == 0 and fed.rounds > 0:  # fewer rounds than max_failed_rounds, all skipped
+            raise RunAborted(f"all {fed.rounds} rounds were skipped, so the model is the initial one; "
+                             f"see 'failed' and 'errors' in {self.writer.dir / 'rounds.jsonl'}")
         return summary
 
     def _summary(self, first_round_at: float, wall: float) -> dict[str, Any]:
@@ -164,7 +208,8 @@ class RoundLoop:
             "run_dir": str(self.writer.dir),
         }
 
-    def _messages(self, rnd: int, plan: list[tuple[int, list[int]]]) -> list[Message]:
+    def _messages(self, rnd: int, plan: list[tuple[int, list[int]]],
+                  ttl: float | None = None) -> list[Message]:
         arrays = ArrayRecord(self.global_arrays)
         messages = []
         for node_id, client_ids in plan:
@@ -173,22 +218,25 @@ class RoundLoop:
                                    R.CLIENT_IDS: client_ids, REPLY: self.engine.reply,
                                    STATE_DIR: self.state_dir})
             content = RecordDict({R.ARRAYS: arrays, R.CONFIG: config})
-            messages.append(Message(content, node_id, MessageType.TRAIN, group_id=str(rnd)))
+            # ttl: Flower drops the message (and a late reply) once the round's time is up
+            messages.append(Message(content, node_id, MessageType.TRAIN, ttl=ttl, group_id=str(rnd)))
         return messages
 
     def _collect(self, rnd: int, plan: list[tuple[int, list[int]]], node_ids_sent: list[str],
-                 bar: RoundProgress, t0: float) -> tuple[Any, RoundTally]:
-        """Fold replies in plan order as they arrive (out-of-order ones wait in ``early``)."""
-        fed = self.exp.federation
+                 bar: RoundProgress, t0: float, deadline: float | None) -> tuple[Any, RoundTally]:
+        """Fold replies in plan order as they arrive (out-of-order ones wait in ``early``).
+
+        Waits until every reply is in, the wall-clock ``deadline`` passes (the rest count as
+        ``timeout``; Flower drops their messages and late replies, as their TTL ends then too)
+        or the stop flag is set (:class:`RunStopped`).
+        """
         acc = self.strategy.new_accumulator(self.global_arrays, rnd, aggregation=self.aggregations + 1)
         tally = RoundTally()
         order = list(zip(node_ids_sent, (ids for _, ids in plan)))
         waiting = set(node_ids_sent)
         early: dict[str, Message] = {}
         nxt = 0
-        deadline = None if fed.round_timeout is None else time.monotonic() + fed.round_timeout * (
-            1 if self.engine.name == "flower" else max(len(ids) for _, ids in plan))
-        while nxt < len(order) and (deadline is None or time.monotonic() < deadline):
+        while nxt < len(order) and (deadline is None or time.time() < deadline):
             replies = list(self.grid.pull_messages(list(waiting))) if waiting else []
             for reply in replies:
                 mid = reply.metadata.reply_to_message_id
@@ -199,8 +247,10 @@ class RoundLoop:
                 done = fold_reply(early.pop(mid), ids, acc, self.engine.reply, tally)
                 bar.advance(done, tally.mean_loss, tally.ok / (time.perf_counter() - t0))
                 nxt += 1
-            if not replies:
-                time.sleep(PULL_INTERVAL)
+            if replies:
+                self.stop.check()
+            else:
+                self.stop.sleep(PULL_INTERVAL)
         for mid, ids in order[nxt:]:  # past the deadline: arrived-but-unfolded ones count too
             if mid in early:
                 fold_reply(early.pop(mid), ids, acc, self.engine.reply, tally)
@@ -217,8 +267,12 @@ class RoundLoop:
         present = [c for c in sampled if c not in absent]
         bar.round_start(rnd)
         plan = self.engine.assign(present, node_ids) if present else []
-        sent = list(self.grid.push_messages(self._messages(rnd, plan))) if plan else []
-        acc, tally = self._collect(rnd, plan, sent, bar, t0)
+        budget = self.engine.round_budget(plan, fed.round_timeout)
+        messages = self._messages(rnd, plan, ttl=budget)
+        # the round's time starts when its messages are made (their TTL counts from then)
+        deadline = None if budget is None or not messages else messages[0].metadata.created_at + budget
+        sent = list(self.grid.push_messages(messages)) if plan else []
+        acc, tally = self._collect(rnd, plan, sent, bar, t0, deadline)
         for reason in absent.values():
             tally.failed[reason] += 1
         train_seconds = time.perf_counter() - t0
@@ -255,4 +309,21 @@ class RoundLoop:
                                 "strategy": self.strategy.state_dict(),
                                 "failed_streak": self.failed_streak, "aggregations": self.aggregations,
                                 IDENTITY_KEY: identity(self.exp)})
+        self.last_round = rnd
+        self._report_errors(rnd, tally, bar)
         return row
+
+    def _report_errors(self, rnd: int, tally: RoundTally, bar: RoundProgress) -> None:
+        """One line per failure reason (its count and first message); the run's first
+        client traceback too with ``--verbose``."""
+        if self.quiet:
+            return
+        for reason, message in tally.errors.items():
+            bar.console.print(f"round {rnd}: {tally.failed[reason] or tally.rejected[reason]} client(s) "
+                              f"failed ({reason}): {message}", highlight=False, markup=False,
+                              soft_wrap=True)
+        if self.verbose and not self.shown_traceback and tally.tracebacks:
+            reason, text = next(iter(tally.tracebacks.items()))
+            bar.console.print(f"first client traceback ({reason}):\n{text}", highlight=False, markup=False,
+                              soft_wrap=True)
+            self.shown_traceback = True

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
 from flwr.app import Message, RecordDict
+from flwr.common.constant import ErrorCode
 
 from fedsim import records as R
 from fedsim.client.app import REPLY_WEIGHTS
@@ -23,6 +25,15 @@ class RoundTally:
     loss_sum: float = 0.0
     num_examples: int = 0
     busiest_reply_seconds: float = 0.0  # the longest a single reply spent training (worker-side)
+    errors: dict[str, str] = field(default_factory=dict)  # reason -> its first "Type: message"
+    tracebacks: dict[str, str] = field(default_factory=dict)  # reason -> its first traceback
+
+    def note_error(self, reason: str, text: str) -> None:
+        """Keep the first message (and traceback, if any) of failure ``reason``."""
+        line, traceback = split_error(text)
+        self.errors.setdefault(reason, line)
+        if traceback:
+            self.tracebacks.setdefault(reason, traceback)
 
     @property
     def mean_loss(self) -> float:
@@ -31,14 +42,44 @@ class RoundTally:
     def as_record(self) -> dict[str, object]:
         return {"clients_ok": self.ok, "clients_rejected": sum(self.rejected.values()),
                 "clients_failed": sum(self.failed.values()),
-                "rejected": dict(self.rejected), "failed": dict(self.failed)}
+                "rejected": dict(self.rejected), "failed": dict(self.failed), "errors": dict(self.errors)}
+
+
+# Flower's own error text: "<class 'module.Type'>:<'message'>"
+_FLOWER_ERROR = re.compile(r"<class '(?:[\w.]*\.)?(\w+)'>:<'(.*)'>\s*$", re.DOTALL)
+MAX_ERROR_CHARS = 300
+
+
+def split_error(text: str) -> tuple[str, str]:
+    """``("Type: message", traceback)`` from a client's error text.
+
+    fedsim's ClientApp sends ``"Type: message\n<traceback>"``; an error Flower made itself
+    (e.g. a Ray actor that died) is condensed to its type and first message line.
+    """
+    match = _FLOWER_ERROR.match(text.strip())
+    if match:
+        kind, body = match.groups()
+        first = next((ln.strip() for ln in body.splitlines() if ln.strip()), "")
+        return f"{kind}: {first}"[:MAX_ERROR_CHARS], body.strip()
+    line, _, traceback = text.strip().partition("\n")
+    return line[:MAX_ERROR_CHARS], traceback.strip()
+
+
+# The message or its reply expired (its TTL is the round's time).
+_EXPIRED = (ErrorCode.MESSAGE_UNAVAILABLE, ErrorCode.REPLY_MESSAGE_UNAVAILABLE)
 
 
 def fold_reply(msg: Message, client_ids: list[int], acc: Accumulator, reply: str,
                tally: RoundTally) -> int:
     """Validate one reply and fold it into ``acc``; returns the number of clients it covered."""
     if msg.has_error():
-        tally.failed["client-exception"] += len(client_ids)
+        if msg.error.code in _EXPIRED:
+            tally.failed["timeout"] += len(client_ids)
+        elif msg.error.code == ErrorCode.NODE_UNAVAILABLE:  # a deployed SuperNode went offline
+            tally.failed["node-unavailable"] += len(client_ids)
+        else:
+            tally.failed["client-exception"] += len(client_ids)
+            tally.note_error("client-exception", msg.error.reason)
         return len(client_ids)
     return fold_content(msg.content, client_ids, acc, reply, tally)
 
@@ -74,6 +115,8 @@ def fold_content(content: RecordDict, client_ids: list[int], acc: Accumulator, r
             tally.rejected[key.removeprefix("rejected:")] += int(value)
         elif key.startswith("failed:"):
             tally.failed[key.removeprefix("failed:")] += int(value)
+    for reason, text in content.config_records.get(R.ERRORS, {}).items():
+        tally.note_error(reason, str(text))
     if done and not all(all_finite(t) for t in arrays.values()):
         tally.rejected["non-finite-sums"] += done
         return len(client_ids)

@@ -1,0 +1,88 @@
+"""Starting and stopping Ray for a run, with bounded waits and one-line errors.
+
+fedsim starts Ray itself before Flower's runtime (whose Ray backend then reuses it) so that
+an unreachable ``--ray-address`` fails in seconds instead of Ray's minutes of retries, a
+cluster too small for ``engine.num_cpus_per_client`` is one line, and the driver's signal
+handlers are fedsim's, not the ``sys.exit`` Ray installs for SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from typing import Any
+
+PROBE_SECONDS = 5.0  # how long a Ray head at --ray-address gets to accept a TCP connection
+GCS_ATTEMPTS = 1  # then how many times ray.init tries its GCS (~35 s each)
+
+
+class RayUnavailable(RuntimeError):
+    """Ray cannot be reached, or cannot host one worker: a settings problem (exit code 2)."""
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of ``HOST:PORT`` or ``ray://HOST:PORT``; ``None`` for ``auto``/``local``."""
+    address = address.removeprefix("ray://")
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def probe(address: str, *, timeout: float = PROBE_SECONDS) -> None:
+    """Raise :class:`RayUnavailable` unless something accepts TCP connections at ``address``."""
+    target = _host_port(address)
+    if target is None:
+        return
+    try:
+        with socket.create_connection(target, timeout=timeout):
+            pass
+    except OSError as e:
+        reason = (f"no answer within {timeout:g}s" if isinstance(e, TimeoutError)
+                  else (e.strerror or type(e).__name__).lower())
+        raise RayUnavailable(f"engine.ray_address: no Ray cluster answers at {address} ({reason}); "
+                             "start one with `ray start --head --port PORT` or leave out --ray-address "
+                             "to run locally") from None
+
+
+def start(init_args: dict[str, Any], *, num_cpus_per_client: float, quiet_workers: bool = True) -> None:
+    """``ray.init`` as Flower's Ray backend would (it skips its own when Ray is up), after
+    probing the address; then check that one worker fits on some node. ``quiet_workers``:
+    Flower's logger in the workers shows errors only (not "Manually terminating
+    ClientAppActor" per worker at the end)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = init_args.get("address")
+    if address:
+        probe(str(address))
+        # Ray tries to reach a head's GCS 20 times, ~35 s each (11 minutes against a port that
+        # accepts connections but is no Ray head); once is enough to know.
+        from ray._private import ray_constants
+
+        ray_constants.NUM_REDIS_GET_RETRIES = GCS_ATTEMPTS
+    # Ray's workers inherit the environment, not this driver's sys.path (Flower does the same)
+    pythonpath = os.pathsep.join(sys.path)
+    if os.environ.get("PYTHONPATH"):
+        pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
+    os.environ["PYTHONPATH"] = pythonpath
+    env = {"PYTHONPATH": pythonpath, **({"FLWR_LOG_LEVEL": "ERROR"} if quiet_workers else {})}
+    try:
+        ray.init(runtime_env={"env_vars": env}, **{"include_dashboard": False, **init_args})
+    except ConnectionError as e:
+        raise RayUnavailable(f"engine.ray_address: no Ray cluster at {address} ({e}); start one with "
+                             "`ray start --head --port PORT` or leave out --ray-address") from None
+    largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+    if largest < num_cpus_per_client:
+        raise RayUnavailable(f"engine.num_cpus_per_client: {num_cpus_per_client:g} CPUs per worker, but the "
+                             f"largest Ray node has {largest:g}; choose at most {largest:g}")
+
+
+def stop() -> None:
+    """Disconnect from Ray and stop the processes ``ray.init`` started (an attached cluster
+    keeps running)."""
+    import ray
+
+    ray.shutdown()  # also when ray.init was interrupted half-way: it stops what that started
