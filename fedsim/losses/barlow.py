@@ -1,0 +1,51 @@
+"""Barlow Twins: redundancy reduction between the embeddings of two views.
+
+Zbontar et al., "Barlow Twins: Self-Supervised Learning via Redundancy Reduction",
+arXiv 2103.03230, Algorithm 1: the two views' embeddings are standardised along the batch,
+their cross-correlation matrix ``C = z0ᵀ z1 / n`` (``c × c``) is pushed towards the identity:
+
+    L = Σ_i (1 − C_ii)²  +  λ Σ_i Σ_{j ≠ i} C_ij²,
+
+the invariance term making the views agree, the redundancy term decorrelating the feature
+dimensions. FASSL (arXiv 2402.02889) uses it as its feature-matching objective on audio.
+Layout after lightly's ``lightly/loss/barlow_twins_loss.py``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class BarlowTwinsLoss(nn.Module):
+    """Barlow Twins loss of two views (arXiv 2103.03230).
+
+    Parameters
+    ----------
+    lambda_offdiag
+        λ, weight of the off-diagonal (redundancy) term; the paper uses 5e-3 with 8192-d
+        embeddings. Must be non-negative.
+    eps
+        Added to the batch standard deviation before dividing.
+    """
+
+    def __init__(self, lambda_offdiag: float = 5e-3, eps: float = 1e-5) -> None:
+        super().__init__()
+        if not lambda_offdiag >= 0.0:
+            raise ValueError(f"Barlow Twins lambda must be non-negative (got {lambda_offdiag})")
+        self.lambda_offdiag = float(lambda_offdiag)
+        self.eps = eps
+
+    def forward(self, out0: torch.Tensor, out1: torch.Tensor) -> torch.Tensor:
+        """The loss of ``(n, c)`` embeddings; ``out0[i]`` and ``out1[i]`` are views of sample i."""
+        if out0.shape != out1.shape or out0.dim() != 2 or out0.shape[0] < 2:
+            raise ValueError(f"expected two (n, c) tensors of one shape with n >= 2, got "
+                             f"{tuple(out0.shape)} and {tuple(out1.shape)}")
+        n = out0.shape[0]
+        # standardise along the batch: z: (n, c), zero mean and unit (biased) std per dimension
+        z0 = (out0 - out0.mean(0)) / (out0.std(0, unbiased=False) + self.eps)
+        z1 = (out1 - out1.mean(0)) / (out1.std(0, unbiased=False) + self.eps)
+        c = z0.T @ z1 / n  # (c, c) cross-correlation
+        on_diag = (torch.diagonal(c) - 1).pow(2).sum()
+        off_diag = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
+        return on_diag + self.lambda_offdiag * off_diag
