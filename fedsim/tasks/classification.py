@@ -75,6 +75,27 @@ def linear_probe_top1(bank_f: torch.Tensor, bank_y: torch.Tensor, query_f: torch
     return float(np.mean(pred == query_y.numpy()))
 
 
+def retrieval_map(bank_f: torch.Tensor, bank_y: torch.Tensor, query_f: torch.Tensor,
+                  query_y: torch.Tensor) -> float:
+    """Mean average precision of same-class retrieval under cosine similarity (as in FASSL).
+
+    Each query ranks the whole bank by similarity (ties broken by bank index); its average
+    precision is the mean, over the bank items of its class, of the precision at their rank.
+    Queries whose class has no bank item are skipped (raises if none remain).
+    """
+    sim = F.normalize(query_f.float(), dim=1) @ F.normalize(bank_f.float(), dim=1).T  # (q, b)
+    order = torch.sort(-sim, dim=1, stable=True).indices  # (q, b): bank indices, best first
+    hits = (bank_y.long()[order] == query_y.long()[:, None]).double()  # (q, b) relevant at rank r
+    relevant = hits.sum(1)
+    ranks = torch.arange(1, hits.shape[1] + 1, dtype=torch.float64)
+    precision = hits.cumsum(1) / ranks  # precision at every rank
+    keep = relevant > 0
+    if not bool(keep.any()):
+        raise ValueError("retrieval mAP needs at least one query whose class is in the bank")
+    ap = (precision * hits).sum(1)[keep] / relevant[keep]
+    return float(ap.mean())
+
+
 @dataclass(frozen=True)
 class EvalData:
     """Labelled held-out data never seen by a client: a kNN/probe bank and a query split."""
@@ -87,6 +108,7 @@ class EvalData:
 
 KNN_TOP1 = Metric("knn_top1", higher_is_better=True, description="kNN top-1 (cosine) on frozen features")
 LINEAR_TOP1 = Metric("linear_top1", higher_is_better=True, description="linear-probe top-1 on frozen features")
+RETRIEVAL_MAP = Metric("retrieval_map", higher_is_better=True, description="same-class retrieval mAP (cosine)")
 
 Features = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
@@ -104,12 +126,15 @@ def encode(features: Features, model: nn.Module, x: torch.Tensor) -> torch.Tenso
 
 
 def evaluate_encoder(features: Features, model: nn.Module, data: EvalData, *, k: int = 20,
-                     linear_probe: bool = True, seed: int = 0) -> dict[str, float]:
-    """kNN (and linear-probe) top-1 of ``model``'s frozen features on ``data``."""
+                     linear_probe: bool = True, retrieval: bool = False, seed: int = 0) -> dict[str, float]:
+    """kNN (and linear-probe top-1, and same-class retrieval mAP) of ``model``'s frozen
+    features on ``data``."""
     bank_f, query_f = encode(features, model, data.bank_x), encode(features, model, data.query_x)
     metrics = {KNN_TOP1.name: knn_top1(bank_f, data.bank_y, query_f, data.query_y, k=k)}
     if linear_probe:
         metrics[LINEAR_TOP1.name] = linear_probe_top1(bank_f, data.bank_y, query_f, data.query_y, seed=seed)
+    if retrieval:
+        metrics[RETRIEVAL_MAP.name] = retrieval_map(bank_f, data.bank_y, query_f, data.query_y)
     return metrics
 
 
@@ -124,11 +149,12 @@ class ProbeEvaluation:
     The task provides :meth:`eval_data` (labelled held-out data) and may override
     :meth:`features` (default: ``model.backbone``). ``evaluation.knn_k`` and
     ``evaluation.linear_probe`` come from the task context (defaults 20 and on). Declares
-    ``knn_top1`` (primary) and ``linear_top1``; the round-0 baseline is
-    ``knn_top1_raw_input``.
+    ``knn_top1`` (primary) and ``linear_top1`` (and ``retrieval_map`` when the class sets
+    ``retrieval = True``); the round-0 baseline is ``knn_top1_raw_input``.
     """
 
     context: Any
+    retrieval: bool = False
 
     def eval_data(self) -> EvalData:
         raise NotImplementedError
@@ -142,12 +168,13 @@ class ProbeEvaluation:
         return int(getattr(ev, "knn_k", 20)), bool(getattr(ev, "linear_probe", True))
 
     def metrics(self) -> tuple[Metric, ...]:
-        return (KNN_TOP1, LINEAR_TOP1) if self._probe_settings()[1] else (KNN_TOP1,)
+        linear = (LINEAR_TOP1,) if self._probe_settings()[1] else ()
+        return (KNN_TOP1, *linear, *((RETRIEVAL_MAP,) if self.retrieval else ()))
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         k, linear = self._probe_settings()
         return evaluate_encoder(self.features, model, self.eval_data(), k=k, linear_probe=linear,
-                                seed=self.context.seed)
+                                retrieval=self.retrieval, seed=self.context.seed)
 
     def baselines(self) -> dict[str, float]:
         return {f"{KNN_TOP1.name}_raw_input": raw_input_knn(self.eval_data(), k=self._probe_settings()[0])}

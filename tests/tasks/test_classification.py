@@ -240,3 +240,27 @@ def test_on_the_image_task_both_baselines_beat_chance():
     assert set(metrics) == {"knn_top1", "linear_top1"} == {m.name for m in task.metrics()}
     assert 0.15 < metrics["knn_top1"] <= 1.0 and 0.15 < metrics["linear_top1"] <= 1.0
     assert metrics == task.evaluate(model)  # deterministic
+
+
+# ---------------------------------------------------------------- retrieval mAP
+
+def test_retrieval_map_against_hand_computed_ranks():
+    # Prepare: bank items along the unit circle; query q0 (class 0) ranks the bank as
+    # b0 (cls 0), b1 (cls 1), b2 (cls 0), b3 (cls 1) -> AP = (1/1 + 2/3) / 2 = 5/6;
+    # query q1 (class 1) at b3's direction ranks b3, b2, b1, b0 -> AP = (1/1 + 2/3) / 2 = 5/6
+    import math
+    angles = [0.0, 0.3, 0.6, 0.9]
+    bank = _t([[math.cos(a), math.sin(a)] for a in angles])
+    bank_y = _y([0, 1, 0, 1])
+    query = _t([[1.0, -0.1], [math.cos(1.0), math.sin(1.0)]])
+    # Execute
+    got = evaluation.retrieval_map(bank, bank_y, query, _y([0, 1]))
+    # Assert
+    assert got == pytest.approx(5 / 6)
+
+
+def test_retrieval_map_is_one_for_perfectly_separated_classes_and_skips_unknown_classes():
+    bank, bank_y = _t([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]]), _y([0, 0, 1])
+    assert evaluation.retrieval_map(bank, bank_y, _t([[1.0, 0.05], [0.1, 1.0], [1.0, 1.0]]), _y([0, 1, 7])) == 1.0
+    with pytest.raises(ValueError, match="at least one query"):
+        evaluation.retrieval_map(bank, bank_y, _t([[1.0, 0.0]]), _y([5]))
