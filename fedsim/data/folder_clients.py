@@ -1,7 +1,10 @@
-"""Clients, held-out data and proxy data drawn from a real image folder (``--data-dir``).
+"""Clients, held-out data and proxy data drawn from a real data folder (``--data-dir``).
 
-:func:`fedsim.data.folders.scan_image_folder` indexes the folder (names and labels, no
-pixels); this module decides who holds what, as a pure function of (seed, client id):
+A reader indexes the folder (names and labels, no samples: e.g.
+:func:`fedsim.data.folders.scan_image_folder`) and loads the samples of some item ids;
+this module decides who holds what, as a pure function of (seed, client id), for any
+modality whose index has ``labels``, ``train_ids``, ``eval_ids``, ``root``, ``describe()``
+and optionally ``natural_ids``:
 
 * **Partitioning.** ``partitioning.kind: natural`` gives client ``c`` the items of natural id
   ``c mod G`` (writer/user ids parsed from file names; G ids). The label-skew kinds (iid,
@@ -18,49 +21,53 @@ pixels); this module decides who holds what, as a pure function of (seed, client
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import torch
 
-from fedsim.data.folders import DataFolderError, ImageIndex, load_images, natural_id_groups, scan_image_folder
+from fedsim.data.folders import DataFolderError, natural_id_groups
 from fedsim.data.partition import client_base_indices
 
 _STREAM_CLIENT, _STREAM_EVAL, _STREAM_PROXY = 0xF01, 0xF02, 0xF03
 PROXY_ITEMS = 512  # labelled training items Hyper-Search draws its batches from
 
 
+Scan = Callable[..., Any]  # scan(path, *, seed) -> index
+Load = Callable[[Any, np.ndarray], torch.Tensor]  # load(index, item ids) -> samples along dim 0
+
+
 @lru_cache(maxsize=4)
-def cached_index(path: str, seed: int) -> ImageIndex:
+def cached_index(scan: Scan, path: str, seed: int) -> Any:
     """The folder's index, scanned once per process."""
-    return scan_image_folder(path, seed=seed)
+    return scan(path, seed=seed)
 
 
 @lru_cache(maxsize=4)
-def _groups(index: ImageIndex) -> tuple[np.ndarray, ...]:
+def _groups(index: Any) -> tuple[np.ndarray, ...]:
     return tuple(natural_id_groups(index))
 
 
 class FolderClients:
-    """Who holds which items of an indexed folder, and the pixels of those items."""
+    """Who holds which items of an indexed folder, and the samples of those items.
 
-    def __init__(self, path: str, *, seed: int, num_clients: int, partitioning: Any,
-                 image_size: int, min_samples: int, max_samples: int, eval_samples: int) -> None:
+    ``scan`` indexes the folder (cached per process), ``load(index, item_ids)`` reads items.
+    """
+
+    def __init__(self, path: str, *, scan: Scan, load: Load, seed: int, num_clients: int,
+                 partitioning: Any, min_samples: int, max_samples: int, eval_samples: int) -> None:
         self.path, self.seed, self.num_clients = path, seed, num_clients
+        self.scan, self.load = scan, load
         self.partitioning = partitioning
-        self.image_size, self.eval_samples = image_size, eval_samples
+        self.eval_samples = eval_samples
         self.min_samples, self.max_samples = min_samples, max_samples
 
     @property
-    def index(self) -> ImageIndex:
+    def index(self) -> Any:
         """The scanned folder (raises :class:`DataFolderError` for a malformed one)."""
-        return cached_index(self.path, self.seed)
-
-    @property
-    def channels(self) -> int:
-        return self.index.channels
+        return cached_index(self.scan, self.path, self.seed)
 
     def client_items(self, client_id: int) -> np.ndarray:
         """Item ids of client ``client_id``; a pure function of (seed, client id)."""
@@ -76,11 +83,10 @@ class FolderClients:
         n = int(rng.integers(self.min_samples, self.max_samples + 1))
         return np.sort(rng.choice(pool, size=n, replace=n > len(pool)))
 
-    def client_images(self, client_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Client ``client_id``'s images ``(n, c, s, s)`` and labels ``(n,)``."""
+    def client_samples(self, client_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Client ``client_id``'s samples and labels ``(n,)``."""
         items = self.client_items(client_id)
-        x = load_images(self.index, items, image_size=self.image_size, channels=self.channels)
-        return x, torch.as_tensor(self.index.labels[items])
+        return self.load(self.index, items), torch.as_tensor(self.index.labels[items])
 
     def eval_split(self) -> tuple[np.ndarray, np.ndarray]:
         """Held-out (bank, query) item ids: a seeded halving of the held-out items, capped."""
@@ -96,8 +102,7 @@ class FolderClients:
         """``(bank_x, bank_y, query_x, query_y)`` of the held-out items."""
         out = []
         for items in self.eval_split():
-            out += [load_images(self.index, items, image_size=self.image_size, channels=self.channels),
-                    torch.as_tensor(self.index.labels[items])]
+            out += [self.load(self.index, items), torch.as_tensor(self.index.labels[items])]
         return tuple(out)  # type: ignore[return-value]
 
     def proxy_batches(self, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -105,8 +110,7 @@ class FolderClients:
         train = self.index.train_ids
         rng = np.random.default_rng([self.seed, _STREAM_PROXY])
         items = np.sort(rng.choice(train, size=min(PROXY_ITEMS, len(train)), replace=False))
-        x = load_images(self.index, items, image_size=self.image_size, channels=self.channels)
-        y = torch.as_tensor(self.index.labels[items])
+        x, y = self.load(self.index, items), torch.as_tensor(self.index.labels[items])
         gen = torch.Generator().manual_seed(seed)
         while True:
             idx = torch.randint(len(y), (batch_size,), generator=gen)

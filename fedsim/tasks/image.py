@@ -21,14 +21,16 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
 from fedsim.data import digits
-from fedsim.losses import NTXentLoss
 from fedsim.data.folder_clients import FolderClients
+from fedsim.data.folders import ImageIndex, load_images, scan_image_folder
+from fedsim.losses import NTXentLoss
 from fedsim.models import build_backbone
 from fedsim.optim.repopt import ProxyData
 from fedsim.registry import register_task
@@ -125,14 +127,17 @@ class ImageTask(ProbeEvaluation, Task):
         self._eval: EvalData | None = None
         self._ntxent = NTXentLoss(p.temperature)
         self._folder = None if context.data_dir is None else FolderClients(
-            context.data_dir, seed=context.seed, num_clients=context.num_clients,
-            partitioning=context.partitioning, image_size=p.image_size, min_samples=p.min_samples,
-            max_samples=p.max_samples, eval_samples=p.eval_samples)
+            context.data_dir, scan=scan_image_folder, load=self._load, seed=context.seed,
+            num_clients=context.num_clients, partitioning=context.partitioning,
+            min_samples=p.min_samples, max_samples=p.max_samples, eval_samples=p.eval_samples)
 
     @property
     def channels(self) -> int:
         """Input channels: 1 for the digits, the folder's (1 or 3) otherwise."""
-        return 1 if self._folder is None else self._folder.channels
+        return 1 if self._folder is None else self._folder.index.channels
+
+    def _load(self, index: ImageIndex, items: np.ndarray) -> torch.Tensor:
+        return load_images(index, items, image_size=self.params.image_size, channels=index.channels)
 
     @property
     def num_classes(self) -> int:
@@ -163,7 +168,7 @@ class ImageTask(ProbeEvaluation, Task):
         """Client ``client_id``'s ``image`` tensor (and ``label``, for the supervised objective only)."""
         p = self.params
         if self._folder is not None:
-            x, y = self._folder.client_images(client_id)
+            x, y = self._folder.client_samples(client_id)
         else:
             x, y = digits.client_sample(client_id, seed=self.context.seed, num_clients=self.context.num_clients,
                                         partitioning=self.context.partitioning, size=p.image_size,
