@@ -1,5 +1,6 @@
-"""AudioRepInceptionNeXt for log-mel spectrograms, CPU-sized (Lau et al., arXiv 2404.13551;
-AudioInceptionNeXt, arXiv 2307.07265).
+"""AudioRepInceptionNeXt and AudioInceptionNeXt for log-mel spectrograms, CPU-sized (Lau et al.,
+arXiv 2404.13551 and arXiv 2307.07265). Both share the stem, stages, shortcut and init below;
+only the depthwise part of the block differs.
 
 Spectrograms are 1-channel images ``(n, 1, H, W)``. As in the official code (input laid out
 time × frequency) the "temporal" depthwise stage runs along axis 2 (``k×1`` kernels) and the
@@ -35,6 +36,21 @@ depthwise conv with bias (official ``get_equivalent_kernel_bias``). The identity
 skip. :meth:`AudioRepInceptionNeXt.reparameterize` folds in place; :func:`reparameterize`
 returns a folded eval-mode copy (what export writes). Folding is exact in eval mode only:
 in train mode BN normalises with batch statistics, which no fixed kernel reproduces.
+
+AudioInceptionNeXt (the non-Rep predecessor), checked against ``MSThreeWayDWBottleneckTransform``
+and ``AudioInceptionNeXtBlock`` of the official ``slowfast/models/audioinceptionnext_helper.py``
+(StevenLauHKHK/AudioInceptionNeXt, commit 506cf80)::
+
+    h = BN(conv1x1(x))                                          # no ReLU here
+    h = Σ_k ReLU(BN(dw_{1×k}(ReLU(BN(dw_{k×1}(h))))))           # k parallel separable paths
+    h = BN(conv1x1(BN(conv1x1(h))))                             # expand ×4, reduce; no ReLU between
+    y = ReLU(shortcut(x) + h)
+
+Each kernel size is a separable path (k×1 then 1×k, BN + ReLU after each), and the paths are
+summed with no identity inside the block. The ReLUs inside every path are what rule out a fold:
+the model has no ``reparameterize``. Same stem, widths, depths and kernels as the Rep variant
+(official configs: kernels 21/11/3 on both axes); with the same options both models have the
+same number of parameters (six depthwise conv + BN per block), the Rep one fewer after folding.
 """
 
 from __future__ import annotations
@@ -133,6 +149,47 @@ class ThreeWayDepthwise(nn.Module):
         self.branches = nn.ModuleList()
 
 
+def shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module:
+    """Identity, or 1×1 conv + BN when the width or the resolution changes."""
+    if in_ch != out_ch or stride != 1:
+        return conv_bn(in_ch, out_ch, 1, stride=stride)
+    return nn.Identity()
+
+
+class SeparablePaths(nn.Module):
+    """AudioInceptionNeXt's depthwise mixer: one path per kernel length k, each a depthwise
+    ``k×1`` conv + BN + ReLU then ``1×k`` conv + BN + ReLU; the paths are summed."""
+
+    def __init__(self, channels: int, kernels: tuple[int, ...]) -> None:
+        super().__init__()
+        self.paths = nn.ModuleList(nn.Sequential(
+            *conv_bn(channels, channels, (k, 1), groups=channels), nn.ReLU(inplace=True),
+            *conv_bn(channels, channels, (1, k), groups=channels), nn.ReLU(inplace=True),
+        ) for k in kernels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return sum(path(x) for path in self.paths)
+
+
+class InceptionBlock(nn.Module):
+    """One AudioInceptionNeXt block (official non-Rep ``MSThreeWayDWBottleneckTransform`` inside
+    ``AudioInceptionNeXtBlock``): head 1×1 + BN, separable paths, 1×1 expand / reduce, residual."""
+
+    def __init__(self, in_ch: int, out_ch: int, *, stride: int, kernels: tuple[int, ...],
+                 expansion: int) -> None:
+        super().__init__()
+        self.head = conv_bn(in_ch, out_ch, 1, stride=stride)
+        self.mixer = SeparablePaths(out_ch, kernels)
+        self.expand = conv_bn(out_ch, out_ch * expansion)
+        self.reduce = conv_bn(out_ch * expansion, out_ch)
+        self.shortcut = shortcut(in_ch, out_ch, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.mixer(self.head(x))  # official: no ReLU after the head
+        h = self.reduce(self.expand(h))  # official: no ReLU between expand and reduce
+        return torch.relu(self.shortcut(x) + h)
+
+
 class RepInceptionBlock(nn.Module):
     """One AudioRepInceptionNeXt block (official ``MSThreeWayDWBottleneckTransform`` inside
     ``AudioRepInceptionNeXtBlock``): head 1×1, temporal and frequency three-way depthwise
@@ -146,9 +203,7 @@ class RepInceptionBlock(nn.Module):
         self.frequency = ThreeWayDepthwise(out_ch, kernels, axis=3)
         self.expand = conv_bn(out_ch, out_ch * expansion)
         self.reduce = conv_bn(out_ch * expansion, out_ch)
-        self.shortcut: nn.Module = nn.Identity()
-        if in_ch != out_ch or stride != 1:
-            self.shortcut = conv_bn(in_ch, out_ch, 1, stride=stride)
+        self.shortcut = shortcut(in_ch, out_ch, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.head(x))
@@ -158,9 +213,9 @@ class RepInceptionBlock(nn.Module):
         return torch.relu(self.shortcut(x) + h)
 
 
-class AudioRepInceptionNeXt(nn.Module):
-    """Stem, four stages of :class:`RepInceptionBlock` (stride 2 from the second stage on),
-    global average pool.
+class AudioInceptionNeXtBackbone(nn.Module):
+    """Stem, four stages of ``block`` (stride 2 from the second stage on), global average pool;
+    the subclasses set ``block``.
 
     Parameters
     ----------
@@ -171,13 +226,15 @@ class AudioRepInceptionNeXt(nn.Module):
     depths
         Blocks in each stage.
     kernels
-        Odd kernel lengths of the three depthwise branches of each stage, e.g. ``(11, 5, 3)``.
+        Odd kernel lengths of the depthwise branches (paths) of each block, e.g. ``(11, 5, 3)``.
     expansion
         Width factor of the 1×1 expand layer.
     zero_init_last_bn
         Zero-initialise each block's last BN weight (official default), so every block starts
         as its shortcut.
     """
+
+    block: type[nn.Module]
 
     def __init__(self, in_channels: int = 1, *, widths: tuple[int, ...] = WIDTHS,
                  depths: tuple[int, ...] = DEPTHS, kernels: tuple[int, ...] = KERNELS,
@@ -193,8 +250,8 @@ class AudioRepInceptionNeXt(nn.Module):
         in_ch = widths[0]
         for i, (width, depth) in enumerate(zip(widths, depths)):
             stages.append(nn.Sequential(*(
-                RepInceptionBlock(in_ch if b == 0 else width, width, stride=2 if (i > 0 and b == 0) else 1,
-                                  kernels=tuple(kernels), expansion=expansion)
+                self.block(in_ch if b == 0 else width, width, stride=2 if (i > 0 and b == 0) else 1,
+                           kernels=tuple(kernels), expansion=expansion)
                 for b in range(depth))))
             in_ch = width
         self.stages = nn.Sequential(*stages)
@@ -211,12 +268,25 @@ class AudioRepInceptionNeXt(nn.Module):
                 nn.init.zeros_(m.bias)
         if zero_init_last_bn:
             for m in self.modules():
-                if isinstance(m, RepInceptionBlock):
+                if isinstance(m, self.block):
                     nn.init.zeros_(m.reduce[1].weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (n, c, h, w) -> (n, out_dim)
         return torch.flatten(self.pool(self.stages(self.stem(x))), 1)
+
+
+class AudioInceptionNeXt(AudioInceptionNeXtBackbone):
+    """AudioInceptionNeXt (arXiv 2307.07265): :class:`InceptionBlock` stages; nothing to fold."""
+
+    block = InceptionBlock
+
+
+class AudioRepInceptionNeXt(AudioInceptionNeXtBackbone):
+    """AudioRepInceptionNeXt (arXiv 2404.13551): :class:`RepInceptionBlock` stages, whose
+    depthwise branches :meth:`reparameterize` folds."""
+
+    block = RepInceptionBlock
 
     @property
     def folded(self) -> bool:
@@ -257,3 +327,9 @@ def _validate(widths: tuple[int, ...], depths: tuple[int, ...], kernels: tuple[i
 def audio_rep_inceptionnext(in_channels: int = 1, **options) -> nn.Module:
     """AudioRepInceptionNeXt, CPU-sized (widths 16/32/64/128, depths 1/1/2/1, kernels 11/5/3), 128-d features."""
     return AudioRepInceptionNeXt(in_channels, **options)
+
+
+@register_model("audio_inceptionnext", min_size=8)
+def audio_inceptionnext(in_channels: int = 1, **options) -> nn.Module:
+    """AudioInceptionNeXt, CPU-sized (widths 16/32/64/128, depths 1/1/2/1, kernels 11/5/3), 128-d features."""
+    return AudioInceptionNeXt(in_channels, **options)

@@ -1,5 +1,6 @@
 """AudioRepInceptionNeXt: shapes, the branch fold (eval-mode equivalence, parameter drop),
-gradients to every branch, seeded init, registry metadata."""
+gradients to every branch, seeded init, registry metadata. AudioInceptionNeXt (the non-Rep
+variant): shapes, its block against the official forward written out, gradients, seeded init."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import torch
 from torch import nn
 
 from fedsim.models import build_backbone
-from fedsim.models.audio_inceptionnext import (AudioRepInceptionNeXt, ThreeWayDepthwise,
-                                               reparameterize)
+from fedsim.models.audio_inceptionnext import (AudioInceptionNeXt, AudioRepInceptionNeXt,
+                                               InceptionBlock, ThreeWayDepthwise, reparameterize)
 from fedsim.registry import MODELS
 
 pytestmark = pytest.mark.timeout(60)
@@ -177,3 +178,90 @@ def test_registry_declares_min_size_and_options() -> None:
 def test_bad_options_say_what_to_change(options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         AudioRepInceptionNeXt(1, **options)
+
+
+# --- AudioInceptionNeXt (non-Rep, arXiv 2307.07265) ---------------------------------------
+
+PLAIN = "audio_inceptionnext"
+
+
+@pytest.mark.parametrize(("h", "w"), [
+    (8, 8),  # the registered min_size
+    (32, 51),  # 32 mel bins × 0.5 s at hop 160
+    (40, 24),  # non-square
+])
+def test_plain_features_have_out_dim(h: int, w: int) -> None:
+    torch.manual_seed(0)
+    model = AudioInceptionNeXt(1)
+    assert model(spectrograms(2, h, w)).shape == (2, model.out_dim) == (2, 128)
+
+
+def test_plain_block_has_one_separable_path_per_kernel_and_nothing_to_fold() -> None:
+    model = AudioInceptionNeXt(1, kernels=(7, 5, 3))
+    paths = model.stages[0][0].mixer.paths
+    shapes = [[m.kernel_size for m in path if isinstance(m, nn.Conv2d)] for path in paths]
+    assert shapes == [[(7, 1), (1, 7)], [(5, 1), (1, 5)], [(3, 1), (1, 3)]]
+    assert all(c.groups == c.in_channels for path in paths for c in path if isinstance(c, nn.Conv2d))
+    assert not hasattr(model, "reparameterize")
+    assert not any(isinstance(m, ThreeWayDepthwise) for m in model.modules())
+    # same options, same parameter count as the unfolded Rep variant (six depthwise conv + BN per block)
+    assert n_params(model) == n_params(AudioRepInceptionNeXt(1, kernels=(7, 5, 3)))
+
+
+def official_block_forward(block: InceptionBlock, x: torch.Tensor) -> torch.Tensor:
+    """The official non-Rep ``MSThreeWayDWBottleneckTransform.forward`` + ``AudioInceptionNeXtBlock``
+    written out layer by layer (audioinceptionnext_helper.py, StevenLauHKHK/AudioInceptionNeXt)."""
+    x_head = block.head[1](block.head[0](x))  # a_head, a_head_bn: no ReLU
+    comb = 0
+    for conv_t, bn_t, _, conv_f, bn_f, _ in block.mixer.paths:  # a / a_medium / a_small, then b's
+        comb = comb + torch.relu(bn_f(conv_f(torch.relu(bn_t(conv_t(x_head))))))
+    comb = block.expand[1](block.expand[0](comb))  # c, c_bn: no ReLU
+    comb = block.reduce[1](block.reduce[0](comb))  # d, d_bn
+    return torch.relu(block.shortcut(x) + comb)
+
+
+@pytest.mark.parametrize(("stage", "in_side"), [
+    (0, 16),  # identity shortcut
+    (1, 16),  # stride-2 projection shortcut
+])
+def test_plain_block_matches_the_official_forward(stage: int, in_side: int) -> None:
+    # Prepare
+    torch.manual_seed(0)
+    model = randomised(AudioInceptionNeXt(1, kernels=(7, 5, 3)), seed=4).eval()
+    block = model.stages[stage][0]
+    x = torch.randn(2, block.head[0].in_channels, in_side, in_side,
+                    generator=torch.Generator().manual_seed(5))
+    # Execute
+    with torch.no_grad():
+        got, want = block(x), official_block_forward(block, x)
+    # Assert
+    assert want.abs().max() > 0.1
+    torch.testing.assert_close(got, want)
+
+
+def test_plain_gradient_reaches_every_parameter() -> None:
+    torch.manual_seed(0)
+    model = AudioInceptionNeXt(1, zero_init_last_bn=False)
+    model(spectrograms(4, 16, 16)).square().mean().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and float(p.grad.abs().sum()) > 0, name
+
+
+def test_plain_zero_init_makes_every_block_its_shortcut() -> None:
+    model = AudioInceptionNeXt(1)
+    assert all(not b.reduce[1].weight.detach().any() for b in model.modules()
+               if isinstance(b, InceptionBlock))
+
+
+def test_plain_init_is_deterministic_under_a_seed_and_registered() -> None:
+    def built(seed: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(seed)
+        return build_backbone(PLAIN, in_channels=1, image_size=8).state_dict()
+
+    a, b, c = built(5), built(5), built(6)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    info = MODELS.info(PLAIN)
+    assert info.input == "image" and info.min_size == 8 and not info.repopt
+    with pytest.raises(ValueError, match="odd"):
+        MODELS.get(PLAIN)(in_channels=1, kernels=(4,))
