@@ -71,6 +71,7 @@ def wait_for_nodes(grid: Grid, count: int, *, timeout: float = NODE_WAIT_SECONDS
     deadline = time.monotonic() + timeout
     stop = stop or StopFlag()
     while True:
+        stop.check()
         nodes = sorted(grid.get_node_ids())
         if len(nodes) >= count:
             return nodes[:count]
@@ -174,10 +175,10 @@ class RoundLoop:
             for rnd in range(self.last_round + 1, fed.rounds + 1):
                 row = self.run_round(rnd, node_ids, bar)
                 bar.round_end(row)
-                if row.get("skipped"):
+                if row.get("skipped") and not self.quiet:
                     bar.console.print(f"round {rnd}: only {row['clients_ok']} of {row['clients_sampled']} "
                                       f"clients succeeded (need {fed.min_success_fraction:.0%}); "
-                                      "round skipped, global model unchanged", highlight=False)
+                                      "round skipped, global model unchanged", highlight=False, soft_wrap=True)
                 if self.failed_streak >= fed.max_failed_rounds:
                     raise RunAborted(f"{self.failed_streak} consecutive rounds failed "
                                      f"(federation.max_failed_rounds={fed.max_failed_rounds}); "
