@@ -308,14 +308,17 @@ class ExperimentConfig(_Strict):
 
     @model_validator(mode="after")
     def _client_side_defaults(self) -> "ExperimentConfig":
-        # FedRepOpt-style strategies bring their client optimiser and backbone unless the
-        # user chose them explicitly.
+        # FedRepOpt-style strategies bring their client optimiser and backbone, and a task
+        # its backbone, unless the user chose them explicitly (the strategy's comes first).
         load_plugins()
         cls = STRATEGIES.get(self.strategy.name)
         if cls.client_optimizer is not None and "optimizer" not in self.federation.model_fields_set:
             self.federation.optimizer = cls.client_optimizer
         if cls.default_model is not None and "name" not in self.model.model_fields_set:
             self.model.name = cls.default_model
+        task_model = TASKS.get(self.task.name).default_model  # e.g. the audio task's backbone
+        if task_model is not None and "name" not in self.model.model_fields_set:
+            self.model.name = task_model
         if self.federation.optimizer == "repopt-sgd" and self.model.name not in repopt_models():
             raise ValueError(f"federation.optimizer 'repopt-sgd' needs a RepOpt backbone; "
                              f"model.name is {self.model.name!r}, choose one of: {', '.join(repopt_models())}")

@@ -131,6 +131,12 @@ class BackboneHead(nn.Module):
         return self.head(self.backbone(x))
 
 
+def projection_mlp(in_dim: int, out_dim: int) -> nn.Module:
+    """SimCLR's projection g(·): Linear → BN → ReLU → Linear (arXiv 2002.05709, §2.1)."""
+    return nn.Sequential(nn.Linear(in_dim, in_dim, bias=False), nn.BatchNorm1d(in_dim),
+                         nn.ReLU(inplace=True), nn.Linear(in_dim, out_dim))
+
+
 class Task(ABC):
     """A (self-)supervised learning task plugin.
 
@@ -146,6 +152,8 @@ class Task(ABC):
     """Whether ``--data-dir`` (``task.data_dir``) means anything to this task."""
     encoder_prefixes: ClassVar[tuple[str, ...]] = ("backbone.",)
     """State-dict prefixes of the shared encoder."""
+    default_model: ClassVar[str | None] = None
+    """The backbone used when ``model.name`` is not given (``None``: the config's default)."""
 
     def __init__(self, context: TaskContext, params: TaskParams) -> None:
         self.context = context

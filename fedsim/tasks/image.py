@@ -34,7 +34,7 @@ from fedsim.losses import NTXentLoss
 from fedsim.models import build_backbone
 from fedsim.optim.repopt import ProxyData
 from fedsim.registry import register_task
-from fedsim.tasks.base import BackboneHead, Batch, Task, TaskContext, TaskParams, TensorDataset
+from fedsim.tasks.base import BackboneHead, Batch, Task, TaskContext, TaskParams, TensorDataset, projection_mlp
 from fedsim.tasks.classification import EvalData, ProbeEvaluation
 
 
@@ -57,12 +57,6 @@ class ImageParams(TaskParams):
         if self.min_samples > self.max_samples:
             raise ValueError(f"min_samples ({self.min_samples}) is more than max_samples ({self.max_samples})")
         return self
-
-
-def projection_mlp(in_dim: int, out_dim: int) -> nn.Module:
-    """SimCLR's projection g(·): Linear → BN → ReLU → Linear (arXiv 2002.05709, §2.1)."""
-    return nn.Sequential(nn.Linear(in_dim, in_dim, bias=False), nn.BatchNorm1d(in_dim),
-                         nn.ReLU(inplace=True), nn.Linear(in_dim, out_dim))
 
 
 @dataclass(frozen=True)
