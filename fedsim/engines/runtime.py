@@ -91,6 +91,45 @@ def flower_logs(verbose: bool) -> Iterator[None]:
         logger.setLevel(level)
 
 
+class _ServerRun:
+    """The round loop as a ServerApp, and what the launcher needs to stop and report it."""
+
+    def __init__(self, exp: ExperimentConfig, run_dir: str, **loop_options: bool) -> None:
+        self.exp, self.run_dir, self.loop_options = exp, run_dir, loop_options
+        self.stop = StopFlag()
+        self.thread: threading.Thread | None = None  # Flower's ServerApp thread, once started
+        self.loop: Any = None
+        self.result: dict[str, Any] = {}
+
+    def app(self) -> Any:
+        from flwr.app import Context
+        from flwr.serverapp import Grid, ServerApp
+
+        from fedsim.server.loop import RoundLoop
+
+        server_app = ServerApp()
+
+        @server_app.main()
+        def main(grid: Grid, context: Context) -> None:
+            self.thread = threading.current_thread()
+            self.loop = RoundLoop(grid, self.exp, self.run_dir, stop=self.stop, **self.loop_options)
+            self.result.update(self.loop.run())
+
+        return server_app
+
+    def stopped(self, error: BaseException | None) -> BaseException:
+        """What to raise for a run that ended without its summary (``error``: the main
+        thread's exception, if any)."""
+        last = self.loop.last_round if self.loop is not None else _last_round(self.run_dir)
+        if self.stop.signum is not None:
+            return RunStopped(self.stop.reason, signum=self.stop.signum, last_round=last)
+        if error is None or str(error) == _FLOWER_RUNTIME_ERROR or isinstance(error, RunStopped):
+            stopped = RunStopped(self.stop.reason, last_round=last)
+            stopped.__cause__ = error
+            return stopped
+        return error
+
+
 def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
              verbose: bool = False, resume: bool = False) -> dict[str, Any]:
     """Run ``exp`` on Flower's simulation runtime and return its summary.
@@ -101,63 +140,44 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
     (with the signal and the last complete round); an unreachable ``--ray-address`` or a
     cluster too small for one worker raises :class:`RayUnavailable` within seconds.
     """
-    from flwr.app import Context
-    from flwr.serverapp import Grid, ServerApp
     from flwr.simulation import run_simulation
 
     from fedsim.client.app import app as client_app
-    from fedsim.server.loop import RoundLoop
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    result: dict[str, Any] = {}
-    stop = StopFlag()
-    started: dict[str, Any] = {}  # the ServerApp thread and its round loop, once they exist
-    server_app = ServerApp()
-
-    @server_app.main()
-    def main(grid: Grid, context: Context) -> None:
-        started["thread"] = threading.current_thread()
-        started["loop"] = RoundLoop(grid, exp, run_dir, quiet=quiet, resume=resume, verbose=verbose, stop=stop)
-        result.update(started["loop"].run())
-
+    run = _ServerRun(exp, run_dir, quiet=quiet, verbose=verbose, resume=resume)
     engine = make_engine(exp)
     backend = backend_config(exp)
     fast = dispatch_every(DISPATCH_INTERVAL) if engine.name == "cohort" else contextlib.nullcontext()
     error: BaseException | None = None
-    signals = SignalsStop(stop)
+    signals = SignalsStop(run.stop)
     with signals.active(), flower_logs(verbose):
         try:
             ray_cluster.start(backend["init_args"], num_cpus_per_client=exp.engine.num_cpus_per_client,
                               quiet_workers=not verbose)
             signals.reinstall()  # ray.init installed its own SIGTERM handler (sys.exit)
             with fast:
-                run_simulation(server_app=server_app, client_app=client_app, num_supernodes=engine.num_nodes,
+                run_simulation(server_app=run.app(), client_app=client_app, num_supernodes=engine.num_nodes,
                                backend_config=backend, verbose_logging=verbose)
         except Interrupted:
             pass
         except SystemExit as e:  # Ray's SIGTERM handler, if the signal came during ray.init
             if e.code != signal.SIGTERM:
                 raise
-            stop.set("interrupted by SIGTERM", signal.SIGTERM)
+            run.stop.set("interrupted by SIGTERM", signal.SIGTERM)
         except BaseException as e:
             error = e
-        finally:
+        finally:  # whatever ended the runtime's part, the round loop must end too
             signals.armed = False
-            stop.set(f"the simulation runtime stopped ({_root_cause(error)})" if error else
-                     "the simulation runtime stopped")
-            thread = started.get("thread")
-            if thread is not None:
-                thread.join(JOIN_SECONDS)
+            run.stop.set(f"the simulation runtime stopped ({_root_cause(error)})" if error else
+                         "the simulation runtime stopped")
+            if run.thread is not None:
+                run.thread.join(JOIN_SECONDS)
             ray_cluster.stop()
-    if result:
-        return result
-    last = started["loop"].last_round if "loop" in started else _last_round(run_dir)
-    if stop.signum is not None:
-        raise RunStopped(stop.reason, signum=stop.signum, last_round=last)
-    if error is None or str(error) == _FLOWER_RUNTIME_ERROR or isinstance(error, RunStopped):
-        raise RunStopped(stop.reason, last_round=last) from error
-    raise error
+    if run.result:
+        return run.result
+    raise run.stopped(error)
 
 
 def _last_round(run_dir: str) -> int | None:
