@@ -4,10 +4,13 @@ Clients hold 16 kHz mono clips: by default the generated sound population of
 :mod:`fedsim.data.sounds` (labelled classes of tones, chirps, vowels, noise bursts, rhythms,
 each client recording in its own conditions: gain, noise floor, microphone response,
 reverberation), or with ``--data-dir`` a Speech Commands / ESC-50 / class-folder tree read
-by :mod:`fedsim.data.audio_folders`. A view of a clip is a random crop, a random gain and
-additive noise on the waveform, then a log-mel spectrogram (``log(mel + 1e-6)``, DESIGN.md
-settings scaled for CPU: 64 mels, n_fft 1024, window 320, hop 160) with random time and
-frequency masking (SpecAugment, torchaudio's masking transforms). The encoder sees the
+by :mod:`fedsim.data.audio_folders`. A view of a clip is a random crop, a random gain, a
+random room (reverberation) and additive noise on the waveform, then a log-mel spectrogram
+(``log(mel + 1e-6)``, DESIGN.md settings scaled for CPU: 64 mels, n_fft 1024, window 320,
+hop 160) with a random microphone response (a smooth offset over the mel bands) and random
+time and frequency masking (SpecAugment, torchaudio's masking transforms). The view
+augmentations cover the nuisances the population's recording conditions vary by (DESIGN.md:
+augmentations that miss them make SSL worse than a random encoder). The encoder sees the
 spectrogram as a one-channel image ``(n, 1, n_mels, frames)``.
 
 Objectives (``task.params.objective``), the three families FASSL compares:
@@ -63,6 +66,9 @@ class AudioParams(TaskParams):
     projection_dim: int = Field(64, ge=2, description="projection MLP output (simclr, barlow)")
     gain_db: float = Field(6.0, ge=0.0, description="views get a gain of U(-g, g) dB")
     noise_snr_db: tuple[float, float] = Field((10.0, 40.0), description="views get white noise at U(lo, hi) dB SNR")
+    eq_db: float = Field(6.0, ge=0.0, description="views get a random microphone response: tilt and one "
+                                                  "bump of up to ±eq_db over the mel bands")
+    reverb_probability: float = Field(0.5, ge=0.0, le=1.0, description="share of views with a random room")
     time_mask: int = Field(16, ge=0, description="SpecAugment: longest time mask, frames")
     freq_mask: int = Field(12, ge=0, description="SpecAugment: widest frequency mask, mel bands")
     min_clips: int = Field(32, ge=2, description="smallest client data set")
@@ -101,6 +107,37 @@ def random_crop(wave: torch.Tensor, length: int, generator: torch.Generator) -> 
     n, total = wave.shape
     offsets = torch.randint(0, total - length + 1, (n, 1), generator=generator)
     return wave.gather(1, offsets + torch.arange(length))
+
+
+def reverberate(wave: torch.Tensor, generator: torch.Generator, *, probability: float,
+                ir_seconds: float = 0.3) -> torch.Tensor:
+    """Each clip, with ``probability``, convolved with a random synthetic room: an
+    exponentially decaying noise tail (RT60 U(0.1, 0.6) s) mixed U(−20, −3) dB below the dry
+    sound, the level of the clip kept. FFT convolution, cut to the input length."""
+    n, length = wave.shape
+    taps = int(ir_seconds * SAMPLE_RATE)
+    t = torch.arange(taps) / SAMPLE_RATE
+    rt60 = 0.1 + 0.5 * torch.rand(n, 1, generator=generator)
+    level = 10 ** ((-20 + 17 * torch.rand(n, 1, generator=generator)) / 20)
+    on = (torch.rand(n, 1, generator=generator) < probability).float()
+    tail = torch.randn(n, taps, generator=generator) * torch.exp(-6.91 * t / rt60)  # -60 dB at rt60
+    tail = tail / tail.pow(2).sum(1, keepdim=True).sqrt()
+    size = length + taps
+    wet = torch.fft.irfft(torch.fft.rfft(wave, size) * torch.fft.rfft(tail, size), size)[:, :length]
+    out = wave + on * level * wet
+    return out * (wave.abs().amax(1, keepdim=True) / out.abs().amax(1, keepdim=True).clamp_min(1e-8))
+
+
+def random_eq(n: int, n_mels: int, max_db: float, generator: torch.Generator) -> torch.Tensor:
+    """Random microphone responses as log-power offsets ``(n, 1, n_mels, 1)``: a tilt of up
+    to ±``max_db`` across the mel bands plus one Gaussian bump of up to ±``max_db``."""
+    band = torch.linspace(-1, 1, n_mels)
+    tilt = (torch.rand(n, 1, generator=generator) * 2 - 1) * band
+    centre = torch.rand(n, 1, generator=generator) * 2 - 1
+    width = 0.1 + 0.3 * torch.rand(n, 1, generator=generator)
+    bump = (torch.rand(n, 1, generator=generator) * 2 - 1) * torch.exp(-0.5 * ((band - centre) / width) ** 2)
+    db = max_db * (tilt + bump)  # (n, n_mels)
+    return (db * (torch.log(torch.tensor(10.0)) / 10))[:, None, :, None]  # dB of power -> natural log
 
 
 def centre_crop(wave: torch.Tensor, length: int) -> torch.Tensor:
@@ -202,9 +239,10 @@ class AudioTask(ProbeEvaluation, Task):
         x = x * gain
         lo, hi = p.noise_snr_db
         snr = lo + torch.rand(n, 1, generator=generator) * (hi - lo)
+        x = reverberate(x, generator, probability=p.reverb_probability)
         rms = x.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-5)
         x = x + torch.randn(x.shape, generator=generator) * rms * 10 ** (-snr / 20)
-        spec = self.logmel(x)
+        spec = self.logmel(x) + random_eq(n, p.n_mels, p.eq_db, generator)
         return self._mask(spec, generator)
 
     def _mask(self, spec: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
