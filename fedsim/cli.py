@@ -78,15 +78,16 @@ def _checked_run_dir(exp: Any, resume: Path | None) -> Path:
     return run_dir
 
 
-def _checked_data(exp: Any) -> None:
-    """Scan a ``--data-dir`` folder before start-up: a malformed one is one line, exit 2."""
-    if exp.task.data_dir is None:
-        return
+def _checked_task(exp: Any) -> None:
+    """Build the task and its model and scan a ``--data-dir`` before start-up, so a malformed
+    folder, a bad ``model.params`` option or a model the task cannot use is one line, exit 2."""
     from fedsim.data.folders import DataFolderError
 
     try:
-        exp.build_task().describe_data()
-    except DataFolderError as e:
+        task = exp.build_task()
+        task.describe_data()
+        task.build_model()
+    except (DataFolderError, ValueError) as e:
         raise ConfigError(str(e)) from None
 
 
@@ -136,7 +137,7 @@ def run(
             config, unused_address = _resume_config(resume, config, overrides)
         exp = load_config(config, overrides)
         run_dir = _checked_run_dir(exp, resume)
-        _checked_data(exp)
+        _checked_task(exp)
     except ConfigError as e:
         fail(str(e))
     if unused_address and not quiet:

@@ -106,6 +106,8 @@ class ModelConfig(_Strict):
     """Which registered backbone the task wraps."""
 
     name: str = "resnet_small"
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="options of the backbone's factory, e.g. widths, depths")
 
     @field_validator("name")
     @classmethod
@@ -362,6 +364,7 @@ class ExperimentConfig(_Strict):
         cls = TASKS.get(self.task.name)
         context = TaskContext(num_clients=self.federation.clients, seed=self.seed,
                               partitioning=self.partitioning, backbone=self.model.name,
+                              backbone_options=self.model.params,
                               data_dir=self.task.data_dir, evaluation=self.evaluation)
         return cls(context, cls.Params(**self.task.params))
 

@@ -142,3 +142,12 @@ def test_out_that_is_a_file_exits_2_at_once(tmp_path):
         assert proc.stdout.strip() == "ray imported: False"
         assert elapsed < 30, elapsed  # about 3 s here; Flower and Ray's start-up alone took 15 s
     assert a_file.read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--task", "audio", "--model", "mlp"], "square inputs"),  # case: a model the task cannot use
+    (["--set", "model.params.foo=1"], "model.params for 'resnet_small'"),  # case: unknown model option
+])
+def test_the_task_and_its_model_are_built_before_start_up(args, words):
+    result = CliRunner().invoke(app, ["run", *args, "--check"])
+    assert result.exit_code == 2 and words in result.output

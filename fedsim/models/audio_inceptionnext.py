@@ -232,19 +232,25 @@ class AudioInceptionNeXtBackbone(nn.Module):
     zero_init_last_bn
         Zero-initialise each block's last BN weight (official default), so every block starts
         as its shortcut.
+    stem_stride
+        Downsampling of the stem: 4 (official: stride-2 conv, then a stride-2 max-pool), 2
+        (no max-pool) or 1 (stride-1 conv, no max-pool) — for short CPU-sized spectrograms,
+        where the official stem leaves the last stage a 2×3 map of a 64×81 input.
     """
 
     block: type[nn.Module]
 
     def __init__(self, in_channels: int = 1, *, widths: tuple[int, ...] = WIDTHS,
                  depths: tuple[int, ...] = DEPTHS, kernels: tuple[int, ...] = KERNELS,
-                 expansion: int = EXPANSION, zero_init_last_bn: bool = True) -> None:
+                 expansion: int = EXPANSION, zero_init_last_bn: bool = True, stem_stride: int = 4) -> None:
         super().__init__()
         _validate(widths, depths, kernels, expansion)
+        if stem_stride not in (1, 2, 4):
+            raise ValueError(f"stem_stride must be 1, 2 or 4 (got {stem_stride})")
         self.stem = nn.Sequential(
-            *conv_bn(in_channels, widths[0], STEM_KERNEL, stride=2),
+            *conv_bn(in_channels, widths[0], STEM_KERNEL, stride=min(stem_stride, 2)),
             nn.ReLU(inplace=True),
-            nn.MaxPool2d(3, stride=2, padding=1),
+            *([nn.MaxPool2d(3, stride=2, padding=1)] if stem_stride == 4 else []),
         )
         stages: list[nn.Module] = []
         in_ch = widths[0]

@@ -221,7 +221,8 @@ class AudioTask(ProbeEvaluation, Task):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.context.seed)
             mels, frames = self.spectrogram_shape()
-            backbone = build_backbone(name, in_channels=1, image_size=min(mels, frames // 3))
+            backbone = build_backbone(name, in_channels=1, image_size=min(mels, frames // 3),
+                                      options=self.context.backbone_options)
             d = backbone.out_dim
             if p.objective == "order":
                 head: nn.Module = nn.Sequential(nn.Linear(3 * d, d), nn.ReLU(inplace=True),

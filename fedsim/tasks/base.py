@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
@@ -113,6 +113,7 @@ class TaskContext:
     backbone: str
     data_dir: str | None = None
     evaluation: Any = None
+    backbone_options: dict[str, Any] = field(default_factory=dict)
 
 
 class BackboneHead(nn.Module):

@@ -151,7 +151,8 @@ class ImageTask(ProbeEvaluation, Task):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.context.seed)
             backbone = build_backbone(self.context.backbone, in_channels=self.channels,
-                                      image_size=self.params.image_size, proxy=self.proxy_data())
+                                      image_size=self.params.image_size, proxy=self.proxy_data(),
+                                      options=self.context.backbone_options)
             if self.params.objective == "simclr":
                 head = projection_mlp(backbone.out_dim, self.params.projection_dim)
             else:

@@ -56,7 +56,8 @@ class SyntheticTask(ProbeEvaluation, Task):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.context.seed)
             backbone = build_backbone(self.context.backbone, in_channels=1,
-                                      image_size=self.params.image_size, proxy=self.proxy_data())
+                                      image_size=self.params.image_size, proxy=self.proxy_data(),
+                                      options=self.context.backbone_options)
             head = nn.Linear(backbone.out_dim, self.params.num_classes)
         return BackboneHead(backbone, head)
 
