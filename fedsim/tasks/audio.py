@@ -152,7 +152,6 @@ class AudioTask(ProbeEvaluation, Task):
     Params = AudioParams
     reads_data_dir = True
     retrieval = True
-    default_model = "audio_rep_inceptionnext"
 
     def __init__(self, context: TaskContext, params: AudioParams | None = None) -> None:
         super().__init__(context, params or AudioParams())

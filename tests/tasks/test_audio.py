@@ -18,9 +18,11 @@ def _task(**params) -> AudioTask:
     return exp.build_task()
 
 
-def test_the_audio_task_defaults_to_its_own_backbone():
+def test_a_task_may_name_its_default_backbone(monkeypatch):
+    monkeypatch.setattr(AudioTask, "default_model", "audio_rep_inceptionnext")
     assert load_config(None, {"task.name": "audio"}).model.name == "audio_rep_inceptionnext"
-    assert load_config(None, {"task.name": "audio", "model.name": "resnet_small"}).model.name == "resnet_small"
+    assert load_config(None, {"task.name": "audio", "model.name": "mlp"}).model.name == "mlp"
+    assert load_config(None, {"task.name": "audio", "strategy.name": "fedrepopt"}).model.name == "repopt_vgg"
 
 
 def test_random_and_centre_crops_take_windows_of_the_clip():
