@@ -30,7 +30,7 @@ from fedsim.server.metrics import improved, metric_summary
 from fedsim.server.outputs import RunWriter
 from fedsim.server.progress import RoundProgress
 from fedsim.server.resume import IDENTITY_KEY, identity
-from fedsim.server.replies import RoundTally, fold_reply
+from fedsim.server.replies import RoundTally, fold_reply, payload_bytes
 from fedsim.strategies.base import Arrays, Strategy
 from fedsim.strategies.validation import all_finite
 from fedsim.tasks.base import Task
@@ -205,6 +205,8 @@ class RoundLoop:
             "rounds_skipped": sum(1 for r in rows if r.get("skipped")),
             "updates_per_s": sum(r["clients_ok"] for r in steady) / max(
                 1e-9, sum(r["train_seconds"] for r in steady)),
+            "bytes_down": sum(r.get("bytes_down", 0) for r in rows),
+            "bytes_up": sum(r.get("bytes_up", 0) for r in rows),
             "first_round_start_seconds": first_round_at, "wall_seconds": wall,
             "run_dir": str(self.writer.dir),
         }
@@ -273,6 +275,9 @@ class RoundLoop:
         # the round's time starts when its messages are made (their TTL counts from then)
         deadline = None if budget is None or not messages else messages[0].metadata.created_at + budget
         sent = list(self.grid.push_messages(messages)) if plan else []
+        # Per client, as a real federation would send: the whole global to every client sent
+        # work (a cohort worker gets one message for several virtual clients).
+        bytes_down = payload_bytes(self.global_arrays) * sum(len(ids) for _, ids in plan)
         acc, tally = self._collect(rnd, plan, sent, bar, t0, deadline)
         for reason in absent.values():
             tally.failed[reason] += 1
@@ -296,7 +301,8 @@ class RoundLoop:
                                # train_seconds minus this is the engine's own overhead
                                # (messages, Ray, waiting for the slowest reply)
                                "busiest_reply_seconds": tally.busiest_reply_seconds,
-                               "updates_per_s": tally.ok / train_seconds}
+                               "updates_per_s": tally.ok / train_seconds,
+                               "bytes_down": bytes_down, "bytes_up": tally.bytes_up}
         row.update(self.strategy.last_round_info())
         if rnd % self.exp.evaluation.every == 0 or rnd == fed.rounds:
             t1 = time.perf_counter()

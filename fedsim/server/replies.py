@@ -1,10 +1,16 @@
-"""Fold train replies into the round's accumulator as they arrive, counting what failed."""
+"""Fold train replies into the round's accumulator as they arrive, counting what failed
+and the bytes clients sent up."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from flwr.app import Message, RecordDict
 from flwr.common.constant import ErrorCode
@@ -27,6 +33,7 @@ class RoundTally:
     busiest_reply_seconds: float = 0.0  # the longest a single reply spent training (worker-side)
     errors: dict[str, str] = field(default_factory=dict)  # reason -> its first "Type: message"
     tracebacks: dict[str, str] = field(default_factory=dict)  # reason -> its first traceback
+    bytes_up: int = 0  # tensor payload the round's clients sent (see fold_content)
 
     def note_error(self, reason: str, text: str) -> None:
         """Keep the first message (and traceback, if any) of failure ``reason``."""
@@ -43,6 +50,22 @@ class RoundTally:
         return {"clients_ok": self.ok, "clients_rejected": sum(self.rejected.values()),
                 "clients_failed": sum(self.failed.values()),
                 "rejected": dict(self.rejected), "failed": dict(self.failed), "errors": dict(self.errors)}
+
+
+def payload_bytes(arrays: Mapping[str, Any]) -> int:
+    """Tensor payload of ``arrays`` in bytes: Σ numel × element size.
+
+    ``arrays`` is a state dict of torch tensors or an ``ArrayRecord`` (whose ``Array``
+    entries carry dtype and shape); the record's own framing (names, dtype strings, the
+    ``.npy`` header of each array) is not counted.
+    """
+    total = 0
+    for value in arrays.values():
+        if hasattr(value, "element_size"):  # torch.Tensor
+            total += value.numel() * value.element_size()
+        else:  # flwr Array
+            total += math.prod(value.shape) * np.dtype(value.dtype).itemsize
+    return total
 
 
 # Flower's own error text: "<class 'module.Type'>:<'message'>"
@@ -86,7 +109,13 @@ def fold_reply(msg: Message, client_ids: list[int], acc: Accumulator, reply: str
 
 def fold_content(content: RecordDict, client_ids: list[int], acc: Accumulator, reply: str,
                  tally: RoundTally) -> int:
-    """Validate a reply's content and fold it into ``acc``; returns the clients it covered."""
+    """Validate a reply's content and fold it into ``acc``; returns the clients it covered.
+
+    ``tally.bytes_up`` grows by what a real federation's clients would have sent: a
+    weights reply's own tensors; for a cohort worker's partial sums, the tensors each of
+    its clients that produced an update (folded or rejected) would have sent — the
+    strategy's ``sent_keys``, which ``acc.previous`` holds — not the sums themselves.
+    """
     metrics = content.metric_records.get(R.METRICS)
     arrays_rec = content.array_records.get(R.ARRAYS)
     if metrics is None or arrays_rec is None:
@@ -96,6 +125,7 @@ def fold_content(content: RecordDict, client_ids: list[int], acc: Accumulator, r
     tally.busiest_reply_seconds = max(tally.busiest_reply_seconds,
                                       float(metrics.get("train-seconds", 0.0)))  # type: ignore[arg-type]
     if reply == REPLY_WEIGHTS:
+        tally.bytes_up += payload_bytes(arrays)
         update = ClientUpdate(client_id=client_ids[0], arrays=arrays,
                               num_examples=metrics.get(R.NUM_EXAMPLES),  # type: ignore[arg-type]
                               metrics={R.LOSS: float(metrics.get(R.LOSS, float("nan")))})
@@ -110,13 +140,16 @@ def fold_content(content: RecordDict, client_ids: list[int], acc: Accumulator, r
         return 1
     # A cohort worker validated each client itself; check the partial sums are sane.
     done = int(metrics.get(R.NUM_CLIENTS_DONE, 0))
+    sent = done
     for key, value in metrics.items():
         if key.startswith("rejected:"):
             tally.rejected[key.removeprefix("rejected:")] += int(value)
+            sent += int(value)
         elif key.startswith("failed:"):
             tally.failed[key.removeprefix("failed:")] += int(value)
     for reason, text in content.config_records.get(R.ERRORS, {}).items():
         tally.note_error(reason, str(text))
+    tally.bytes_up += sent * payload_bytes(acc.previous)
     if done and not all(all_finite(t) for t in arrays.values()):
         tally.rejected["non-finite-sums"] += done
         return len(client_ids)
