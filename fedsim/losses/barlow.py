@@ -27,14 +27,21 @@ class BarlowTwinsLoss(nn.Module):
         embeddings. Must be non-negative.
     eps
         Added to the batch standard deviation before dividing.
+    scale
+        Multiplies the loss (solo-learn's ``scale_loss``, 0.1 for its CIFAR settings): the
+        sum over ``c`` dimensions is ~10× NT-Xent's magnitude, which with plain SGD at
+        NT-Xent's learning rate oscillated here.
     """
 
-    def __init__(self, lambda_offdiag: float = 5e-3, eps: float = 1e-5) -> None:
+    def __init__(self, lambda_offdiag: float = 5e-3, eps: float = 1e-5, scale: float = 1.0) -> None:
         super().__init__()
         if not lambda_offdiag >= 0.0:
             raise ValueError(f"Barlow Twins lambda must be non-negative (got {lambda_offdiag})")
+        if not scale > 0.0:
+            raise ValueError(f"Barlow Twins scale must be positive (got {scale})")
         self.lambda_offdiag = float(lambda_offdiag)
         self.eps = eps
+        self.scale = float(scale)
 
     def forward(self, out0: torch.Tensor, out1: torch.Tensor) -> torch.Tensor:
         """The loss of ``(n, c)`` embeddings; ``out0[i]`` and ``out1[i]`` are views of sample i."""
@@ -48,4 +55,4 @@ class BarlowTwinsLoss(nn.Module):
         c = z0.T @ z1 / n  # (c, c) cross-correlation
         on_diag = (torch.diagonal(c) - 1).pow(2).sum()
         off_diag = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
-        return on_diag + self.lambda_offdiag * off_diag
+        return self.scale * (on_diag + self.lambda_offdiag * off_diag)

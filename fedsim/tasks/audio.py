@@ -63,6 +63,7 @@ class AudioParams(TaskParams):
     hop_length: int = Field(160, ge=8)
     temperature: float = Field(0.5, gt=0.0, description="NT-Xent temperature (simclr)")
     barlow_lambda: float = Field(5e-3, ge=0.0, description="off-diagonal weight λ (barlow)")
+    barlow_scale: float = Field(0.1, gt=0.0, description="loss scale (barlow; solo-learn's scale_loss)")
     projection_dim: int = Field(64, ge=2, description="projection MLP output (simclr, barlow)")
     gain_db: float = Field(6.0, ge=0.0, description="views get a gain of U(-g, g) dB")
     noise_snr_db: tuple[float, float] = Field((10.0, 40.0), description="views get white noise at U(lo, hi) dB SNR")
@@ -163,7 +164,7 @@ class AudioTask(ProbeEvaluation, Task):
         self._conditions = sounds.ConditionScale(strength=p.condition_strength)
         self._eval: EvalData | None = None
         self._ntxent = NTXentLoss(p.temperature)
-        self._barlow = BarlowTwinsLoss(p.barlow_lambda)
+        self._barlow = BarlowTwinsLoss(p.barlow_lambda, scale=p.barlow_scale)
         self._folder = None if context.data_dir is None else FolderClients(
             context.data_dir, scan=self._scan, load=self._load, seed=context.seed,
             num_clients=context.num_clients, partitioning=context.partitioning,

@@ -26,6 +26,11 @@ def test_matches_the_slow_reference(n, c, lam):
     assert float(loss) == pytest.approx(slow_barlow(a, b, lam), rel=1e-9)
 
 
+def test_scale_multiplies_the_loss():
+    a, b = torch.randn(5, 3), torch.randn(5, 3)
+    torch.testing.assert_close(BarlowTwinsLoss(0.1, scale=0.25)(a, b), 0.25 * BarlowTwinsLoss(0.1)(a, b))
+
+
 def test_identical_decorrelated_views_cost_nothing():
     # two identical views whose dimensions are uncorrelated: C = I exactly
     z = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
