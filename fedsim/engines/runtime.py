@@ -62,6 +62,36 @@ def dispatch_every(interval: float) -> Iterator[None]:
         vce_api.add_messages_to_queue = original
 
 
+# Flower's simulation workers wait for a Ray actor's reply with ``ray.get(future)`` and no
+# timeout, and Flower's runtime returns only when every worker is free: one client that never
+# finishes would keep a run from ever ending, even after its round timed out and the round
+# loop finished. fedsim waits in slices instead, and once the run is stopping (the loop
+# ended, a signal, the runtime failed) kills the busy actor, which frees the worker.
+FETCH_SLICE = 0.2
+
+
+@contextlib.contextmanager
+def workers_stop_with(stop: StopFlag) -> Iterator[None]:
+    """Make Flower's simulation workers give up a busy actor once ``stop`` is set."""
+    import ray
+    from flwr.simulation.ray_transport.ray_actor import BasicActorPool
+
+    original = BasicActorPool.fetch_result_and_return_actor_to_pool
+
+    def fetch_result_and_return_actor_to_pool(pool: Any, future: Any) -> Any:
+        while not ray.wait([future], timeout=FETCH_SLICE)[0]:
+            if stop.is_set():
+                ray.kill(pool._future_to_actor[future], no_restart=True)
+                raise RunStopped(f"worker stopped: {stop.reason}")
+        return original(pool, future)
+
+    BasicActorPool.fetch_result_and_return_actor_to_pool = fetch_result_and_return_actor_to_pool
+    try:
+        yield
+    finally:
+        BasicActorPool.fetch_result_and_return_actor_to_pool = original
+
+
 # After the runtime stops, how long the ServerApp thread gets to leave its wait.
 JOIN_SECONDS = 20.0
 # Flower's wrapper around an exception of its runtime in the main thread
@@ -112,8 +142,11 @@ class _ServerRun:
         @server_app.main()
         def main(grid: Grid, context: Context) -> None:
             self.thread = threading.current_thread()
-            self.loop = RoundLoop(grid, self.exp, self.run_dir, stop=self.stop, **self.loop_options)
-            self.result.update(self.loop.run())
+            try:
+                self.loop = RoundLoop(grid, self.exp, self.run_dir, stop=self.stop, **self.loop_options)
+                self.result.update(self.loop.run())
+            finally:  # no worker need finish what the loop no longer waits for
+                self.stop.set("the round loop ended")
 
         return server_app
 
@@ -157,7 +190,7 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
             ray_cluster.start(backend["init_args"], num_cpus_per_client=exp.engine.num_cpus_per_client,
                               quiet_workers=not verbose)
             signals.reinstall()  # ray.init installed its own SIGTERM handler (sys.exit)
-            with fast:
+            with fast, workers_stop_with(run.stop):
                 run_simulation(server_app=run.app(), client_app=client_app, num_supernodes=engine.num_nodes,
                                backend_config=backend, verbose_logging=verbose)
         except Interrupted:

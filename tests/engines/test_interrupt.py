@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from fedsim.config import load_config
 from fedsim.engines.stop import RunStopped
@@ -143,3 +144,24 @@ def test_runtime_that_dies_stops_the_round_loop(tmp_path, monkeypatch):
     assert not ray.is_initialized()
     assert not [t for t in threading.enumerate() if t not in threads_before and not t.daemon and t.is_alive()]
     assert json.loads((tmp_path / "run" / "rounds.jsonl").read_text().splitlines()[0])["round"] == 0
+
+
+@pytest.mark.timeout(300)
+def test_a_client_that_never_returns_does_not_keep_the_run_from_ending(tmp_path):
+    """Flower's workers wait for an actor without a timeout and its runtime returns only when
+    all are free; fedsim gives up the hung actor once the round loop has ended."""
+    config = tmp_path / "hang.yaml"
+    exp = yaml.safe_load(load_config(None, {**TINY, "federation.rounds": 1, "federation.round_timeout": 1.0,
+                                            "faults": {"timeout": [0]}}).to_yaml())
+    exp["plugins"] = ["tests.engines.hang_plugin"]  # validated by the subprocess only: never import it here
+    config.write_text(yaml.safe_dump(exp))
+    repo = Path(__file__).resolve().parents[2]
+    started = time.monotonic()
+    proc = _fedsim("--config", str(config), "--out", str(tmp_path / "run"), cwd=repo,
+                   env={**os.environ, "PYTHONPATH": str(repo)})
+    _, err = proc.communicate(timeout=240)
+
+    assert proc.returncode == 0, err
+    assert time.monotonic() - started < 120
+    row = json.loads((tmp_path / "run" / "rounds.jsonl").read_text().splitlines()[1])
+    assert row["clients_ok"] == 2 and row["failed"] == {"timeout": 2}  # client 0 and its worker's other
