@@ -62,10 +62,10 @@ class StopFlag:
 
 
 class SignalsStop:
-    """While active, SIGINT and SIGTERM set ``flag`` (the first one also raises
-    :class:`Interrupted` in the main thread while ``armed``, to leave Flower's runtime at once);
-    later signals only set the flag, so cleanup is never cut short. ``reinstall()`` takes the
-    handlers back after a library (Ray) replaced them."""
+    """While active, SIGINT and SIGTERM set ``flag``; the first one while ``armed`` also raises
+    :class:`Interrupted` in the main thread, to leave Flower's runtime at once. Later signals
+    only set the flag, so cleanup is never cut short. ``reinstall()`` takes the handlers back
+    after a library (Ray) replaced them."""
 
     def __init__(self, flag: StopFlag) -> None:
         self.flag = flag
@@ -73,9 +73,9 @@ class SignalsStop:
         self.previous: dict[int, object] = {}
 
     def _handle(self, signum: int, frame: object) -> None:
-        first = not self.flag.is_set()
         self.flag.set(f"interrupted by {signal.Signals(signum).name}", signum)
-        if first and self.armed:
+        if self.armed:
+            self.armed = False  # once only: a later signal must not cut the cleanup short
             raise Interrupted()
 
     def reinstall(self) -> None:
