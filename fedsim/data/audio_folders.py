@@ -52,13 +52,12 @@ import torch
 
 from fedsim.data.audio_readers import list_wav_classes, probe_wav, read_clips, read_esc50_csv, read_list
 from fedsim.data.image_readers import DataFolderError
+from fedsim.data.splits import number_ids, stratified_split, writer_ids
 
 __all__ = ["AUDIO_PROBES", "AudioIndex", "DataFolderError", "load_clips", "scan_audio_folder"]
 
 AUDIO_PROBES = 16  # WAV headers read by the scan
-_SPLIT_SALT = 0xE7A1  # the image folders' salt: one seeded-split rule for every modality
 _SPEAKER = re.compile(r"^(.+)_nohash_\d+\.wav$", re.IGNORECASE)
-_NATURAL_ID = re.compile(r"^([^_-]+)[_-]")
 
 
 @dataclass(frozen=True, eq=False)
@@ -245,7 +244,7 @@ def _scan_class_tree(root: Path, *, seed: int, eval_fraction: float) -> AudioInd
         train_ids, eval_ids = _listed_split(root, testing_list, files, labels, classes)
         held_out = "test-split"
     else:
-        train_ids, eval_ids = _stratified_split(root, labels, seed, eval_fraction)
+        train_ids, eval_ids = stratified_split(root, labels, seed, eval_fraction, items="WAV files")
         held_out = "seeded-split"
     natural, names = _natural_ids(files, labels, train_ids)
     return AudioIndex(kind="speech-commands" if speech else "audio-folder", root=str(root),
@@ -274,40 +273,15 @@ def _listed_split(root: Path, listing: Path, files: list[str], labels: np.ndarra
     return np.flatnonzero(~held), np.flatnonzero(held)
 
 
-def _stratified_split(folder: Path, labels: np.ndarray, seed: int,
-                      eval_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded per-class hold-out, the image folders' rule: ``(train_ids, eval_ids)``, sorted."""
-    held = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        k = min(max(1, round(eval_fraction * len(members))), len(members) - 1)
-        rng = np.random.default_rng([int(seed), _SPLIT_SALT, int(c)])
-        held.append(rng.choice(members, size=k, replace=False))
-    eval_ids = np.sort(np.concatenate(held))
-    if len(eval_ids) == 0:
-        raise DataFolderError(f"data folder {folder} has too few WAV files to hold out an evaluation "
-                              "set; add files (2 or more per class), a testing_list.txt or a test/ folder")
-    return np.setdiff1d(np.arange(len(labels)), eval_ids), eval_ids
-
-
 def _natural_ids(files: list[str], labels: np.ndarray,
                  train_ids: np.ndarray) -> tuple[np.ndarray | None, tuple[str, ...]]:
-    stems = [f.rsplit("/", 1)[-1] for f in files]
-    speakers = [_SPEAKER.match(s) for s in stems]
-    if all(speakers[i] is not None for i in train_ids):  # Speech Commands: the speaker, always
+    """Speech Commands speakers when every training file is ``<speaker>_nohash_<n>.wav``,
+    otherwise the folders' writer-id rule (:mod:`fedsim.data.splits`)."""
+    speakers = [_SPEAKER.match(f.rsplit("/", 1)[-1]) for f in files]
+    if all(speakers[i] is not None for i in train_ids):
         raw = np.asarray([m.group(1) if m else "" for m in speakers], dtype=object)
-    else:  # the image-folder rule
-        matches = [_NATURAL_ID.match(s) for s in stems]
-        if not all(matches[i] is not None for i in train_ids):
-            return None, ()
-        raw = np.asarray([m.group(1) if m else "" for m in matches], dtype=object)
-        ids = np.unique(raw[train_ids].astype(str), return_inverse=True)[1]
-        pairs = np.unique(np.stack([ids, labels[train_ids]]), axis=1)  # distinct (id, class)
-        if (np.bincount(ids) >= 2).sum() < 2 or len(pairs[0]) == ids.max() + 1:  # no id spans 2 classes
-            return None, ()
-    names = np.unique(raw[train_ids].astype(str))
-    lookup = {n: k for k, n in enumerate(names)}  # a held-out item of no training id gets -1
-    return (np.asarray([lookup.get(r, -1) for r in raw], dtype=np.int64), tuple(str(n) for n in names))
+        return number_ids(raw, train_ids)
+    return writer_ids(files, labels, train_ids)
 
 
 def _probe(index: AudioIndex) -> None:

@@ -40,7 +40,6 @@ crop (:mod:`fedsim.data.image_readers`).
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,12 +50,11 @@ import torch
 from fedsim.data.image_readers import (CHANNEL_PROBES, DataFolderError, cifar_pixels, find_cifar,
                                        list_class_files, load_image_files, probe_channels,
                                        read_cifar_batch, read_cifar_folder)
+from fedsim.data.splits import stratified_split, writer_ids
 
 __all__ = ["CHANNEL_PROBES", "DataFolderError", "ImageIndex", "load_images", "natural_id_groups",
            "scan_image_folder"]
 
-_SPLIT_SALT = 0xE7A1  # keeps the held-out draw apart from other uses of the run seed
-_NATURAL_ID = re.compile(r"^([^_-]+)[_-]")
 
 
 @dataclass(frozen=True, eq=False)
@@ -238,7 +236,7 @@ def _scan_cifar(kind: str, folder: Path, *, seed: int, eval_fraction: float) -> 
     if cifar.num_train_files < len(cifar.files):
         train_ids, eval_ids, held_out = np.flatnonzero(in_train), np.flatnonzero(~in_train), "test-split"
     else:
-        train_ids, eval_ids = _stratified_split(folder, cifar.labels, seed, eval_fraction)
+        train_ids, eval_ids = stratified_split(folder, cifar.labels, seed, eval_fraction, items="images")
         held_out = "seeded-split"
     return ImageIndex(kind=kind, root=str(folder), classes=tuple(cifar.names), labels=cifar.labels,
                       files=cifar.files, item_file=cifar.item_file, item_row=cifar.item_row,
@@ -275,9 +273,9 @@ def _scan_image_tree(root: Path, *, seed: int, eval_fraction: float) -> ImageInd
         train_ids, eval_ids = np.arange(n_train), np.arange(n_train, len(files))
         held_out = "test-split"
     else:
-        train_ids, eval_ids = _stratified_split(root, labels_arr, seed, eval_fraction)
+        train_ids, eval_ids = stratified_split(root, labels_arr, seed, eval_fraction, items="images")
         held_out = "seeded-split"
-    natural, natural_names = _natural_ids(files, labels_arr, train_ids)
+    natural, natural_names = writer_ids(files, labels_arr, train_ids)
     return ImageIndex(kind="image-folder", root=str(root), classes=tuple(classes), labels=labels_arr,
                       files=tuple(files), item_file=np.arange(len(files)),
                       item_row=np.full(len(files), -1, dtype=np.int64), train_ids=train_ids,
@@ -293,35 +291,3 @@ def _check_classes(folder: Path, classes: list[str]) -> None:
     if len(classes) < 2:
         raise DataFolderError(f"data folder {folder} has 1 class ('{classes[0]}'); "
                               "add a folder of images for at least one more class")
-
-
-def _stratified_split(folder: Path, labels: np.ndarray, seed: int,
-                      eval_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded per-class hold-out: ``(train_ids, eval_ids)``, both sorted."""
-    held = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        k = min(max(1, round(eval_fraction * len(members))), len(members) - 1)
-        rng = np.random.default_rng([int(seed), _SPLIT_SALT, int(c)])
-        held.append(rng.choice(members, size=k, replace=False))
-    eval_ids = np.sort(np.concatenate(held)) if held else np.zeros(0, dtype=np.int64)
-    if len(eval_ids) == 0:
-        raise DataFolderError(f"data folder {folder} has too few images to hold out an evaluation "
-                              "set; add images (2 or more per class) or a test/ folder")
-    return np.setdiff1d(np.arange(len(labels)), eval_ids), eval_ids
-
-
-def _natural_ids(files: list[str], labels: np.ndarray,
-                 train_ids: np.ndarray) -> tuple[np.ndarray | None, tuple[str, ...]]:
-    matches = [_NATURAL_ID.match(f.rsplit("/", 1)[-1]) for f in files]
-    if not all(m is not None for m in (matches[i] for i in train_ids)):
-        return None, ()
-    raw = np.asarray([m.group(1) if m else "" for m in matches], dtype=object)
-    names, ids = np.unique(raw[train_ids].astype(str), return_inverse=True)
-    counts = np.bincount(ids)
-    pairs = np.unique(np.stack([ids, labels[train_ids]]), axis=1)  # distinct (id, class)
-    if (counts >= 2).sum() < 2 or len(pairs[0]) == len(names):  # no id spans two classes
-        return None, ()
-    lookup = {n: k for k, n in enumerate(names)}  # a held-out item of no training id gets -1
-    return (np.asarray([lookup.get(r, -1) for r in raw], dtype=np.int64),
-            tuple(str(n) for n in names))
