@@ -75,15 +75,21 @@ def workers_stop_with(stop: StopFlag) -> Iterator[None]:
     """Make Flower's simulation workers give up a busy actor once ``stop`` is set."""
     import ray
     from flwr.simulation.ray_transport.ray_actor import BasicActorPool
+    from ray.exceptions import GetTimeoutError
 
     original = BasicActorPool.fetch_result_and_return_actor_to_pool
 
     def fetch_result_and_return_actor_to_pool(pool: Any, future: Any) -> Any:
-        while not ray.wait([future], timeout=FETCH_SLICE)[0]:
-            if stop.is_set():
-                ray.kill(pool._future_to_actor[future], no_restart=True)
-                raise RunStopped(f"worker stopped: {stop.reason}")
-        return original(pool, future)
+        while True:
+            try:
+                _, out_message, updated_context = ray.get(future, timeout=FETCH_SLICE)
+                break
+            except GetTimeoutError:
+                if stop.is_set():
+                    ray.kill(pool._future_to_actor[future], no_restart=True)
+                    raise RunStopped(f"worker stopped: {stop.reason}") from None
+        pool.add_actor_back_to_pool(future)
+        return out_message, updated_context
 
     BasicActorPool.fetch_result_and_return_actor_to_pool = fetch_result_and_return_actor_to_pool
     try:
