@@ -1,7 +1,8 @@
-"""The ``fedsim`` command line (Typer + rich): ``fedsim run`` and ``fedsim list``."""
+"""The ``fedsim`` command line (Typer + rich): ``fedsim run``, ``bench``, ``report`` and ``list``."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -11,6 +12,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fedsim.config import ConfigError, load_config, parse_override
@@ -36,7 +38,7 @@ RESUME_MAY_CHANGE = {"federation.rounds", "engine.ray_address"}
 
 def fail(message: str, code: int = 2) -> None:
     """Print one line to stderr and exit with ``code``."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -117,8 +119,12 @@ def run(
     check: bool = typer.Option(False, "--check", help="Validate the configuration, print it resolved, and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     verbose: bool = typer.Option(False, "--verbose", help="Flower/Ray logs and tracebacks."),
+    tracker: list[str] = typer.Option([], "--tracker", metavar="NAME",
+                                      help="Also log every round to tensorboard or mlflow (optional extras)."),
 ) -> None:
     """Run a federated SSL simulation and write results under the run directory."""
+    from fedsim.server.trackers import TRACKERS_ENV, parse_trackers
+
     flags = dict(strategy=strategy, clients=clients, clients_per_round=clients_per_round,
                  rounds=rounds, local_epochs=local_epochs, seed=seed, task=task, model=model,
                  engine=engine, data_dir=data_dir, ray_address=ray_address, out=out,
@@ -138,6 +144,7 @@ def run(
         exp = load_config(config, overrides)
         run_dir = _checked_run_dir(exp, resume)
         _checked_task(exp)
+        trackers = parse_trackers(tracker)
     except ConfigError as e:
         fail(str(e))
     if unused_address and not quiet:
@@ -146,6 +153,8 @@ def run(
     if check:
         typer.echo(exp.to_yaml(), nl=False)
         return
+    if trackers:  # the round loop reads it (fedsim.server.trackers)
+        os.environ[TRACKERS_ENV] = ",".join(trackers)
     from fedsim.engines.ray_cluster import RayUnavailable
     from fedsim.engines.runtime import simulate
     from fedsim.engines.stop import RunStopped
@@ -188,7 +197,7 @@ def end_run(message: str, code: int, *, leftover: set[threading.Thread]) -> None
     """Print ``message`` (one line) and exit with ``code``. A thread the runtime started (not
     in ``leftover``) and left stuck, in a Ray call say, would keep the interpreter from
     exiting; after THREAD_GRACE_SECONDS the process exits without it (outputs are on disk)."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     deadline = time.monotonic() + THREAD_GRACE_SECONDS
     stuck = [t for t in threading.enumerate() if t not in leftover and not t.daemon]
     for thread in stuck:
@@ -212,3 +221,131 @@ def list_plugins() -> None:
         for name, text in registry.describe().items():
             table.add_row(name, text)
         out.print(table)
+
+
+# Run flags that `fedsim bench` passes to every cell (strategy, task and seed are grid axes).
+BENCH_FLAGS = {name: key for name, key in FLAGS.items() if name not in ("strategy", "task", "seed", "out")}
+
+
+@app.command()
+def bench(
+    config: Path = typer.Option(None, "--config", "-c", metavar="FILE",
+                                help="Bench YAML: an experiment plus a grid: section (axis -> values)."),
+    strategies: str = _opt("Strategies, comma-separated (e.g. fedavg,ldawa).", "LIST"),
+    tasks: str = _opt("Tasks, comma-separated (e.g. image,audio).", "LIST"),
+    alpha: str = _opt("Dirichlet α values, comma-separated (e.g. 0.1,1.0).", "LIST"),
+    seeds: str = _opt("Seeds, comma-separated (e.g. 0,1,2).", "LIST"),
+    axis: list[str] = typer.Option([], "--axis", metavar="KEY=V1,V2",
+                                   help="Another axis: any config key, e.g. federation.local_epochs=1,5."),
+    rounds: str = _opt("Federated rounds of every cell.", "INT"),
+    clients: str = _opt("Registered clients.", "INT"),
+    clients_per_round: str = _opt("Clients sampled per round.", "INT"),
+    local_epochs: str = _opt("Local epochs per client per round.", "INT"),
+    model: str = _opt("Backbone (see `fedsim list`).", "NAME"),
+    engine: str = _opt("Execution engine: flower | cohort.", "NAME"),
+    data_dir: str = _opt("Local dataset folder for the task.", "DIR"),
+    ray_address: str = _opt("Attach every cell to an existing Ray cluster (HOST:PORT).", "ADDR"),
+    dp_clip: str = _opt("Differential privacy: clip norm C.", "C"),
+    dp_noise: str = _opt("Differential privacy: noise multiplier z.", "Z"),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override any key in every cell."),
+    out: str = _opt("Bench directory (default runs/bench-<time>); rerun with the same --out to continue.", "DIR"),
+    parallel: int = typer.Option(1, "--parallel", metavar="N", help="Cells run at once (at most the CPU cores)."),
+    target: str = _opt("Also report the rounds each cell needs to reach METRIC=VALUE.", "METRIC=VALUE"),
+    tracker: list[str] = typer.Option([], "--tracker", metavar="NAME", help="Every cell also logs to tensorboard/mlflow."),
+    check: bool = typer.Option(False, "--check", help="Validate the grid, list the cells and their state, and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Run a grid of experiments (strategies × tasks × α × seeds × other axes), one run per cell,
+    then write bench.csv, bench.md, plots and report.html. Rerun to continue an interrupted bench."""
+    from fedsim.bench.grid import grid_axes
+    from fedsim.bench.plan import BENCH_FILE, DONE, BenchSpec, parse_target, plan, read_bench_yaml
+    from fedsim.config import usable_cores
+    from fedsim.server.outputs import is_run
+    from fedsim.server.trackers import parse_trackers
+
+    flags = dict(rounds=rounds, clients=clients, clients_per_round=clients_per_round, local_epochs=local_epochs,
+                 model=model, engine=engine, data_dir=data_dir, ray_address=ray_address, dp_clip=dp_clip,
+                 dp_noise=dp_noise)
+    bench_dir = Path(out or f"runs/bench-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        overrides = dict(parse_override(item) for item in set_)
+        for name, value in flags.items():
+            if value is not None:
+                overrides[BENCH_FLAGS[name]] = value if name in ("data_dir", "ray_address") \
+                    else parse_override(f"x={value}")[1]
+        base, grid = read_bench_yaml(config) if config is not None else ({}, None)
+        axes = grid_axes(grid, {"strategies": strategies, "tasks": tasks, "alpha": alpha, "seeds": seeds}, axis)
+        if not 1 <= parallel <= usable_cores():
+            raise ConfigError(f"--parallel: {parallel} is not within 1..{usable_cores()} (this machine's CPU cores)")
+        if bench_dir.exists() and (not bench_dir.is_dir() or is_run(bench_dir) or (
+                any(bench_dir.iterdir()) and not (bench_dir / BENCH_FILE).is_file())):
+            raise ConfigError(f"out: {bench_dir} is not a bench directory (no {BENCH_FILE}) and not empty; "
+                              "choose a new --out, or the --out of an earlier bench to continue it")
+        spec = BenchSpec(axes=axes, base=base, overrides=overrides, target=parse_target(target),
+                         trackers=tuple(parse_trackers(tracker)))
+        planned = plan(spec, bench_dir)
+        checked: set[str] = set()
+        for cell in planned:  # a bad model option or data folder: one line before anything runs
+            what = json.dumps([cell.exp.task.model_dump(), cell.exp.model.model_dump()], sort_keys=True)
+            if cell.state != DONE and what not in checked:
+                _checked_task(cell.exp)
+                checked.add(what)
+    except ConfigError as e:
+        fail(str(e))
+    if check:
+        for cell in planned:
+            typer.echo(f"{cell.state:6s} {cell.rounds_done:>4d}/{cell.rounds:<4d} {cell.dir}")
+        return
+    _run_bench(spec, planned, bench_dir, parallel=parallel, quiet=quiet)
+
+
+def _run_bench(spec: Any, planned: list[Any], bench_dir: Path, *, parallel: int, quiet: bool) -> None:
+    """Run the planned cells, then write the results; exit 1 if a cell failed, 130/143 if interrupted."""
+    from fedsim.bench.plan import DONE, command, write_bench_files
+    from fedsim.bench.report import build_report
+    from fedsim.bench.runner import BenchInterrupted, Runner
+
+    write_bench_files(spec, bench_dir, planned, sys.argv)
+    todo = sum(1 for c in planned if c.state != DONE)
+    if not quiet:
+        err.print(f"fedsim bench: {len(planned)} cells ({len(planned) - todo} already done) -> {bench_dir}",
+                  highlight=False)
+    runner = Runner(planned, lambda cell: command(cell, spec, bench_dir), bench_dir, parallel=parallel, quiet=quiet)
+    try:
+        outcomes = runner.run()
+    except BenchInterrupted as e:
+        report = build_report(bench_dir)
+        fail(f"interrupted by {signal_name(e.signum)}: {report.finished} of {report.total} cells done; "
+             f"rerun the same command to continue (interrupted cells resume)", code=128 + e.signum)
+    report = build_report(bench_dir)
+    failed = [o for o in outcomes if not o.ok]
+    if not quiet:
+        for path in report.files:
+            typer.echo(str(path))
+    if failed:
+        fail(f"{len(failed)} of {len(planned)} cells failed (first: {failed[0].cell.cell.name}: "
+             f"{failed[0].message}; log in {bench_dir / 'logs'}); rerun the same command to retry them", code=1)
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
+
+
+@app.command()
+def report(
+    path: Path = typer.Argument(..., metavar="DIR", help="A bench directory (fedsim bench) or a run directory."),
+    target: str = _opt("Also report the rounds each cell needs to reach METRIC=VALUE.", "METRIC=VALUE"),
+) -> None:
+    """Rebuild bench.csv, bench.md, plots and report.html of a bench (or report.html of a run) from its files."""
+    from fedsim.bench.report import build_report
+
+    if not path.is_dir():
+        fail(f"report: {path} is not a directory; give a bench or run directory")
+    try:
+        result = build_report(path, target=target)
+    except ConfigError as e:
+        fail(str(e))
+    for file in result.files:
+        typer.echo(str(file))

@@ -30,6 +30,7 @@ from fedsim.server.metrics import improved, metric_summary
 from fedsim.server.outputs import RunWriter
 from fedsim.server.progress import RoundProgress
 from fedsim.server.resume import IDENTITY_KEY, identity
+from fedsim.server.trackers import open_trackers, trackers_from_env
 from fedsim.server.replies import RoundTally, fold_reply, payload_bytes
 from fedsim.strategies.base import Arrays, Strategy
 from fedsim.strategies.validation import all_finite
@@ -131,6 +132,8 @@ class RoundLoop:
             self._restore()
         else:
             self.writer.describe_data(self.task.describe_data())
+        # sinks beside rounds.jsonl (fedsim run --tracker); each gets every line the writer gets
+        self.trackers = open_trackers(trackers_from_env(), self.writer.dir, experiment=exp, resume=resume)
 
     def _restore(self) -> None:
         # fedsim.server.resume.check_resumable (run by the CLI before start-up) has checked
@@ -161,12 +164,22 @@ class RoundLoop:
 
     def run(self) -> dict[str, Any]:
         """Run the remaining rounds; returns the summary also written to ``summary.json``."""
+        completed = False
+        try:
+            summary = self._run()
+            completed = True
+            return summary
+        finally:
+            self.trackers.close(completed=completed)
+
+    def _run(self) -> dict[str, Any]:
         started = time.perf_counter()
         fed = self.exp.federation
         if not self.writer.rows:
             row0 = {"round": 0, **self.evaluate(), **self.task.baselines()}
             self.record_evaluated(row0)
             self.writer.round(row0)
+            self.trackers.log_round(row0)
         node_ids = wait_for_nodes(self.grid, self.engine.num_nodes, stop=self.stop)
         wait_until_ready(self.grid, node_ids, self.exp_json, stop=self.stop)  # round timeouts start after
         first_round_at = time.perf_counter() - started
@@ -174,6 +187,7 @@ class RoundLoop:
                            quiet=self.quiet) as bar:
             for rnd in range(self.last_round + 1, fed.rounds + 1):
                 row = self.run_round(rnd, node_ids, bar)
+                self.trackers.log_round(row)
                 bar.round_end(row)
                 if row.get("skipped") and not self.quiet:
                     bar.console.print(f"round {rnd}: only {row['clients_ok']} of {row['clients_sampled']} "
@@ -185,6 +199,7 @@ class RoundLoop:
                                      f"last checkpoint is round {rnd - self.failed_streak}")
             summary = self._summary(first_round_at, time.perf_counter() - started)
             self.writer.finish(summary, self.global_arrays, [m.name for m in self.task.metrics()])
+            self.trackers.finish(summary)
             if not self.quiet:
                 bar.summary(summary)
         if self.aggregations == 0 and fed.rounds > 0:  # fewer rounds than max_failed_rounds, all skipped

@@ -1,0 +1,122 @@
+"""The bench's PNGs: the primary metric against the round (one line per series value — the
+strategy, or the first axis that varies — mean over seeds with a ± std band; one figure per
+combination of the other axes), and bars of the final primary metric."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fedsim.bench.results import CellResult
+from fedsim.bench.stats import summarize
+from fedsim.bench.tables import groups
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def MaxNLocator(**kwargs: Any) -> Any:  # noqa: N802 - matplotlib's class, imported late
+    from matplotlib.ticker import MaxNLocator as locator
+
+    return locator(**kwargs)
+
+
+def series_label(labels: Sequence[str], cells: Sequence[CellResult]) -> str | None:
+    """The axis drawn as separate lines/bars: ``strategy`` if it varies, else the first that varies."""
+    varying = [lb for lb in labels if len({repr(c.values.get(lb)) for c in cells}) > 1]
+    if "strategy" in varying or (not varying and "strategy" in labels):
+        return "strategy"
+    return varying[0] if varying else None
+
+
+def _key_text(labels: Sequence[str], key: tuple[Any, ...]) -> str:
+    return ",".join(f"{lb}={v}" for lb, v in zip(labels, key))
+
+
+def mean_curve(members: Sequence[CellResult], metric: str) -> tuple[list[int], list[float], list[float]]:
+    """Rounds every member evaluated ``metric`` at, the mean there and the std (0 for one seed)."""
+    curves = [dict(c.curve(metric)) for c in members]
+    rounds = sorted(set.intersection(*(set(cv) for cv in curves))) if curves else []
+    means = [statistics.fmean(cv[r] for cv in curves) for r in rounds]
+    stds = [statistics.stdev(cv[r] for cv in curves) if len(curves) > 1 else 0.0 for r in rounds]
+    return rounds, means, stds
+
+
+def curve_plots(cells: Sequence[CellResult], labels: Sequence[str], out_dir: Path) -> list[Path]:
+    """One PNG per combination of the non-series axes: primary metric vs round per series value."""
+    plt = _pyplot()
+    series = series_label(labels, cells)
+    panel_labels = [lb for lb in labels if lb != series]
+    paths = []
+    for key, members in groups(cells, panel_labels).items():
+        metric = members[0].primary
+        if metric is None:
+            continue
+        fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        for value, line_cells in groups(members, [series] if series else []).items():
+            rounds, means, stds = mean_curve(line_cells, metric)
+            if not rounds:
+                continue
+            name = f"{value[0]}" if value else "run"
+            (line,) = ax.plot(rounds, means, marker="o", label=f"{name} (n={len(line_cells)})")
+            ax.fill_between(rounds, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
+                            color=line.get_color(), alpha=0.2)
+        for what in sorted({w for c in members for w in c.baselines(metric)}):
+            s = summarize(c.baselines(metric).get(what) for c in members)
+            if s is not None:
+                ax.axhline(s.mean, linestyle="--", color="grey", linewidth=1)
+                ax.annotate(what, (0, s.mean), textcoords="offset points", xytext=(2, 3), fontsize=8, color="grey")
+        text = _key_text(panel_labels, key)
+        ax.set(xlabel="round", ylabel=metric, title=f"{metric}: mean ± std over seeds" + (f"\n{text}" if text else ""))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(loc="best", fontsize=8)
+        fig.tight_layout()
+        path = out_dir / (f"curves_{_UNSAFE.sub('_', text)}.png" if text else "curves.png")
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def bar_plots(cells: Sequence[CellResult], labels: Sequence[str], out_dir: Path) -> list[Path]:
+    """Per primary metric, bars of its final value (mean, ± std error bars) per series value,
+    grouped by the other axes."""
+    plt = _pyplot()
+    series = series_label(labels, cells)
+    panel_labels = [lb for lb in labels if lb != series]
+    paths = []
+    for metric in dict.fromkeys(c.primary for c in cells if c.primary):
+        having = [c for c in cells if c.primary == metric]
+        panels = groups(having, panel_labels)
+        names = list(groups(having, [series] if series else []))
+        width = 0.8 / max(1, len(names))
+        fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(panels) * max(1, len(names)) * 0.6 + 2), 4.2))
+        for i, name in enumerate(names):
+            means, errs = [], []
+            for members in panels.values():
+                s = summarize(c.summary.get(metric) for c in members if not series or (c.values.get(series),) == name)
+                means.append(s.mean if s else 0.0)
+                errs.append(s.std or 0.0 if s else 0.0)
+            xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(panels))]
+            ax.bar(xs, means, width=width, yerr=errs, capsize=3, label=str(name[0]) if name else "run")
+        ax.set_xticks(range(len(panels)), [_key_text(panel_labels, k).replace(",", "\n") or "all" for k in panels],
+                      fontsize=8)
+        ax.set(ylabel=f"final {metric}", title=f"final {metric}: mean ± std over seeds")
+        ax.legend(loc="best", fontsize=8)
+        fig.tight_layout()
+        path = out_dir / f"final_{_UNSAFE.sub('_', metric)}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths

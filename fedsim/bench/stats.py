@@ -1,0 +1,40 @@
+"""Mean, sample standard deviation and the t-distribution confidence interval over seeds."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Summary:
+    """``n`` values: mean, sample std (n−1 denominator) and a two-sided CI for the mean."""
+
+    n: int
+    mean: float
+    std: float | None
+    low: float | None
+    high: float | None
+
+
+def t_quantile(p: float, dof: int) -> float:
+    """The ``p`` quantile of Student's t with ``dof`` degrees of freedom."""
+    from scipy.stats import t  # scipy comes with scikit-learn
+
+    return float(t.ppf(p, dof))
+
+
+def summarize(values: Iterable[float | None], *, confidence: float = 0.95) -> Summary | None:
+    """Mean ± std and the ``confidence`` CI, mean ± t_{(1+c)/2, n−1} · std / √n, of the
+    values that are not ``None``; std and CI need two values (``None`` with one)."""
+    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not xs:
+        return None
+    mean = statistics.fmean(xs)
+    if len(xs) < 2:
+        return Summary(1, mean, None, None, None)
+    std = statistics.stdev(xs)
+    half = t_quantile((1.0 + confidence) / 2.0, len(xs) - 1) * std / math.sqrt(len(xs))
+    return Summary(len(xs), mean, std, mean - half, mean + half)

@@ -1,0 +1,198 @@
+"""Tracking sinks beside ``rounds.jsonl``: TensorBoard and MLflow, off by default.
+
+The round loop calls a :class:`Trackers` set once per round line (:meth:`Trackers.log_round`),
+once with the summary (:meth:`Trackers.finish`) and at the end (:meth:`Trackers.close`). A
+sink gets every numeric entry of the line, nested counts as ``failed/timeout``; nothing names
+a metric. Which sinks run is a choice of outputs, not of the experiment (like ``--quiet``):
+``fedsim run --tracker NAME`` sets :data:`TRACKERS_ENV`, which the round loop reads, so
+``flwr run .`` honours the variable too.
+
+* ``tensorboard``: ``torch.utils.tensorboard.SummaryWriter`` writing to ``<run>/tensorboard``
+  (``pip install 'fedsim[tensorboard]'``; view with ``tensorboard --logdir runs``).
+* ``mlflow``: an ``MlflowClient`` on a local store in the run directory (SQLite,
+  ``<run>/mlflow.db``; MLflow 3 refuses its legacy ``mlruns/`` file store unless
+  ``MLFLOW_ALLOW_FILE_STORE=true``) unless ``MLFLOW_TRACKING_URI`` names another; one MLflow
+  run per fedsim run (its id is kept in ``<run>/mlflow_run_id``, so a resumed run logs into
+  the same one); the resolved config as parameters (``pip install 'fedsim[mlflow]'``).
+
+A sink that fails while logging prints one line and is dropped; the run goes on.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from fedsim.config import ConfigError
+
+TRACKERS_ENV = "FEDSIM_TRACKERS"
+# tracker name -> (module that must import, the pip extra that installs it)
+EXTRAS = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow")}
+MLFLOW_RUN_ID_FILE = "mlflow_run_id"
+MLFLOW_DB_FILE = "mlflow.db"
+MAX_PARAM_CHARS = 500  # MLflow's limit on a parameter value
+
+
+class Tracker(Protocol):
+    """A sink for a run's round lines and summary."""
+
+    def log_round(self, row: Mapping[str, Any]) -> None:
+        """Log one ``rounds.jsonl`` line (its ``round`` is the step)."""
+
+    def finish(self, summary: Mapping[str, Any]) -> None:
+        """Log the run's summary."""
+
+    def close(self, *, completed: bool) -> None:
+        """Flush and release the sink (``completed``: the run wrote its summary)."""
+
+
+def parse_trackers(values: Iterable[str]) -> list[str]:
+    """Tracker names from ``--tracker`` values (each may be a comma list), checked to be known
+    and installed; :class:`ConfigError` (one line, naming the extra to install) if not."""
+    names: list[str] = []
+    for value in values:
+        for name in (n.strip() for n in value.split(",")):
+            if not name:
+                continue
+            if name not in EXTRAS:
+                raise ConfigError(f"--tracker: unknown tracker {name!r}; choose one of: {', '.join(EXTRAS)}")
+            module, extra = EXTRAS[name]
+            if importlib.util.find_spec(module) is None:
+                raise ConfigError(f"--tracker {name}: the {module} package is not installed; "
+                                  f"install the extra: pip install 'fedsim[{extra}]'")
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def trackers_from_env() -> list[str]:
+    """The trackers named by :data:`TRACKERS_ENV` (empty: none)."""
+    return parse_trackers([os.environ.get(TRACKERS_ENV, "")])
+
+
+def scalars(row: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """The numeric entries of ``row`` (booleans as 0/1), nested mappings as ``key/sub``."""
+    out: dict[str, float] = {}
+    for key, value in row.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(scalars(value, prefix=f"{name}/"))
+        elif isinstance(value, (bool, int, float)) and key != "round":
+            out[name] = float(value)
+    return out
+
+
+class TensorBoardTracker:
+    """Scalars per round into ``<run>/tensorboard`` with ``torch.utils.tensorboard``."""
+
+    def __init__(self, run_dir: Path, config_yaml: str) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        self.writer.add_text("config", "```\n" + config_yaml + "\n```")
+
+    def log_round(self, row: Mapping[str, Any]) -> None:
+        for key, value in scalars(row).items():
+            self.writer.add_scalar(key, value, global_step=int(row["round"]))
+        self.writer.flush()
+
+    def finish(self, summary: Mapping[str, Any]) -> None:
+        step = int(summary.get("rounds", 0))
+        for key, value in scalars(summary).items():
+            self.writer.add_scalar(f"summary/{key}", value, global_step=step)
+
+    def close(self, *, completed: bool) -> None:
+        self.writer.close()
+
+
+def default_mlflow_uri(run_dir: Path) -> str:
+    """A local SQLite store in the run directory. (MLflow 3 refuses its legacy file store
+    unless ``MLFLOW_ALLOW_FILE_STORE=true``; set ``MLFLOW_TRACKING_URI`` for any other store.)"""
+    return f"sqlite:///{(run_dir / MLFLOW_DB_FILE).resolve()}"
+
+
+class MlflowTracker:
+    """Metrics per round into an MLflow run (a local store in the run directory by default)."""
+
+    def __init__(self, run_dir: Path, experiment_name: str, params: Mapping[str, Any], *, resume: bool) -> None:
+        from mlflow.tracking import MlflowClient
+
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or default_mlflow_uri(run_dir)
+        self.client = MlflowClient(tracking_uri=uri)
+        id_file = run_dir / MLFLOW_RUN_ID_FILE
+        if resume and id_file.is_file():
+            self.run_id = id_file.read_text().strip()
+            return
+        found = self.client.get_experiment_by_name(experiment_name)
+        experiment_id = found.experiment_id if found else self.client.create_experiment(experiment_name)
+        self.run_id = self.client.create_run(experiment_id, run_name=run_dir.name).info.run_id
+        id_file.write_text(self.run_id + "\n")
+        for key, value in _flat(params).items():
+            self.client.log_param(self.run_id, key, str(value)[:MAX_PARAM_CHARS])
+
+    def _log(self, values: Mapping[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
+
+    def log_round(self, row: Mapping[str, Any]) -> None:
+        self._log(scalars(row), int(row["round"]))
+
+    def finish(self, summary: Mapping[str, Any]) -> None:
+        self._log(scalars(summary, prefix="summary/"), int(summary.get("rounds", 0)))
+
+    def close(self, *, completed: bool) -> None:
+        self.client.set_terminated(self.run_id, status="FINISHED" if completed else "KILLED")
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            out.update(_flat(value, prefix=f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+class Trackers:
+    """The run's sinks; one that raises prints one line and is dropped."""
+
+    def __init__(self, sinks: dict[str, Tracker]) -> None:
+        self.sinks = sinks
+
+    def _each(self, call: str, *args: Any, **kwargs: Any) -> None:
+        for name, sink in list(self.sinks.items()):
+            try:
+                getattr(sink, call)(*args, **kwargs)
+            except Exception as e:  # a sink must not end a run
+                print(f"warning: tracker {name} failed ({type(e).__name__}: {e}); it is off for the rest "
+                      "of the run", file=sys.stderr)
+                del self.sinks[name]
+
+    def log_round(self, row: Mapping[str, Any]) -> None:
+        self._each("log_round", row)
+
+    def finish(self, summary: Mapping[str, Any]) -> None:
+        self._each("finish", summary)
+
+    def close(self, *, completed: bool) -> None:
+        self._each("close", completed=completed)
+        self.sinks = {}
+
+
+def open_trackers(names: Iterable[str], run_dir: Path, *, experiment: Any, resume: bool) -> Trackers:
+    """The sinks ``names`` for the run in ``run_dir`` (``experiment``: its ExperimentConfig)."""
+    sinks: dict[str, Tracker] = {}
+    for name in names:
+        if name == "tensorboard":
+            sinks[name] = TensorBoardTracker(run_dir, experiment.to_yaml())
+        elif name == "mlflow":
+            sinks[name] = MlflowTracker(run_dir, experiment.name, experiment.model_dump(mode="json"), resume=resume)
+    return Trackers(sinks)

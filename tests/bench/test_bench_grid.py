@@ -1,0 +1,80 @@
+"""The grid: axes from flags and YAML, cell names, and bad values refused with one line (exit 2)
+before anything runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedsim.bench.grid import grid_axes, expand
+from fedsim.config import ConfigError
+from tests.bench.conftest import TINY, bench
+
+
+def test_axes_are_ordered_and_cells_named_by_their_values():
+    axes = grid_axes({"seeds": [0, 1], "federation.local_epochs": [1, 5], "strategies": ["fedavg"]},
+                     {"strategies": "fedavg,ldawa", "tasks": None, "alpha": "0.1", "seeds": None}, [])
+
+    cells = expand(axes)
+
+    assert [a.label for a in axes] == ["strategy", "alpha", "local_epochs", "seed"]
+    assert len(cells) == 2 * 1 * 2 * 2
+    assert cells[0].name == "strategy=fedavg,alpha=0.1,local_epochs=1,seed=0"
+    assert cells[0].values == {"strategy.name": "fedavg", "partitioning.alpha": 0.1,
+                               "federation.local_epochs": 1, "seed": 0}
+    assert cells[-1].name == "strategy=ldawa,alpha=0.1,local_epochs=5,seed=1"
+
+
+@pytest.mark.parametrize(("section", "flags", "extra", "message"), [
+    (None, {"seeds": ""}, [], "grid seeds: empty list"),  # case: --seeds ""
+    ({"seeds": []}, {}, [], "grid seeds: empty list"),  # case: YAML seeds: []
+    ({"colour": [1]}, {}, [], "unknown axis 'colour'"),  # case: not an axis or a config key
+    (None, {"seeds": "0,0"}, [], "0 appears twice"),  # case: duplicate value
+    (None, {}, ["federation.lr"], "expected KEY=V1,V2"),  # case: --axis without values
+])
+def test_bad_axes_are_one_line_errors(section, flags, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        grid_axes(section, flags, extra)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--strategies", "fedavg,nope"], "strategy.name"),  # case: unknown strategy
+    (["--alpha", "0"], "partitioning.alpha"),  # case: α = 0
+    (["--alpha", "0.5,-1"], "partitioning.alpha"),  # case: α < 0
+    (["--seeds", ""], "grid seeds: empty list"),  # case: empty seed list
+    (["--seeds", ","], "grid seeds: empty list"),  # case: only separators
+    (["--tasks", "synthetic,nope"], "task.name"),  # case: unknown task
+    (["--parallel", "999"], "--parallel"),  # case: more cells at once than cores
+    (["--set", "seed=3"], "seed is a grid axis"),  # case: an override fighting an axis
+    (["--target", "nope=0.5"], "has no metric 'nope'"),  # case: target metric the task lacks
+    (["--tracker", "wandb"], "unknown tracker 'wandb'"),  # case: tracker that does not exist
+    (["--set", "partitioning.kind=iid"], "alpha axis needs dirichlet"),  # case: α without Dirichlet
+])
+def test_bad_grid_values_exit_2_with_one_line_and_write_nothing(tmp_path, args, message):
+    out = tmp_path / "b"
+    result = bench(*TINY, "--alpha", "0.5", *args, "--out", str(out))
+
+    assert result.exit_code == 2
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert not out.exists()
+
+
+def test_a_yaml_grid_plans_every_cell(tmp_path):
+    path = tmp_path / "bench.yaml"
+    path.write_text("task: {name: synthetic, params: {image_size: 8}}\nmodel: {name: mlp}\n"
+                    "grid:\n  strategies: [fedavg, ldawa]\n  seeds: [0, 1, 2]\n  federation.local_epochs: [1, 5]\n")
+
+    result = bench("--config", str(path), "--rounds", "3", "--out", str(tmp_path / "b"), "--check")
+
+    lines = result.output.splitlines()
+    assert result.exit_code == 0, result.output
+    assert len(lines) == 12 and all(line.split()[:2] == ["new", "0/3"] for line in lines)
+    assert lines[0].endswith("strategy=fedavg,local_epochs=1,seed=0")
+
+
+def test_a_directory_that_is_no_bench_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+
+    result = bench(*TINY, "--out", str(tmp_path))
+
+    assert result.exit_code == 2 and "is not a bench directory" in result.output
