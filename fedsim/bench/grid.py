@@ -30,6 +30,15 @@ SEED = "seed"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
 
+def label_of(key: str) -> str:
+    """A config key's short label: ``federation.local_epochs`` -> ``local_epochs``,
+    ``model.name`` -> ``model``, ``strategy.name`` -> ``strategy``."""
+    if key in LABELS:
+        return LABELS[key]
+    parts = key.split(".")
+    return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
+
+
 @dataclass(frozen=True)
 class Axis:
     """One grid axis: a config key and the values it takes."""
@@ -81,7 +90,7 @@ def axis_from(name: str, values: Any) -> Axis:
     if name in NAMED_AXES:
         key, label = NAMED_AXES[name]
     elif "." in name or name == SEED:
-        key, label = name, name.rsplit(".", 1)[-1]
+        key, label = name, label_of(name)
     else:
         raise ConfigError(f"grid: unknown axis {name!r}; use {', '.join(NAMED_AXES)} or a config key such as "
                           "federation.local_epochs")

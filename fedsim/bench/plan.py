@@ -84,9 +84,29 @@ def parse_target(text: str | None) -> tuple[str, float] | None:
 
 
 def read_bench_yaml(path: Path) -> tuple[dict[str, Any], Any]:
-    """A bench YAML: the base experiment and its ``grid:`` section (``None`` if absent)."""
+    """A bench YAML: the base experiment and its ``grid:`` section (``None`` if absent).
+
+    ``extends: FILE`` (relative to the bench YAML) starts from another experiment file; the
+    bench YAML's own keys are merged over it, section by section.
+    """
     raw = read_yaml(path)
-    return raw, raw.pop("grid", None)
+    grid = raw.pop("grid", None)
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw, grid
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: extends: expected the path of an experiment YAML, got {parent!r}")
+    base = read_yaml(Path(path).parent / parent)
+    if "grid" in base or "extends" in base:
+        raise ConfigError(f"{path}: extends: {parent} must be a plain experiment (no grid:, no extends:)")
+    return _merged(base, raw), grid
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def _overlaps(a: str, b: str) -> bool:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedsim.bench.grid import LABELS, SEED, Axis, order_axes
+from fedsim.bench.grid import SEED, Axis, label_of, order_axes
 from fedsim.bench.html import write_html
 from fedsim.bench.plan import BENCH_FILE, parse_target
 from fedsim.bench.plots import bar_plots, curve_plots
@@ -70,7 +70,7 @@ def infer_meta(path: Path) -> dict[str, Any]:
     keys = list(dict.fromkeys(k for cfg in configs.values() for k in cfg))
     varying = [k for k in keys if k not in IGNORED_KEYS and len({json.dumps(c.get(k)) for c in configs.values()}) > 1]
     axes = order_axes([Axis(k, tuple(dict.fromkeys(c.get(k) for c in configs.values())),
-                            LABELS.get(k, k.rsplit(".", 1)[-1])) for k in varying])
+                            label_of(k)) for k in varying])
     return {"axes": [a.to_json() for a in axes], "target": None,
             "cells": [{"name": name, "values": {a.label: cfg.get(a.key) for a in axes}} for name, cfg in configs.items()]}
 

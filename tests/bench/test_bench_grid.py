@@ -78,3 +78,24 @@ def test_a_directory_that_is_no_bench_is_refused(tmp_path):
     result = bench(*TINY, "--out", str(tmp_path))
 
     assert result.exit_code == 2 and "is not a bench directory" in result.output
+
+
+@pytest.mark.parametrize(("name", "cells", "first"), [
+    ("ldawa_vs_fedavg", 12, "strategy=fedavg,local_epochs=1,seed=0"),
+    ("fedrepopt", 12, "strategy=fedrepopt,model=repopt_vgg,seed=0"),
+    ("fassl_objectives", 9, "objective=simclr,seed=0"),  # extends: audio.yaml
+])
+def test_the_paper_claims_in_simulations_are_valid_grids(tmp_path, name, cells, first):
+    from pathlib import Path
+
+    from fedsim.bench.grid import grid_axes
+    from fedsim.bench.plan import BenchSpec, plan, read_bench_yaml
+
+    base, grid = read_bench_yaml(Path(__file__).parents[2] / "simulations" / f"{name}.yaml")
+
+    planned = plan(BenchSpec(axes=grid_axes(grid, {}, []), base=base), tmp_path)
+
+    assert len(planned) == cells and planned[0].cell.name == first
+    assert all(p.state == "new" for p in planned)
+    if name == "fassl_objectives":
+        assert planned[0].exp.federation.rounds == 12 and planned[0].exp.task.name == "audio"
