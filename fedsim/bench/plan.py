@@ -139,11 +139,17 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _different_settings(cell_dir: Path, exp: ExperimentConfig) -> str | None:
-    """The first setting in which the run in ``cell_dir`` differs from ``exp`` (``None``: none)."""
+    """The first setting in which the run in ``cell_dir`` differs from ``exp`` (``None``: none).
+
+    A key its ``config.yaml`` lacks entirely (a setting added to fedsim after it was written)
+    is not compared.
+    """
     have = _flat(read_yaml(cell_dir / CONFIG_FILE))
     want = _flat(json.loads(exp.model_dump_json()))
     for key in sorted(set(have) | set(want)):
-        if key not in IGNORED_KEYS and have.get(key) != want.get(key):
+        parts = key.split(".")
+        newer = key not in have and not any(".".join(parts[:i]) in have for i in range(1, len(parts)))
+        if key not in IGNORED_KEYS and not newer and have.get(key) != want.get(key):
             return f"{key}: {have.get(key)!r} there, {want.get(key)!r} in the grid"
     return None
 

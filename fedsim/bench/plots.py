@@ -26,12 +26,6 @@ def _pyplot() -> Any:
     return plt
 
 
-def MaxNLocator(**kwargs: Any) -> Any:  # noqa: N802 - matplotlib's class, imported late
-    from matplotlib.ticker import MaxNLocator as locator
-
-    return locator(**kwargs)
-
-
 def series_label(labels: Sequence[str], cells: Sequence[CellResult]) -> str | None:
     """The axis drawn as separate lines/bars: ``strategy`` if it varies, else the first that varies."""
     varying = [lb for lb in labels if len({repr(c.values.get(lb)) for c in cells}) > 1]
@@ -56,6 +50,8 @@ def mean_curve(members: Sequence[CellResult], metric: str) -> tuple[list[int], l
 def curve_plots(cells: Sequence[CellResult], labels: Sequence[str], out_dir: Path) -> list[Path]:
     """One PNG per combination of the non-series axes: primary metric vs round per series value."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     series = series_label(labels, cells)
     panel_labels = [lb for lb in labels if lb != series]
     paths = []

@@ -171,11 +171,11 @@ class Runner:
     def _start(self, cell: PlannedCell, index: int) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{cell.cell.name}.log"
+        cmd = self.command(cell)
         with open(log, "ab") as fh:
-            fh.write(f"$ {' '.join(self.command(cell))}\n".encode())
+            fh.write(f"$ {' '.join(cmd)}\n".encode())
             fh.flush()
-            proc = subprocess.Popen(self.command(cell), stdout=fh, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.running.append(_Running(cell, proc, log))
         self.seen_rounds[cell.cell.name] = cell.rounds_done
         self.progress.started(cell, index)

@@ -99,3 +99,23 @@ def test_the_paper_claims_in_simulations_are_valid_grids(tmp_path, name, cells, 
     assert all(p.state == "new" for p in planned)
     if name == "fassl_objectives":
         assert planned[0].exp.federation.rounds == 12 and planned[0].exp.task.name == "audio"
+
+
+def test_a_cell_holding_a_run_with_other_settings_is_refused(tmp_path):
+    import yaml
+
+    from fedsim.bench.grid import grid_axes
+    from fedsim.bench.plan import BenchSpec, plan
+    from fedsim.config import load_config
+
+    spec = BenchSpec(axes=grid_axes(None, {"seeds": "0"}, []), base={"task": {"name": "synthetic"}},
+                     overrides={"task.params.image_size": 8})
+    cell = tmp_path / "seed=0"
+    cell.mkdir()
+    config = yaml.safe_load(load_config(None, {"task.name": "synthetic"}).to_yaml())  # image_size unset there
+    del config["heterogeneity"]  # as if fedsim added the section after this run: not compared
+    (cell / "config.yaml").write_text(yaml.safe_dump(config))
+    (cell / "rounds.jsonl").write_text('{"round": 0}\n')
+
+    with pytest.raises(ConfigError, match=r"other settings \(task.params: \{\} there"):
+        plan(spec, tmp_path)
