@@ -94,15 +94,13 @@ def axis_from(name: str, values: Any) -> Axis:
     else:
         raise ConfigError(f"grid: unknown axis {name!r}; use {', '.join(NAMED_AXES)} or a config key such as "
                           "federation.local_epochs")
-    if key in LABELS:
-        label = LABELS[key]
     if not isinstance(values, list):
         values = [values]
     if not values:
         raise ConfigError(f"grid {name}: empty list; give at least one value")
     seen: list[str] = []
     for v in values:
-        if not isinstance(v, (str, int, float, bool)) or v is None:
+        if not isinstance(v, (str, int, float, bool)):
             raise ConfigError(f"grid {name}: values must be names or numbers (got {v!r})")
         text = json.dumps(v)
         if text in seen:
@@ -117,6 +115,7 @@ def order_axes(axes: list[Axis]) -> tuple[Axis, ...]:
     for key in set(keys):
         if keys.count(key) > 1:
             raise ConfigError(f"grid: {key} is given twice (e.g. as a named axis and as a config key)")
+
     def rank(axis: Axis) -> tuple[int, int]:
         if axis.key in FIRST:
             return 0, FIRST.index(axis.key)
