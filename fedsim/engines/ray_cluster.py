@@ -74,6 +74,11 @@ def start(init_args: dict[str, Any], *, num_cpus_per_client: float, quiet_worker
     except ConnectionError as e:
         raise RayUnavailable(f"engine.ray_address: no Ray cluster at {address} ({e}); start one with "
                              "`ray start --head --port PORT` or leave out --ray-address") from None
+    # A Flower worker thread still calling Ray after ray.shutdown (a signal stops the run while
+    # it waits) would otherwise start a fresh local cluster whose agents outlive the process.
+    from ray._private import auto_init_hook
+
+    auto_init_hook.enable_auto_connect = False
     largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
     if largest < num_cpus_per_client:
         raise RayUnavailable(f"engine.num_cpus_per_client: {num_cpus_per_client:g} CPUs per worker, but the "

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,22 +63,31 @@ def dispatch_every(interval: float) -> Iterator[None]:
         vce_api.add_messages_to_queue = original
 
 
-# Flower's simulation workers wait for a Ray actor's reply with ``ray.get(future)`` and no
-# timeout, and Flower's runtime returns only when every worker is free: one client that never
-# finishes would keep a run from ever ending, even after its round timed out and the round
-# loop finished. fedsim waits in slices instead, and once the run is stopping (the loop
-# ended, a signal, the runtime failed) kills the busy actor, which frees the worker.
+# Flower's simulation workers (threads in the main process) wait for a Ray actor's reply
+# with ``ray.get(future)`` and no timeout, and Flower's runtime returns only when every worker
+# is free: one client that never finishes would keep a run from ever ending, even after its
+# round timed out and the round loop finished. fedsim waits in slices instead, and once the
+# run is stopping (the loop ended, a signal, the runtime failed) kills the busy actor, which
+# frees the worker. Flower also shuts Ray down (``RayBackend.terminate``) while its workers
+# may still be inside a Ray call; Ray's core worker then ends the whole process ("already
+# been shutdown", exit 1) and leaves its agents running. So Ray is shut down only once the
+# workers are out (or after WORKERS_OUT_SECONDS).
 FETCH_SLICE = 0.2
+WORKERS_OUT_SECONDS = 5.0
 
 
 @contextlib.contextmanager
 def workers_stop_with(stop: StopFlag) -> Iterator[None]:
-    """Make Flower's simulation workers give up a busy actor once ``stop`` is set."""
+    """Make Flower's simulation workers give up a busy actor once ``stop`` is set, and
+    Flower's Ray backend wait for its workers before it shuts Ray down."""
     import ray
+    from flwr.server.superlink.fleet.vce import vce_api
+    from flwr.server.superlink.fleet.vce.backend.raybackend import RayBackend
     from flwr.simulation.ray_transport.ray_actor import BasicActorPool
     from ray.exceptions import GetTimeoutError
 
-    original = BasicActorPool.fetch_result_and_return_actor_to_pool
+    originals = (BasicActorPool.fetch_result_and_return_actor_to_pool, vce_api.worker, RayBackend.terminate)
+    running: set[threading.Thread] = set()
 
     def fetch_result_and_return_actor_to_pool(pool: Any, future: Any) -> Any:
         while True:
@@ -86,16 +96,32 @@ def workers_stop_with(stop: StopFlag) -> Iterator[None]:
                 break
             except GetTimeoutError:
                 if stop.is_set():
-                    ray.kill(pool._future_to_actor[future], no_restart=True)
+                    with contextlib.suppress(Exception):  # already gone
+                        ray.kill(pool._future_to_actor[future], no_restart=True)
                     raise RunStopped(f"worker stopped: {stop.reason}") from None
         pool.add_actor_back_to_pool(future)
         return out_message, updated_context
 
+    def worker(*args: Any) -> None:
+        running.add(threading.current_thread())
+        try:
+            originals[1](*args)
+        finally:
+            running.discard(threading.current_thread())
+
+    def terminate(backend: Any) -> None:
+        deadline = time.monotonic() + WORKERS_OUT_SECONDS
+        while running and time.monotonic() < deadline:
+            time.sleep(0.02)
+        originals[2](backend)
+
     BasicActorPool.fetch_result_and_return_actor_to_pool = fetch_result_and_return_actor_to_pool
+    vce_api.worker, RayBackend.terminate = worker, terminate
     try:
         yield
     finally:
-        BasicActorPool.fetch_result_and_return_actor_to_pool = original
+        BasicActorPool.fetch_result_and_return_actor_to_pool = originals[0]
+        vce_api.worker, RayBackend.terminate = originals[1], originals[2]
 
 
 # After the runtime stops, how long the ServerApp thread gets to leave its wait.
@@ -111,20 +137,14 @@ def _root_cause(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
-@contextlib.contextmanager
-def flower_logs(verbose: bool) -> Iterator[None]:
-    """Without ``verbose``, silence Flower's logger: fedsim reports client failures (one line
-    per reason) and runtime failures (one line) itself, and a timed-out round's late replies
-    make Flower log an ERROR each."""
-    logger = logging.getLogger("flwr")
-    level = logger.level
+def quiet_flower(verbose: bool) -> None:
+    """Without ``verbose``, silence Flower's logger for the rest of the process (its worker
+    threads may outlive ``simulate`` by a moment after a signal): fedsim reports client
+    failures (one line per reason) and runtime failures (one line) itself, and a timed-out
+    round's late replies make Flower log an ERROR each."""
     if not verbose:
-        logger.setLevel(logging.CRITICAL)
+        logging.getLogger("flwr").setLevel(logging.CRITICAL)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 class _ServerRun:
@@ -191,7 +211,8 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
     fast = dispatch_every(DISPATCH_INTERVAL) if engine.name == "cohort" else contextlib.nullcontext()
     error: BaseException | None = None
     signals = SignalsStop(run.stop)
-    with signals.active(), flower_logs(verbose):
+    quiet_flower(verbose)
+    with signals.active():
         try:
             ray_cluster.start(backend["init_args"], num_cpus_per_client=exp.engine.num_cpus_per_client,
                               quiet_workers=not verbose)
