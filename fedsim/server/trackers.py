@@ -55,18 +55,18 @@ def parse_trackers(values: Iterable[str]) -> list[str]:
     """Tracker names from ``--tracker`` values (each may be a comma list), checked to be known
     and installed; :class:`ConfigError` (one line, naming the extra to install) if not."""
     names: list[str] = []
-    for value in values:
-        for name in (n.strip() for n in value.split(",")):
-            if not name:
-                continue
-            if name not in EXTRAS:
-                raise ConfigError(f"--tracker: unknown tracker {name!r}; choose one of: {', '.join(EXTRAS)}")
-            module, extra = EXTRAS[name]
-            if importlib.util.find_spec(module) is None:
-                raise ConfigError(f"--tracker {name}: the {module} package is not installed; "
-                                  f"install the extra: pip install 'fedsim[{extra}]'")
-            if name not in names:
-                names.append(name)
+    for name in (n.strip() for value in values for n in value.split(",")):
+        if not name:
+            continue
+        if name not in EXTRAS:  # every name is checked before any package
+            raise ConfigError(f"--tracker: unknown tracker {name!r}; choose one of: {', '.join(EXTRAS)}")
+        if name not in names:
+            names.append(name)
+    for name in names:
+        module, extra = EXTRAS[name]
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(f"--tracker {name}: the {module} package is not installed; "
+                              f"install the extra: pip install 'fedsim[{extra}]'")
     return names
 
 
