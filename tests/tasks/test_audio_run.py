@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from typer.testing import CliRunner
+
+from fedsim.cli import app
 
 from tests.server.conftest import read_rows
 
@@ -75,9 +78,10 @@ def test_a_speech_commands_folder_trains_and_records_its_held_out_clips(tmp_path
 ])
 def test_malformed_audio_folders_exit_2_with_one_line(tmp_path, make, words):
     path = make(tmp_path)
-    proc = fedsim("--task", "audio", "--data-dir", str(path), "--check", timeout=60)
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1 and str(path) in lines[0] and words in lines[0], proc.stderr
+    result = CliRunner().invoke(app, ["run", "--task", "audio", "--data-dir", str(path), "--check"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and words in lines[0], result.output
+    assert str(path) in " ".join(result.output.split()), result.output
 
 
 def _made(path: Path, make) -> Path:
