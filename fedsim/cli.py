@@ -305,7 +305,7 @@ def _run_bench(spec: Any, planned: list[Any], bench_dir: Path, *, parallel: int,
     from fedsim.bench.report import build_report
     from fedsim.bench.runner import BenchInterrupted, Runner
 
-    write_bench_files(spec, bench_dir, planned, sys.argv)
+    write_bench_files(spec, bench_dir, planned, ["fedsim", *sys.argv[1:]])
     todo = sum(1 for c in planned if c.state != DONE)
     if not quiet:
         err.print(f"fedsim bench: {len(planned)} cells ({len(planned) - todo} already done) -> {bench_dir}",
