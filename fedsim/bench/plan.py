@@ -129,12 +129,13 @@ def _cell_config(spec: BenchSpec, cell: Cell, cell_dir: Path) -> ExperimentConfi
     return exp
 
 
-def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+def flat_keys(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{"section.key": value}`` (a non-empty mapping is descended into)."""
     if not isinstance(tree, dict) or not tree:
         return {prefix: tree}
     out: dict[str, Any] = {}
     for key, value in tree.items():
-        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+        out.update(flat_keys(value, f"{prefix}.{key}" if prefix else str(key)))
     return out
 
 
@@ -144,8 +145,8 @@ def _different_settings(cell_dir: Path, exp: ExperimentConfig) -> str | None:
     A key its ``config.yaml`` lacks entirely (a setting added to fedsim after it was written)
     is not compared.
     """
-    have = _flat(read_yaml(cell_dir / CONFIG_FILE))
-    want = _flat(json.loads(exp.model_dump_json()))
+    have = flat_keys(read_yaml(cell_dir / CONFIG_FILE))
+    want = flat_keys(json.loads(exp.model_dump_json()))
     for key in sorted(set(have) | set(want)):
         parts = key.split(".")
         newer = key not in have and not any(".".join(parts[:i]) in have for i in range(1, len(parts)))

@@ -18,7 +18,7 @@ from typing import Any
 
 from fedsim.bench.grid import SEED, Axis, label_of, order_axes
 from fedsim.bench.html import write_html
-from fedsim.bench.plan import BENCH_FILE, parse_target
+from fedsim.bench.plan import BENCH_FILE, flat_keys, parse_target
 from fedsim.bench.plots import bar_plots, curve_plots
 from fedsim.bench.results import CellResult, csv_row, metric_directions, read_cell
 from fedsim.bench.tables import Table, bench_tables, fmt, to_markdown
@@ -53,20 +53,11 @@ def _runs_below(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir() and is_run(p) and (p / CONFIG_FILE).is_file())
 
 
-def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict) or not tree:
-        return {prefix: tree}
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
 def infer_meta(path: Path) -> dict[str, Any]:
     """A ``bench.json``-like description of a folder of runs: the axes are the config keys whose
     values differ between the runs."""
     runs = _runs_below(path)
-    configs = {run.name: _flat(read_yaml(run / CONFIG_FILE)) for run in runs}
+    configs = {run.name: flat_keys(read_yaml(run / CONFIG_FILE)) for run in runs}
     keys = list(dict.fromkeys(k for cfg in configs.values() for k in cfg))
     varying = [k for k in keys if k not in IGNORED_KEYS and len({json.dumps(c.get(k)) for c in configs.values()}) > 1]
     axes = order_axes([Axis(k, tuple(dict.fromkeys(c.get(k) for c in configs.values())),
