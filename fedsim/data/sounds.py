@@ -117,11 +117,14 @@ def clean_clips(base_ids: np.ndarray, *, seed: int, clip_samples: int, variation
 
 
 def client_items(client_id: int, *, seed: int, num_clients: int, partitioning: object,
-                 min_clips: int, max_clips: int) -> np.ndarray:
-    """Base ids of client ``client_id``'s clips (with repeats when its shard is small)."""
+                 min_clips: int, max_clips: int, classes: tuple[int, ...] | None = None) -> np.ndarray:
+    """Base ids of client ``client_id``'s clips (with repeats when its shard is small);
+    ``classes`` restricts the pool to those class ids (default: all)."""
     if not 1 <= min_clips <= max_clips:
         raise ValueError(f"need 1 <= min_clips <= max_clips (got {min_clips}, {max_clips})")
     pool = split_indices()[0]
+    if classes is not None:
+        pool = pool[np.isin(base_labels()[pool], classes)]
     local = pool[client_base_indices(base_labels()[pool], client_id, num_clients, partitioning, seed)]
     rng = _rng(seed, _STREAM_CLIENT, _client_key(client_id))
     n = int(rng.integers(min_clips, max_clips + 1))
@@ -138,15 +141,16 @@ def client_device(client_id: int, *, seed: int) -> np.ndarray:
 
 def client_clips(client_id: int, *, seed: int, num_clients: int, partitioning: object,
                  clip_seconds: float = 1.0, min_clips: int, max_clips: int,
-                 conditions: ConditionScale, variation: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                 conditions: ConditionScale, variation: float = 1.0,
+                 classes: tuple[int, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Client ``client_id``'s recorded clips ``(n, L)`` float32 in [-1, 1] and labels ``(n,)`` int64.
 
     ``L = round(clip_seconds * SAMPLE_RATE)``; ``n`` is drawn in ``[min_clips, max_clips]``;
-    ``variation`` as in :func:`clean_clips`.
+    ``variation`` as in :func:`clean_clips`; ``classes`` as in :func:`client_items`.
     """
     length = clip_samples(clip_seconds)
     ids = client_items(client_id, seed=seed, num_clients=num_clients, partitioning=partitioning,
-                       min_clips=min_clips, max_clips=max_clips)
+                       min_clips=min_clips, max_clips=max_clips, classes=classes)
     rng = _rng(seed, _STREAM_DEVICE, _client_key(client_id))
     device = draw_device(rng)  # the same draw as client_device
     u = jitter_conditions(rng, device, len(ids), conditions.jitter)
@@ -158,16 +162,18 @@ def client_clips(client_id: int, *, seed: int, num_clients: int, partitioning: o
 
 def eval_clips(*, seed: int, clip_seconds: float = 1.0, per_class: int = 40,
                conditions: ConditionScale,
-               variation: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Held-out ``(bank_w, bank_y, query_w, query_y)``: ``per_class`` clips of every class in
-    each set, from base rows no client draws on, each in a fresh random recording condition
-    (``variation`` as in :func:`clean_clips`)."""
+               variation: float = 1.0,
+               classes: tuple[int, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Held-out ``(bank_w, bank_y, query_w, query_y)``: ``per_class`` clips of every class
+    (of ``classes`` only, if given) in each set, from base rows no client draws on, each in a
+    fresh random recording condition (``variation`` as in :func:`clean_clips`)."""
     if not 1 <= per_class <= EVAL_PER_CLASS:
         raise ValueError(f"per_class must be in 1..{EVAL_PER_CLASS} (got {per_class})")
     length = clip_samples(clip_seconds)
+    rows = list(range(NUM_CLASSES) if classes is None else classes)
     out: list[torch.Tensor] = []
     for part, ids in enumerate(split_indices()[1:]):
-        ids = ids.reshape(NUM_CLASSES, EVAL_PER_CLASS)[:, :per_class].reshape(-1)
+        ids = ids.reshape(NUM_CLASSES, EVAL_PER_CLASS)[rows, :per_class].reshape(-1)
         rng = _rng(seed, _STREAM_EVAL, part)
         u = rng.random((len(ids), len(CONDITION_FIELDS)))
         generator = torch.Generator().manual_seed(int(rng.integers(2**63)))
