@@ -23,7 +23,10 @@ pytestmark = pytest.mark.timeout(120)
 
 # Small settings per task so the whole module stays in seconds.
 SMALL_PARAMS = {"image": {"image_size": 12, "min_samples": 8, "max_samples": 12},
-                "synthetic": {"samples": 8, "image_size": 8, "eval_samples": 20}}
+                "synthetic": {"samples": 8, "image_size": 8, "eval_samples": 20},
+                # every client holds both modalities, so every client's batch has the same keys
+                "audio_image": {"image_size": 12, "min_samples": 6, "max_samples": 8, "clip_seconds": 0.3,
+                                "eval_per_class": 3, "modality_mix": {"both": 1.0}}}
 SMALL_MODEL = {"image": "resnet_small", "synthetic": "mlp"}
 
 
