@@ -10,8 +10,9 @@ VAN (Guo et al., arXiv 2202.09741) stacks blocks of ``x + ls1·Attention(BN(x))`
   ``d``, then 1×1.
 
 Both cover a ``k×k`` receptive field, ``k = (k0 − 1) + d·(kd − 1) + 1``, with ``k0 = 2d − 1``
-and ``kd = ⌊k/d⌋`` (VAN's decomposition rule; VAN's own k = 21 is ``5×5`` + ``7×7``
-dilation 3). :data:`KERNELS` is the table of the official LSKA code (``models/van.py`` of
+and ``kd = ⌊k/d⌋`` (VAN's paper writes ``⌈K/d⌉``, which agrees at its own K = 21 — ``5×5``
+then ``7×7`` dilation 3 — but gives even, uncentred kernels for every k of the table).
+:data:`KERNELS` is the table of the official LSKA code (``models/van.py`` of
 StevenLauHKHK/Large-Separable-Kernel-Attention, checked line by line); the ``lka`` variant
 uses the *same* ``(k0, kd, d)`` with square kernels, so the two differ only in separability
 and the depthwise weights per channel are ``2·k0 + 2·kd`` (linear in ``k``) against
@@ -21,7 +22,9 @@ initialisation follow the official file; drop-path is left out (rate 0 in small 
 
 Scaled down for 16–32 px inputs on CPU: three stages (widths 16/32/64, one block each,
 MLP ratio 4) and 3×3 stride-2 patch embeddings (the official first one is 7×7 stride 4 for
-224 px), so a 28 px input gives 14, 7 and 4 px maps.
+224 px), so a 28 px input gives 14, 7 and 4 px maps. ``kernel_size`` defaults to 7, the
+official training script's ``--k_size`` (``train_lska.sh``); at 16 px the first map is 8×8,
+so larger kernels mostly add zero padding there (README, "VAN backbones").
 """
 
 from __future__ import annotations
