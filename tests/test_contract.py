@@ -15,8 +15,7 @@ import torch
 
 from fedsim.config import load_config
 from fedsim.models import build_backbone
-from fedsim.plugins import load_plugins
-from fedsim.registry import MODELS, TASKS, ModelInfo
+from fedsim.registry import MODELS, TASKS, ModelInfo, load_plugins
 from fedsim.tasks.base import ClientDataset, Task
 
 load_plugins()
