@@ -147,7 +147,7 @@ def subject_recording(rng: np.random.Generator, cond: DeviceConditions, *, secon
     fine = np.arange(-pad, seconds + pad, 1.0 / AUDIO_RATE)
     bpm = bpm_track(rng, fine)
     cycles = _cycles(bpm, 1.0 / AUDIO_RATE)
-    frame_times = np.arange(0.0, seconds, 1.0 / cond.fps)
+    frame_times = np.arange(0.0, seconds + 1e-9, 1.0 / cond.fps)  # frames at 0 .. seconds
     ptt = rng.uniform(0.15, 0.25)  # the pulse reaches the face after the heart sound
     pulse = _pulse(np.interp(frame_times - ptt, fine, cycles))
     trace = _frames(rng, frame_times, pulse, cond, size=frame_size,

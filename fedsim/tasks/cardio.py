@@ -94,6 +94,9 @@ def standardise(video: np.ndarray, audio: np.ndarray) -> dict[str, torch.Tensor]
 def to_samples(recordings: list[Recording], *, window_s: float, stride_s: float) -> dict[str, torch.Tensor]:
     """Windows of ``recordings`` as ``{"video", "audio", "bpm"}`` tensors."""
     cut = [windows(r, window_s=window_s, stride_s=stride_s) for r in recordings]
+    if sum(len(c["bpm"]) for c in cut) == 0:
+        raise ValueError(f"no recording is as long as task.params.window_s ({window_s} s); "
+                         "choose a shorter window or longer recordings")
     video = np.concatenate([c["video"] for c in cut])
     audio = np.concatenate([c["audio"] for c in cut])
     return {**standardise(video, audio), "bpm": torch.as_tensor(np.concatenate([c["bpm"] for c in cut]),
