@@ -9,7 +9,7 @@ its first round started. Systems:
 * ``flower``        vanilla Flower simulation: a plain FedAvg ``ClientApp`` on ``run_simulation``,
                     one SuperNode per client, ``num_cpus=1`` per client;
 * ``pfl``           pfl-research (``pfl[pytorch]==0.6.0``) — run under ``torchrun``, one worker per core;
-* ``fedsim-flower`` and ``fedsim-cohort``: fedsim's two engines (``fedsim.engines.runtime.simulate``).
+* ``fedsim-flower`` and ``fedsim-cohort``: fedsim's two engines (``fedsim.launcher.simulate``).
 
 The MLP workload, and the raw, vanilla-Flower and pfl code, are copied from the shared
 performance anchors ``bench/anchor_flower_vs_raw.py`` and ``bench/anchor_pfl.py`` (DESIGN.md):
@@ -273,7 +273,7 @@ def run_fedsim(w: Any, engine: str, clients: int, rounds: int, workers: int) -> 
     import tempfile
 
     from fedsim.config import load_config
-    from fedsim.engines.runtime import simulate
+    from fedsim.launcher import simulate
     from fedsim.server import loop
 
     overrides = {**w.fedsim_overrides(), "seed": 0, "engine.name": engine,

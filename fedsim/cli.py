@@ -16,7 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from fedsim.config import ConfigError, load_config, parse_override
-from fedsim.registry import MODELS, STRATEGIES, TASKS, load_plugins
+from fedsim.plugins import load_plugins
+from fedsim.registry import MODELS, STRATEGIES, TASKS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Federated self-supervised learning simulations on Flower.")
@@ -156,7 +157,7 @@ def run(
     if trackers:  # the round loop reads it (fedsim.server.trackers)
         os.environ[TRACKERS_ENV] = ",".join(trackers)
     from fedsim.engines.ray_cluster import RayUnavailable
-    from fedsim.engines.runtime import simulate
+    from fedsim.launcher import simulate
     from fedsim.engines.stop import RunStopped
     from fedsim.server.loop import EXIT_RUN_ABORTED, RunAborted
 

@@ -19,7 +19,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from fedsim.registry import STRATEGIES, TASKS, MODELS, UnknownNameError, load_plugins, repopt_models
+from fedsim.plugins import load_plugins
+from fedsim.registry import STRATEGIES, TASKS, MODELS, UnknownNameError, repopt_models
 
 
 class ConfigError(ValueError):
@@ -144,6 +145,12 @@ class FederationConfig(_Strict):
     local_epochs: int = Field(1, ge=1)
     batch_size: int = Field(32, ge=2)
     lr: float = Field(0.05, gt=0.0)
+    lr_schedule: Literal["constant", "cosine", "step"] = Field(
+        "constant", description="the clients' lr per round: constant, cosine (from lr to lr_min over the "
+                                "rounds) or step (times lr_gamma every lr_step_rounds rounds)")
+    lr_min: float = Field(0.0, ge=0.0, description="cosine schedule: the lr it anneals towards")
+    lr_step_rounds: int = Field(10, ge=1, description="step schedule: rounds between lr drops")
+    lr_gamma: float = Field(0.1, gt=0.0, le=1.0, description="step schedule: factor of each drop")
     optimizer: Literal["sgd", "repopt-sgd"] = Field(
         "sgd", description="client optimiser; repopt-sgd needs a RepOpt backbone (repopt_vgg, repghost)")
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
@@ -151,6 +158,12 @@ class FederationConfig(_Strict):
     round_timeout: float | None = Field(None, gt=0.0)
     min_success_fraction: float = Field(0.5, gt=0.0, le=1.0)
     max_failed_rounds: int = Field(3, ge=1)
+
+    @model_validator(mode="after")
+    def _schedule_fits(self) -> "FederationConfig":
+        if self.lr_schedule == "cosine" and self.lr_min >= self.lr:
+            raise ValueError(f"lr_min ({self.lr_min:g}) must be below lr ({self.lr:g}) for the cosine schedule")
+        return self
 
     @model_validator(mode="after")
     def _cohort_fits(self) -> "FederationConfig":
@@ -162,6 +175,13 @@ class FederationConfig(_Strict):
                 f"({self.clients}); choose 1..{self.clients}"
             )
         return self
+
+    def round_lr(self, server_round: int) -> float:
+        """The clients' learning rate in round ``server_round`` (1-based)."""
+        from fedsim.optim.schedule import round_lr
+
+        return round_lr(self.lr_schedule, self.lr, server_round, rounds=self.rounds, lr_min=self.lr_min,
+                        step_rounds=self.lr_step_rounds, gamma=self.lr_gamma)
 
     def cohort_size(self) -> int:
         """Number of clients sampled each round."""
@@ -214,7 +234,11 @@ class EngineConfig(_Strict):
     """How a round's training is executed."""
 
     name: Literal["flower", "cohort"] = "cohort"
-    workers: int | None = Field(None, ge=1)
+    workers: int | None = Field(None, ge=1, description="cohort workers (default: one per core, or "
+                                                        "workers_per_gpu per GPU when training on CUDA)")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="where clients train and the server evaluates: auto (CUDA when present) or cpu/cuda")
+    workers_per_gpu: int = Field(1, ge=1, description="cohort workers sharing one GPU (device cuda)")
     num_cpus_per_client: float = Field(1.0, gt=0.0)
     ray_address: str | None = Field(
         None, description="existing Ray cluster: HOST:PORT, ray://HOST:PORT, auto or local (Ray's forms)")
@@ -262,13 +286,9 @@ class ExperimentConfig(_Strict):
     @classmethod
     def _import_plugins(cls, v: list[str]) -> list[str]:
         # Fields validate in order: the plugins register before task/model/strategy are looked up.
-        import importlib
+        from fedsim.plugins import import_plugins
 
-        for module in v:
-            try:
-                importlib.import_module(module)
-            except ImportError as err:
-                raise ValueError(f"plugin module {module!r} cannot be imported: {err}") from None
+        import_plugins(v)
         return v
 
     @field_validator("faults")
@@ -358,30 +378,20 @@ class ExperimentConfig(_Strict):
         return self
 
     def build_task(self) -> Any:
-        """The configured :class:`fedsim.tasks.base.Task`."""
-        from fedsim.tasks.base import TaskContext
+        """The configured :class:`fedsim.tasks.base.Task` (server side: the run's data folder)."""
+        from fedsim.factory import build_task
 
-        cls = TASKS.get(self.task.name)
-        context = TaskContext(num_clients=self.federation.clients, seed=self.seed,
-                              partitioning=self.partitioning, backbone=self.model.name,
-                              backbone_options=self.model.params,
-                              data_dir=self.task.data_dir, evaluation=self.evaluation)
-        return cls(context, cls.Params(**self.task.params))
+        return build_task(self.task.name, self.task.params, num_clients=self.federation.clients, seed=self.seed,
+                          partitioning=self.partitioning, backbone=self.model.name,
+                          backbone_options=self.model.params, data_dir=self.task.data_dir,
+                          evaluation=self.evaluation)
 
     def build_strategy(self) -> Any:
         """The configured :class:`fedsim.strategies.base.Strategy`."""
-        cls = STRATEGIES.get(self.strategy.name)
-        params = dict(self.strategy.params)
-        if "backbone_prefix" in cls.Params.model_fields and "backbone_prefix" not in params:
-            # a partial-update strategy (FedVSSL) shares what the task names as its encoder
-            params["backbone_prefix"] = TASKS.get(self.task.name).encoder_prefixes
-        strategy = cls(cls.Params(**params))
-        if self.strategy.dp_clip is not None:
-            from fedsim.strategies.dp import wrap_dp
+        from fedsim.factory import build_strategy
 
-            strategy = wrap_dp(strategy, clip=self.strategy.dp_clip,
-                               noise_multiplier=self.strategy.dp_noise, seed=self.seed)
-        return strategy
+        return build_strategy(self.strategy.name, self.strategy.params, task=self.task.name, seed=self.seed,
+                              dp_clip=self.strategy.dp_clip, dp_noise=self.strategy.dp_noise)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -499,8 +509,8 @@ def check_this_machine(exp: ExperimentConfig) -> None:
 
     ``task.data_dir`` must be an existing folder (the task checks its layout when it reads
     it; the server reads it too, for evaluation), and without a Ray cluster one client must
-    fit in this machine's cores. Workers rebuild the config from the round's JSON without
-    these checks.
+    fit in this machine's cores, and ``engine.device: cuda`` needs a visible GPU. Workers
+    build the run from its records without these checks.
     """
     data_dir = exp.task.data_dir
     if data_dir is not None:
@@ -513,3 +523,10 @@ def check_this_machine(exp: ExperimentConfig) -> None:
         raise ConfigError(f"engine.num_cpus_per_client: {exp.engine.num_cpus_per_client:g} is more than the "
                           f"{cores} CPU cores of this machine; choose at most {cores} (or attach a Ray "
                           "cluster with --ray-address)")
+    if exp.engine.device == "cuda":
+        from fedsim.engines import training_device
+
+        try:
+            training_device("cuda")
+        except ValueError as err:
+            raise ConfigError(str(err)) from None

@@ -1,13 +1,17 @@
-"""The one place that calls Flower's simulation runtime (so a switch to ``flwr run`` is here).
+"""The launcher: the one module that calls Flower's simulation runtime and composes the
+ServerApp (fedsim's round loop) with the ClientApp; it sits above ``server/`` and ``engines/``.
 
 ``simulate(exp, run_dir)`` starts Flower's simulation runtime with the Ray backend and as
-many virtual SuperNodes as the engine needs, runs the round loop as the ServerApp and
-returns the run's summary.
+many virtual SuperNodes as the engine needs, gives the simulated nodes their own settings
+(state directory, data folder, device: what a deployed SuperNode gets from ``--node-config``),
+runs the round loop as the ServerApp and returns the run's summary.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import inspect
 import logging
 import os
 import signal
@@ -18,18 +22,30 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from fedsim import records as R
 from fedsim.config import ExperimentConfig
-from fedsim.engines import make_engine, ray_cluster
+from fedsim.engines import Engine, make_engine, ray_cluster
 from fedsim.engines.stop import Interrupted, RunStopped, SignalsStop, StopFlag
 
 
-def backend_config(exp: ExperimentConfig) -> dict[str, Any]:
-    """Ray backend settings: CPUs per SuperNode, optional existing cluster, quiet start-up."""
+def backend_config(exp: ExperimentConfig, engine: Engine | None = None) -> dict[str, Any]:
+    """Ray backend settings: CPUs (and GPU share) per SuperNode, optional existing cluster,
+    quiet start-up."""
+    engine = engine or make_engine(exp)
     init_args: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": True}
     if exp.engine.ray_address:
         init_args["address"] = exp.engine.ray_address
-    return {"client_resources": {"num_cpus": exp.engine.num_cpus_per_client, "num_gpus": 0.0},
+    return {"client_resources": {"num_cpus": exp.engine.num_cpus_per_client, "num_gpus": engine.gpus_per_node},
             "init_args": init_args}
+
+
+def node_settings(exp: ExperimentConfig, run_dir: str, engine: Engine) -> dict[str, str]:
+    """The simulated nodes' own settings as ``FEDSIM_<KEY>`` environment variables (read by
+    :func:`fedsim.client.app.node_setting`): Flower's simulation has no per-node config."""
+    env = {R.NODE_STATE_DIR: str((Path(run_dir) / "client_state").resolve()), R.NODE_DEVICE: engine.device}
+    if exp.task.data_dir is not None:
+        env[R.NODE_DATA_DIR] = str(Path(exp.task.data_dir).resolve())
+    return {"FEDSIM_" + key.upper().replace("-", "_"): value for key, value in env.items()}
 
 
 # Flower 1.41's simulation dispatcher (``vce_api.add_messages_to_queue``) moves the ServerApp's
@@ -38,23 +54,66 @@ def backend_config(exp: ExperimentConfig) -> dict[str, Any]:
 # trains in ~60 ms: measured 598 client-updates/s against pfl-research's 840 (same run) with
 # the 100 ms pass. With W cohort nodes a pass is W cheap LinkState reads, so fedsim passes
 # every DISPATCH_INTERVAL instead; the flower engine (one node per client, 1000 reads a pass)
-# keeps Flower's pace. The loop below is Flower's, with the interval as the only change.
+# keeps Flower's pace. The loop below is Flower's, with the interval as the only change, and
+# it is applied only to the Flower release and function source it was copied from
+# (DISPATCHER_SOURCE: sha256 of ``inspect.getsource`` of flwr 1.41.0's function); any other
+# Flower runs at its own pace after one warning.
 DISPATCH_INTERVAL = 0.002
+DISPATCHER_FLWR_VERSION = "1.41.0"
+DISPATCHER_SOURCE = "953f4bd41a931a7779a4a670ab17b633f6e20b08a0128535328674466419777a"
+_warned_dispatcher = False
+
+
+def dispatcher_patchable() -> str | None:
+    """``None`` when the installed Flower's dispatcher is the one the fast loop was copied
+    from; otherwise why not."""
+    import flwr
+    from flwr.server.superlink.fleet.vce import vce_api
+
+    if flwr.__version__ != DISPATCHER_FLWR_VERSION:
+        return f"flwr {flwr.__version__} is installed, the fast dispatcher was written for {DISPATCHER_FLWR_VERSION}"
+    original = getattr(vce_api, "add_messages_to_queue", None)
+    if original is None:
+        return "flwr's vce_api has no add_messages_to_queue"
+    try:
+        digest = hashlib.sha256(inspect.getsource(original).encode()).hexdigest()
+    except (OSError, TypeError):
+        return "the source of flwr's add_messages_to_queue cannot be read"
+    if digest != DISPATCHER_SOURCE:
+        return "flwr's add_messages_to_queue differs from the one the fast dispatcher was copied from"
+    return None
 
 
 @contextlib.contextmanager
-def dispatch_every(interval: float) -> Iterator[None]:
-    """Run Flower's simulation dispatcher with a pass every ``interval`` seconds."""
+def dispatch_every(interval: float, stop: StopFlag | None = None) -> Iterator[None]:
+    """Run Flower's simulation dispatcher with a pass every ``interval`` seconds, when the
+    installed Flower is the one it was copied from (else Flower's own, after one warning).
+    A dispatcher that raises sets ``stop`` with the error, so the round loop ends with a
+    message instead of waiting for messages nobody moves."""
+    global _warned_dispatcher
     from flwr.server.superlink.fleet.vce import vce_api
 
+    why_not = dispatcher_patchable()
+    if why_not is not None:
+        if not _warned_dispatcher:
+            warnings.warn(f"{why_not}; cohort rounds run at Flower's own dispatch pace (up to 100 ms "
+                          "more per round)", RuntimeWarning, stacklevel=3)
+            _warned_dispatcher = True
+        yield
+        return
     original = vce_api.add_messages_to_queue
 
     def add_messages_to_queue(state: Any, queue: Any, nodes_mapping: Any, f_stop: Any) -> None:
-        while not f_stop.is_set():
-            for node_id in nodes_mapping.keys():
-                for msg in state.get_message_ins(node_id=node_id, limit=1):
-                    queue.put(msg)
-            f_stop.wait(interval)
+        try:
+            while not f_stop.is_set():
+                for node_id in nodes_mapping.keys():
+                    for msg in state.get_message_ins(node_id=node_id, limit=1):
+                        queue.put(msg)
+                f_stop.wait(interval)
+        except Exception as e:
+            if stop is None:
+                raise
+            stop.set(f"Flower's message dispatcher failed ({type(e).__name__}: {e})")  # the run reports it
 
     vce_api.add_messages_to_queue = add_messages_to_queue
     try:
@@ -207,15 +266,15 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     run = _ServerRun(exp, run_dir, quiet=quiet, verbose=verbose, resume=resume)
     engine = make_engine(exp)
-    backend = backend_config(exp)
-    fast = dispatch_every(DISPATCH_INTERVAL) if engine.name == "cohort" else contextlib.nullcontext()
+    backend = backend_config(exp, engine)
+    fast = dispatch_every(DISPATCH_INTERVAL, run.stop) if engine.name == "cohort" else contextlib.nullcontext()
     error: BaseException | None = None
     signals = SignalsStop(run.stop)
     quiet_flower(verbose)
     with signals.active():
         try:
             ray_cluster.start(backend["init_args"], num_cpus_per_client=exp.engine.num_cpus_per_client,
-                              quiet_workers=not verbose)
+                              quiet_workers=not verbose, env=node_settings(exp, run_dir, engine))
             signals.reinstall()  # ray.init installed its own SIGTERM handler (sys.exit)
             with fast, workers_stop_with(run.stop):
                 run_simulation(server_app=run.app(), client_app=client_app, num_supernodes=engine.num_nodes,

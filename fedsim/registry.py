@@ -108,13 +108,6 @@ def register_model(name: str, **info: Any) -> Callable[[Callable[..., Any]], Cal
 
 
 def repopt_models() -> list[str]:
-    """Registered plain RepOpt backbones (trained with ``repopt-sgd``)."""
-    load_plugins()
+    """Registered plain RepOpt backbones (trained with ``repopt-sgd``); the plugins that
+    register them must be loaded (:func:`fedsim.plugins.load_plugins`)."""
     return [n for n in MODELS.names() if MODELS.info(n).repopt]
-
-
-def load_plugins() -> None:
-    """Import every built-in plugin package so their registrations run."""
-    import fedsim.models  # noqa: F401
-    import fedsim.strategies  # noqa: F401
-    import fedsim.tasks  # noqa: F401

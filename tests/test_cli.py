@@ -13,7 +13,8 @@ runner = CliRunner()
 
 
 def test_list_shows_every_registered_plugin():
-    from fedsim.registry import MODELS, STRATEGIES, TASKS, load_plugins
+    from fedsim.plugins import load_plugins
+    from fedsim.registry import MODELS, STRATEGIES, TASKS
 
     load_plugins()
     result = runner.invoke(app, ["list"])

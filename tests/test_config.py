@@ -197,7 +197,8 @@ def test_data_dir_for_a_task_that_reads_no_folders_names_the_task(tmp_path):
 @pytest.fixture
 def synthetic_reads_folders(monkeypatch):
     """The synthetic task, pretending to read ``data_dir`` (no registered task does yet)."""
-    from fedsim.registry import TASKS, load_plugins
+    from fedsim.plugins import load_plugins
+    from fedsim.registry import TASKS
 
     load_plugins()
     monkeypatch.setattr(TASKS.get("synthetic"), "reads_data_dir", True)

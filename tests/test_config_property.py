@@ -39,7 +39,8 @@ bad_names = st.one_of(
 
 
 def _known_names() -> set[str]:
-    from fedsim.registry import MODELS, STRATEGIES, TASKS, load_plugins
+    from fedsim.plugins import load_plugins
+    from fedsim.registry import MODELS, STRATEGIES, TASKS
 
     load_plugins()
     return {*STRATEGIES.names(), *TASKS.names(), *MODELS.names(), "flower", "cohort", "iid",

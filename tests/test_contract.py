@@ -15,7 +15,8 @@ import torch
 
 from fedsim.config import load_config
 from fedsim.models import build_backbone
-from fedsim.registry import MODELS, TASKS, ModelInfo, load_plugins
+from fedsim.plugins import load_plugins
+from fedsim.registry import MODELS, TASKS, ModelInfo
 from fedsim.tasks.base import ClientDataset, Task
 
 load_plugins()

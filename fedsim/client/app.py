@@ -1,7 +1,9 @@
 """The Flower ClientApp: one handler for both engines and for real edge deployment.
 
-A train message carries the global weights, the round, the resolved experiment (JSON) and
-the ids of the virtual clients to train:
+A train message carries the global weights and two flat records (:mod:`fedsim.records`):
+``run`` (task, model and strategy names and parameters) and ``round`` (round, lr, local
+epochs, client ids, reply shape, ...). The client's data folder, state directory and device
+are the node's own settings (:func:`node_setting`), never paths from the server.
 
 * ``reply = "weights"`` (engine ``flower``, deployment): exactly one client; the reply is
   its weights and ``num-examples``, the standard Flower shape.
@@ -14,13 +16,13 @@ Model, task and strategy are built once per process and kept resident (``_reside
 
 from __future__ import annotations
 
-import json
+import os
+import tempfile
 import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
-from functools import lru_cache, wraps
-from typing import Any
+from functools import wraps
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
@@ -31,81 +33,121 @@ from fedsim import records as R
 from fedsim.client.faults import apply_fault, fault_of
 from fedsim.client.state import ClientStateStore
 from fedsim.client.trainer import load_global, train_client
-from fedsim.config import ExperimentConfig
+from fedsim.factory import build_strategy, build_task
+from fedsim.plugins import import_plugins
+from fedsim.records import REPLY_WEIGHTS, RoundSpec, RunSpec
 from fedsim.strategies.base import Arrays, ClientUpdate
 from fedsim.strategies.validation import check_update
-
-REPLY_WEIGHTS = "weights"
-REPLY_SUMS = "sums"
-REPLY = "reply"
-STATE_DIR = "state-dir"
-PARTITION_ID = "partition-id"
 
 app = ClientApp()
 
 
+def node_setting(context: Context | None, key: str) -> str | None:
+    """A node's own setting ``key`` (:data:`fedsim.records.NODE_DATA_DIR`, ...): the SuperNode's
+    ``--node-config`` first, then the ``FEDSIM_<KEY>`` environment variable, which is how the
+    launcher passes them to simulated nodes (Flower's simulation has no per-node config)."""
+    value = context.node_config.get(key) if context is not None else None
+    if value is None or value == "":
+        value = os.environ.get("FEDSIM_" + key.upper().replace("-", "_"))
+    return str(value) if value not in (None, "") else None
+
+
+def resolve_device(setting: str | None) -> torch.device:
+    """``auto`` (or unset): CUDA when this process sees a GPU, else the CPU."""
+    if setting in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if setting.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"node setting device={setting!r} but this node sees no CUDA device")
+    return torch.device(setting)
+
+
 class Resident:
-    """What a worker process keeps between messages: the experiment's task, model, strategy."""
+    """What a worker process keeps between messages: the run's task, model and strategy."""
 
-    def __init__(self, exp: ExperimentConfig) -> None:
+    def __init__(self, spec: RunSpec, *, data_dir: str | None = None, device: str | None = None) -> None:
         torch.set_num_threads(1)
-        self.exp = exp
-        self.task = exp.build_task()
-        self.model = self.task.build_model()
-        self.strategy = exp.build_strategy()
+        if spec.folder_data and data_dir is None:
+            raise ValueError(f"this run trains task {spec.task!r} on a data folder; give this node its "
+                             f"own with --node-config {R.NODE_DATA_DIR}=PATH")
+        import_plugins(spec.plugins)
+        from fedsim.config import PartitionConfig
 
-    def train(self, global_arrays: Arrays, client_id: int, server_round: int,
+        self.spec = spec
+        self.device = resolve_device(device)
+        self.task = build_task(spec.task, spec.task_params, num_clients=spec.num_clients, seed=spec.seed,
+                               partitioning=PartitionConfig(**spec.partitioning), backbone=spec.model,
+                               backbone_options=spec.model_params, data_dir=data_dir)
+        self.model = self.task.build_model().to(self.device)
+        self.strategy = build_strategy(spec.strategy, spec.strategy_params, task=spec.task, seed=spec.seed,
+                                       dp_clip=spec.dp_clip, dp_noise=spec.dp_noise)
+
+    def train(self, global_arrays: Arrays, client_id: int, rnd: RoundSpec,
               store: ClientStateStore | None) -> ClientUpdate:
-        """Train one virtual client from ``global_arrays``.
+        """Train one virtual client from ``global_arrays`` (on this worker's device).
 
         Tensors the strategy does not let clients load (e.g. FedVSSL's head) are the
         client's own: restored from ``store`` (the global's value on first participation)
         and saved back after training.
         """
-        fed = self.exp.federation
         keys = list(global_arrays)
         load_keys = self.strategy.load_keys(keys)
         loaded = set(load_keys)
         own_keys = [k for k in keys if k not in loaded]
         if own_keys:
             if store is None:
-                raise ValueError(f"strategy {self.exp.strategy.name!r} keeps per-client state "
+                raise ValueError(f"strategy {self.spec.strategy!r} keeps per-client state "
                                  "but no client state directory was given")
-            own = store.get(client_id, before_round=server_round) or {k: global_arrays[k] for k in own_keys}
+            own = store.get(client_id, before_round=rnd.server_round) or {k: global_arrays[k] for k in own_keys}
             load_global(self.model, own)
         update = train_client(
-            self.task, self.model, global_arrays, client_id=client_id, server_round=server_round,
-            seed=self.exp.seed, local_epochs=fed.local_epochs, batch_size=fed.batch_size,
-            lr=fed.lr, momentum=fed.momentum, weight_decay=fed.weight_decay,
-            proximal_mu=self.strategy.proximal_mu(), load_keys=load_keys, optimizer=fed.optimizer)
+            self.task, self.model, global_arrays, client_id=client_id, server_round=rnd.server_round,
+            seed=self.spec.seed, local_epochs=rnd.local_epochs, batch_size=rnd.batch_size,
+            lr=rnd.lr, momentum=rnd.momentum, weight_decay=rnd.weight_decay,
+            proximal_mu=rnd.proximal_mu, load_keys=load_keys, optimizer=rnd.optimizer, device=self.device)
         if own_keys:
             assert store is not None
-            store.put(client_id, server_round, {k: update.arrays[k] for k in own_keys})
+            store.put(client_id, rnd.server_round, {k: update.arrays[k] for k in own_keys})
         sent = self.strategy.sent_keys(keys)
         if len(sent) != len(keys):
             update.arrays = {k: update.arrays[k] for k in sent}
-        fault = fault_of(self.exp.faults, client_id) if self.exp.faults else None
+        fault = fault_of(self.spec.faults, client_id) if self.spec.faults else None
         if fault is not None:
-            update = apply_fault(fault, update, timeout=fed.round_timeout)
+            update = apply_fault(fault, update, timeout=rnd.round_timeout)
         return update
 
 
-@lru_cache(maxsize=2)
-def _resident(experiment_json: str) -> Resident:
-    return Resident(ExperimentConfig(**json.loads(experiment_json)))
+_RESIDENTS: dict[str, Resident] = {}  # run key -> resident; the latest two runs of this process
 
 
-def _client_ids(config: Any, context: Context) -> list[int]:
-    ids = config.get(R.CLIENT_IDS)
-    if ids is not None:
-        return [int(i) for i in ids]
-    return [int(context.node_config[PARTITION_ID])]  # a deployed SuperNode trains its own data
+def resident_for(msg: Message, context: Context | None) -> Resident:
+    """The resident task/model/strategy of the message's run (built on first use)."""
+    spec = RunSpec.from_record(msg.content.config_records[R.RUN])
+    data_dir, device = node_setting(context, R.NODE_DATA_DIR), node_setting(context, R.NODE_DEVICE)
+    key = f"{spec.key()}|{data_dir}|{device}"
+    if key not in _RESIDENTS:
+        while len(_RESIDENTS) >= 2:  # a run's model is rebuilt, never shared with another run
+            _RESIDENTS.pop(next(iter(_RESIDENTS)))
+        _RESIDENTS[key] = Resident(spec, data_dir=data_dir, device=device)
+    return _RESIDENTS[key]
 
 
-def aggregation_index(config: Any) -> int:
-    """The message's aggregation index (1 + aggregations the server completed before this
-    round; strategies count warm-up and SWA by it); the server round for senders without it."""
-    return int(config.get(R.AGGREGATION, config[R.SERVER_ROUND]))
+def state_store(context: Context | None) -> ClientStateStore:
+    """Where this node keeps its clients' own tensors: the node's ``state-dir``, else a
+    per-run folder under the system's temporary directory."""
+    path = node_setting(context, R.NODE_STATE_DIR)
+    if path is None:
+        run_id = context.run_id if context is not None else 0
+        path = os.path.join(tempfile.gettempdir(), "fedsim-client-state", str(run_id))
+    return ClientStateStore(path)
+
+
+def _client_ids(rnd: RoundSpec, context: Context | None) -> list[int]:
+    if rnd.client_ids:
+        return list(rnd.client_ids)
+    partition = node_setting(context, R.NODE_PARTITION_ID)
+    if partition is None:
+        raise ValueError("the round names no clients and this node has no partition-id")
+    return [int(partition)]  # a deployed SuperNode trains its own data
 
 
 def describe_exception(error: BaseException) -> str:
@@ -141,11 +183,14 @@ def expires_at(msg: Message) -> float:
 @app.query()
 @replying_errors
 def query(msg: Message, context: Context) -> Message:
-    """Readiness: build the experiment's task, model and strategy (kept resident), then answer."""
-    config = msg.content[R.CONFIG]
-    if R.EXPERIMENT in config:
-        _resident(str(config[R.EXPERIMENT]))
+    """Readiness: build the run's task, model and strategy (kept resident), then answer."""
+    if R.RUN in msg.content.config_records:
+        resident_for(msg, context)
     return Message(RecordDict({R.METRICS: MetricRecord({"ready": 1})}), reply_to=msg)
+
+
+def _on(arrays: Arrays, device: torch.device) -> Arrays:
+    return arrays if device.type == "cpu" else {k: v.to(device) for k, v in arrays.items()}
 
 
 @app.train()
@@ -156,51 +201,51 @@ def train(msg: Message, context: Context) -> Message:
     if time.time() >= deadline:  # queued behind a round that ran out of time: skip, Flower drops it
         return Message(Error(code=ErrorCode.MESSAGE_UNAVAILABLE, reason="the round's time was up "
                              "before training started"), reply_to=msg)
-    config = msg.content[R.CONFIG]
-    resident = _resident(str(config[R.EXPERIMENT]))
-    server_round = int(config[R.SERVER_ROUND])
-    global_arrays = msg.content[R.ARRAYS].to_torch_state_dict()
-    ids = _client_ids(config, context)
-    state_dir = config.get(STATE_DIR)
-    store = ClientStateStore(str(state_dir)) if state_dir else None
-    if config.get(REPLY, REPLY_WEIGHTS) == REPLY_WEIGHTS:
+    rnd = RoundSpec.from_record(msg.content.config_records[R.ROUND])
+    resident = resident_for(msg, context)
+    global_arrays = _on(msg.content[R.ARRAYS].to_torch_state_dict(), resident.device)
+    ids = _client_ids(rnd, context)
+    store = state_store(context)
+    if rnd.reply == REPLY_WEIGHTS:
         if len(ids) != 1:
             raise ValueError(f"a '{REPLY_WEIGHTS}' reply trains exactly one client, got {len(ids)}")
-        content = train_one(resident, global_arrays, ids[0], server_round, store)
+        content = train_one(resident, global_arrays, ids[0], rnd, store)
     else:
-        content = train_cohort(resident, global_arrays, ids, server_round, store,
-                               aggregation=aggregation_index(config), deadline=deadline)
+        content = train_cohort(resident, global_arrays, ids, rnd, store, deadline=deadline)
     return Message(content=content, reply_to=msg)
 
 
-def train_one(resident: Resident, global_arrays: Arrays, client_id: int, server_round: int,
+def _cpu(arrays: Arrays) -> Arrays:
+    return {k: v.cpu() if v.device.type != "cpu" else v for k, v in arrays.items()}
+
+
+def train_one(resident: Resident, global_arrays: Arrays, client_id: int, rnd: RoundSpec,
               store: ClientStateStore | None) -> RecordDict:
     """Train one client; the reply is its weights and ``num-examples`` (Flower's shape)."""
     start = time.perf_counter()
-    update = resident.train(global_arrays, client_id, server_round, store)
+    update = resident.train(global_arrays, client_id, rnd, store)
     metrics = {R.LOSS: float(update.metrics["loss"]), "train-seconds": time.perf_counter() - start}
     if update.num_examples is not None:
         metrics[R.NUM_EXAMPLES] = update.num_examples
-    return RecordDict({R.ARRAYS: ArrayRecord(update.arrays), R.METRICS: MetricRecord(metrics)})
+    return RecordDict({R.ARRAYS: ArrayRecord(_cpu(update.arrays)), R.METRICS: MetricRecord(metrics)})
 
 
-def train_cohort(resident: Resident, global_arrays: Arrays, ids: list[int], server_round: int,
-                 store: ClientStateStore | None, *, aggregation: int | None = None,
-                 deadline: float | None = None) -> RecordDict:
+def train_cohort(resident: Resident, global_arrays: Arrays, ids: list[int], rnd: RoundSpec,
+                 store: ClientStateStore | None, *, deadline: float | None = None) -> RecordDict:
     """Train ``ids`` one after another, validating and folding each; reply with partial sums.
 
-    ``aggregation`` is the server's aggregation index (default ``server_round``): the
-    accumulator folds by it (L-DAWA folds differently during its warm-up). Past
-    ``deadline`` (``time.time()``; the server no longer waits) the remaining clients are not
-    trained and count as ``timeout``. Each failure reason's first message (``"Type:
-    message"`` and traceback for exceptions) goes back in the ``errors`` record.
+    The accumulator folds by the round's aggregation index (L-DAWA folds differently
+    during its warm-up). Past ``deadline`` (``time.time()``; the server no longer waits)
+    the remaining clients are not trained and count as ``timeout``. Each failure reason's
+    first message (``"Type: message"`` and traceback for exceptions) goes back in the
+    ``errors`` record.
     """
     start = time.perf_counter()
-    acc = resident.strategy.new_accumulator(global_arrays, server_round, aggregation=aggregation)
+    acc = resident.strategy.new_accumulator(global_arrays, rnd.server_round, aggregation=rnd.aggregation)
     rejected: Counter[str] = Counter()
     failed: Counter[str] = Counter()
     errors: dict[str, str] = {}
-    timeout = resident.exp.federation.round_timeout
+    timeout = rnd.round_timeout
     loss_sum = 0.0
     for n, cid in enumerate(ids):
         if deadline is not None and time.time() >= deadline:
@@ -211,7 +256,7 @@ def train_cohort(resident: Resident, global_arrays: Arrays, ids: list[int], serv
         # Virtual clients stand for devices training in parallel: each gets its own deadline.
         began = time.perf_counter()
         try:
-            update = resident.train(global_arrays, cid, server_round, store)
+            update = resident.train(global_arrays, cid, rnd, store)
         except Exception as e:  # counted like a Flower error reply from a client of its own
             failed["client-exception"] += 1
             errors.setdefault("client-exception", describe_exception(e))
@@ -233,5 +278,5 @@ def train_cohort(resident: Resident, global_arrays: Arrays, ids: list[int], serv
     }
     metrics.update({f"rejected:{k}": v for k, v in rejected.items()})
     metrics.update({f"failed:{k}": v for k, v in failed.items()})
-    return RecordDict({R.ARRAYS: ArrayRecord(acc.sums), R.METRICS: MetricRecord(metrics),
+    return RecordDict({R.ARRAYS: ArrayRecord(_cpu(acc.sums)), R.METRICS: MetricRecord(metrics),
                        R.ERRORS: ConfigRecord(errors)})

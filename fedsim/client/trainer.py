@@ -60,13 +60,16 @@ class PlainSGD:
 def train_client(task: Task, model: nn.Module, global_arrays: Arrays, *, client_id: int,
                  server_round: int, seed: int, local_epochs: int, batch_size: int, lr: float,
                  momentum: float = 0.0, weight_decay: float = 0.0, proximal_mu: float = 0.0,
-                 load_keys: list[str] | None = None, optimizer: str = "sgd") -> ClientUpdate:
+                 load_keys: list[str] | None = None, optimizer: str = "sgd",
+                 device: torch.device | None = None) -> ClientUpdate:
     """Train ``model`` (resident, reused across clients) as client ``client_id``.
 
     Returns the client's weights (references into ``model``'s state: fold or serialise them
     before the next client trains), its number of examples and mean training loss.
     ``optimizer`` is ``"sgd"`` or ``"repopt-sgd"`` (gradient masks read from the model's
     scale buffers, which arrive with the global weights: :mod:`fedsim.optim.repopt`).
+    ``device``: where ``model`` lives; each batch is moved there (the task builds batches on
+    the CPU).
     """
     state = model.state_dict()  # once per client: the same tensors are loaded and returned
     load_global(model, global_arrays, load_keys, state=state)
@@ -81,6 +84,8 @@ def train_client(task: Task, model: nn.Module, global_arrays: Arrays, *, client_
     total, steps = 0.0, 0
     for _ in range(local_epochs):
         for batch in data.batches(gen, batch_size):
+            if device is not None and device.type != "cpu":
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             loss = task.loss(model, batch, gen)
             total += float(loss.detach())
             if anchor is not None:  # FedProx (Li et al., arXiv 1812.06127): mu/2 ||w - w_g||^2

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from fedsim.client.app import REPLY_SUMS, REPLY_WEIGHTS
 from fedsim.config import ExperimentConfig
+from fedsim.records import REPLY_SUMS, REPLY_WEIGHTS
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,8 @@ class Engine:
     name: str
     num_nodes: int
     reply: str
+    device: str = "cpu"  # where the workers train: "cpu" or "cuda"
+    gpus_per_node: float = 0.0  # Ray's num_gpus per SuperNode (1 / engine.workers_per_gpu on CUDA)
 
     def assign(self, client_ids: list[int], node_ids: list[int]) -> list[tuple[int, list[int]]]:
         """``(node id, client ids)`` pairs for one round; ``node_ids`` sorted and stable."""
@@ -42,21 +44,38 @@ class Engine:
         return round_timeout * (1 if self.reply == REPLY_WEIGHTS else max(len(ids) for _, ids in plan))
 
 
-def default_workers() -> int:
-    """One cohort worker per CPU core (or per GPU when present)."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return torch.cuda.device_count()
-    except Exception:  # pragma: no cover - torch always imports here
-        pass
+def cpu_cores() -> int:
+    """The cores this process may use."""
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
+def gpu_count() -> int:
+    """CUDA devices this process sees (0 without CUDA)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def training_device(setting: str) -> str:
+    """``engine.device`` resolved on this machine: ``auto`` is ``cuda`` when a GPU is visible."""
+    if setting == "auto":
+        return "cuda" if gpu_count() else "cpu"
+    if setting == "cuda" and not gpu_count():
+        raise ValueError("engine.device: 'cuda' but no CUDA device is visible here; use auto or cpu")
+    return setting
+
+
+def default_workers(device: str = "cpu", workers_per_gpu: int = 1) -> int:
+    """One cohort worker per CPU core, or ``workers_per_gpu`` per GPU when training on CUDA."""
+    return gpu_count() * workers_per_gpu if device == "cuda" else cpu_cores()
+
+
 def make_engine(exp: ExperimentConfig) -> Engine:
-    """The engine configured by ``exp.engine``."""
+    """The engine configured by ``exp.engine`` on this machine."""
+    device = training_device(exp.engine.device)
     if exp.engine.name == "flower":
-        return Engine("flower", num_nodes=exp.federation.clients, reply=REPLY_WEIGHTS)
-    workers = exp.engine.workers or default_workers()
-    return Engine("cohort", num_nodes=workers, reply=REPLY_SUMS)
+        return Engine("flower", num_nodes=exp.federation.clients, reply=REPLY_WEIGHTS, device=device)
+    per_gpu = exp.engine.workers_per_gpu
+    workers = exp.engine.workers or default_workers(device, per_gpu)
+    return Engine("cohort", num_nodes=workers, reply=REPLY_SUMS, device=device,
+                  gpus_per_node=1.0 / per_gpu if device == "cuda" else 0.0)

@@ -46,11 +46,13 @@ def probe(address: str, *, timeout: float = PROBE_SECONDS) -> None:
                              "to run locally") from None
 
 
-def start(init_args: dict[str, Any], *, num_cpus_per_client: float, quiet_workers: bool = True) -> None:
+def start(init_args: dict[str, Any], *, num_cpus_per_client: float, quiet_workers: bool = True,
+          env: dict[str, str] | None = None) -> None:
     """``ray.init`` as Flower's Ray backend would (it skips its own when Ray is up), after
     probing the address; then check that one worker fits on some node. ``quiet_workers``:
     Flower's logger in the workers shows errors only (not "Manually terminating
-    ClientAppActor" per worker at the end)."""
+    ClientAppActor" per worker at the end). ``env``: more environment variables for the
+    workers (the simulated nodes' settings)."""
     import ray
 
     if ray.is_initialized():
@@ -68,7 +70,7 @@ def start(init_args: dict[str, Any], *, num_cpus_per_client: float, quiet_worker
     if os.environ.get("PYTHONPATH"):
         pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
     os.environ["PYTHONPATH"] = pythonpath
-    env = {"PYTHONPATH": pythonpath, **({"FLWR_LOG_LEVEL": "ERROR"} if quiet_workers else {})}
+    env = {"PYTHONPATH": pythonpath, **({"FLWR_LOG_LEVEL": "ERROR"} if quiet_workers else {}), **(env or {})}
     try:
         ray.init(runtime_env={"env_vars": env}, **{"include_dashboard": False, **init_args})
     except ConnectionError as e:

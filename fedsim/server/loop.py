@@ -20,7 +20,6 @@ from flwr.serverapp import Grid
 from torch import nn
 
 from fedsim import records as R
-from fedsim.client.app import REPLY, STATE_DIR
 from fedsim.config import ExperimentConfig
 from fedsim.engines import Engine, make_engine
 from fedsim.engines.stop import StopFlag
@@ -32,6 +31,7 @@ from fedsim.server.progress import RoundProgress
 from fedsim.server.resume import IDENTITY_KEY, identity
 from fedsim.server.trackers import open_trackers, trackers_from_env
 from fedsim.server.replies import RoundTally, fold_reply, payload_bytes
+from fedsim.records import RoundSpec, RunSpec
 from fedsim.strategies.base import Arrays, Strategy
 from fedsim.strategies.validation import all_finite
 from fedsim.tasks.base import Task
@@ -81,28 +81,37 @@ def wait_for_nodes(grid: Grid, count: int, *, timeout: float = NODE_WAIT_SECONDS
         stop.sleep(0.1)
 
 
-def wait_until_ready(grid: Grid, node_ids: list[int], experiment_json: str, *,
-                     timeout: float = READY_SECONDS, stop: StopFlag | None = None) -> float:
-    """Ask up to ``READY_PINGS`` nodes a ``query`` and wait for every answer; returns seconds waited.
+class Readiness:
+    """Ask up to ``READY_PINGS`` nodes a ``query`` now, collect the answers later.
 
-    A node answers once its ClientApp runs and has built the experiment's task and model,
-    so Ray's start-up and the workers' first build are over before any round's timeout
-    starts. An error reply counts as an answer: the rounds count and report such failures.
+    A node answers once its ClientApp runs and has built the run's task and model (from the
+    ``run`` record), so Ray's start-up and the workers' first build are over before any
+    round's timeout starts; the server evaluates round 0 meanwhile. An error reply counts
+    as an answer: the rounds count and report such failures.
     """
-    started = time.monotonic()
-    stop = stop or StopFlag()
-    content = RecordDict({R.CONFIG: ConfigRecord({R.EXPERIMENT: experiment_json})})
-    pings = [Message(content, node_id, MessageType.QUERY, ttl=timeout) for node_id in node_ids[:READY_PINGS]]
-    waiting = set(grid.push_messages(pings))
-    while waiting:
-        for reply in grid.pull_messages(list(waiting)):
-            waiting.discard(reply.metadata.reply_to_message_id)
-        if waiting and time.monotonic() - started > timeout:
-            raise WorkersNotReady(f"{len(waiting)} of {len(pings)} workers did not start within {timeout:.0f}s "
-                                  "(are engine.num_cpus_per_client CPUs free on the Ray cluster?)")
-        if waiting:
-            stop.sleep(PULL_INTERVAL)
-    return time.monotonic() - started
+
+    def __init__(self, grid: Grid, node_ids: list[int], run: ConfigRecord, *,
+                 timeout: float = READY_SECONDS) -> None:
+        self.grid, self.timeout = grid, timeout
+        self.started = time.monotonic()
+        content = RecordDict({R.RUN: run})
+        pings = [Message(content, node_id, MessageType.QUERY, ttl=timeout) for node_id in node_ids[:READY_PINGS]]
+        self.count = len(pings)
+        self.waiting = set(grid.push_messages(pings))
+
+    def wait(self, stop: StopFlag | None = None) -> float:
+        """Wait for every answer; returns the seconds since the pings were sent."""
+        stop = stop or StopFlag()
+        while self.waiting:
+            for reply in self.grid.pull_messages(list(self.waiting)):
+                self.waiting.discard(reply.metadata.reply_to_message_id)
+            if self.waiting and time.monotonic() - self.started > self.timeout:
+                raise WorkersNotReady(f"{len(self.waiting)} of {self.count} workers did not start within "
+                                      f"{self.timeout:.0f}s (are engine.num_cpus_per_client CPUs free on the "
+                                      "Ray cluster?)")
+            if self.waiting:
+                stop.sleep(PULL_INTERVAL)
+        return time.monotonic() - self.started
 
 
 class RoundLoop:
@@ -120,9 +129,9 @@ class RoundLoop:
         self.engine: Engine = make_engine(exp)
         self.model = initial_model(self.task, exp.seed)
         self.global_arrays = copy_arrays(self.model)
+        self.model.to(self.engine.device)  # the server evaluates where the workers train
         self.writer = RunWriter(run_dir, exp.to_yaml(), resume=resume)
-        self.exp_json = exp.model_dump_json()
-        self.state_dir = str((self.writer.dir / "client_state").resolve())
+        self.run_record = ConfigRecord(RunSpec.from_experiment(exp).to_record())
         self.quiet = quiet
         self.tracked = exp.evaluation.track or [self.task.primary_metric.name]
         self.failed_streak = 0
@@ -175,13 +184,15 @@ class RoundLoop:
     def _run(self) -> dict[str, Any]:
         started = time.perf_counter()
         fed = self.exp.federation
+        # The workers start (Ray actors, imports, task and model build) while round 0 is evaluated.
+        node_ids = wait_for_nodes(self.grid, self.engine.num_nodes, stop=self.stop)
+        ready = Readiness(self.grid, node_ids, self.run_record)
         if not self.writer.rows:
             row0 = {"round": 0, **self.evaluate(), **self.task.baselines()}
             self.record_evaluated(row0)
             self.writer.round(row0)
             self.trackers.log_round(row0)
-        node_ids = wait_for_nodes(self.grid, self.engine.num_nodes, stop=self.stop)
-        wait_until_ready(self.grid, node_ids, self.exp_json, stop=self.stop)  # round timeouts start after
+        ready.wait(self.stop)  # round timeouts start after
         first_round_at = time.perf_counter() - started
         with RoundProgress(fed.rounds, fed.cohort_size(), metric=self.task.primary_metric.name,
                            quiet=self.quiet) as bar:
@@ -229,13 +240,16 @@ class RoundLoop:
     def _messages(self, rnd: int, plan: list[tuple[int, list[int]]],
                   ttl: float | None = None) -> list[Message]:
         arrays = ArrayRecord(self.global_arrays)
+        fed = self.exp.federation
         messages = []
         for node_id, client_ids in plan:
-            config = ConfigRecord({R.SERVER_ROUND: rnd, R.AGGREGATION: self.aggregations + 1,
-                                   R.EXPERIMENT: self.exp_json,
-                                   R.CLIENT_IDS: client_ids, REPLY: self.engine.reply,
-                                   STATE_DIR: self.state_dir})
-            content = RecordDict({R.ARRAYS: arrays, R.CONFIG: config})
+            spec = RoundSpec(server_round=rnd, aggregation=self.aggregations + 1, client_ids=client_ids,
+                             reply=self.engine.reply, lr=fed.round_lr(rnd), local_epochs=fed.local_epochs,
+                             batch_size=fed.batch_size, optimizer=fed.optimizer, momentum=fed.momentum,
+                             weight_decay=fed.weight_decay, proximal_mu=self.strategy.proximal_mu(),
+                             round_timeout=fed.round_timeout)
+            content = RecordDict({R.ARRAYS: arrays, R.RUN: self.run_record,
+                                  R.ROUND: ConfigRecord(spec.to_record())})
             # ttl: Flower drops the message (and a late reply) once the round's time is up
             messages.append(Message(content, node_id, MessageType.TRAIN, ttl=ttl, group_id=str(rnd)))
         return messages

@@ -16,7 +16,7 @@ from flwr.app import Message, RecordDict
 from flwr.common.constant import ErrorCode
 
 from fedsim import records as R
-from fedsim.client.app import REPLY_WEIGHTS
+from fedsim.records import REPLY_WEIGHTS
 from fedsim.strategies.base import Accumulator, ClientUpdate
 from fedsim.strategies.validation import all_finite, check_update
 

@@ -115,11 +115,13 @@ Features = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
 @torch.no_grad()
 def encode(features: Features, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``features(model, x)`` in eval mode and without gradients, batch by batch."""
+    """``features(model, x)`` in eval mode and without gradients, batch by batch, on the
+    model's device (features come back on the CPU)."""
     was_training = model.training
+    device = next(model.parameters()).device
     model.eval()
     try:
-        return torch.cat([features(model, x[i : i + FEATURE_BATCH]).float()
+        return torch.cat([features(model, x[i : i + FEATURE_BATCH].to(device)).float().cpu()
                           for i in range(0, len(x), FEATURE_BATCH)])
     finally:
         model.train(was_training)

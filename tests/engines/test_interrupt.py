@@ -126,7 +126,7 @@ def test_runtime_that_dies_stops_the_round_loop(tmp_path, monkeypatch):
     import ray
     from flwr.server.superlink.fleet.vce.backend.raybackend import RayBackend
 
-    from fedsim.engines.runtime import simulate
+    from fedsim.launcher import simulate
 
     def build(self, app_fn):
         raise RuntimeError("actor pool exploded")

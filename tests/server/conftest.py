@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from fedsim.config import load_config
-from fedsim.engines.runtime import simulate
+from fedsim.launcher import simulate
 
 SMALL = {
     "federation.clients": 6, "federation.clients_per_round": 3, "federation.rounds": 3,

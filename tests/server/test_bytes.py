@@ -6,7 +6,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from fedsim import records as R
-from fedsim.client.app import REPLY_SUMS, REPLY_WEIGHTS
+from fedsim.records import REPLY_SUMS, REPLY_WEIGHTS
 from fedsim.server.replies import RoundTally, fold_content, payload_bytes
 from fedsim.strategies.fedavg import FedAvg
 from fedsim.strategies.fedvssl import FedVSSL, FedVSSLParams

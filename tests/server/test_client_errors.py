@@ -2,17 +2,13 @@
 reply shapes, with the traceback kept for ``--verbose``; Flower's own error text is condensed
 to one line. In-process: the real ClientApp handler and the real server folding."""
 
-import time
-
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord, MessageType, Metadata, RecordDict
-from flwr.app.message import make_message
-
-from fedsim import records as R
-from fedsim.client.app import REPLY, REPLY_SUMS, REPLY_WEIGHTS, Resident, train, train_cohort
+from fedsim.client.app import train, train_cohort
+from fedsim.records import REPLY_SUMS, REPLY_WEIGHTS
 from fedsim.config import load_config
 from fedsim.server.loop import copy_arrays, initial_model
 from fedsim.server.replies import RoundTally, fold_content, fold_reply, split_error
+from tests.conftest import resident_of, round_of, train_message
 
 TINY = {"task.name": "synthetic", "model.name": "mlp", "federation.clients": 4,
         "federation.clients_per_round": 4, "faults": {"exception": [1, 3]}}
@@ -22,17 +18,8 @@ FIRST = "InjectedClientError: injected failure in client 1"
 @pytest.fixture(scope="module")
 def setup():
     exp = load_config(None, TINY)
-    resident = Resident(exp)
+    resident = resident_of(exp)
     return exp, resident, copy_arrays(initial_model(resident.task, exp.seed))
-
-
-def _train_message(exp, global_arrays, client_ids, reply):
-    metadata = Metadata(run_id=1, message_id="m", src_node_id=0, dst_node_id=1, reply_to_message_id="",
-                        group_id="1", created_at=time.time(), ttl=600, message_type=MessageType.TRAIN)
-    config = ConfigRecord({R.SERVER_ROUND: 1, R.EXPERIMENT: exp.model_dump_json(), R.CLIENT_IDS: client_ids,
-                           REPLY: reply})
-    return make_message(metadata=metadata,
-                        content=RecordDict({R.ARRAYS: ArrayRecord(global_arrays), R.CONFIG: config}))
 
 
 def test_cohort_reply_names_the_first_exception_of_each_reason(setup):
@@ -40,7 +27,7 @@ def test_cohort_reply_names_the_first_exception_of_each_reason(setup):
     acc = resident.strategy.new_accumulator(global_arrays, 1)
     tally = RoundTally()
 
-    content = train_cohort(resident, global_arrays, [0, 1, 2, 3], 1, None)
+    content = train_cohort(resident, global_arrays, [0, 1, 2, 3], round_of(exp, 1), None)
     fold_content(content, [0, 1, 2, 3], acc, REPLY_SUMS, tally)
 
     assert tally.ok == 2 and dict(tally.failed) == {"client-exception": 2}
@@ -54,7 +41,7 @@ def test_flower_reply_of_a_failing_client_is_an_error_naming_type_and_message(se
     acc = resident.strategy.new_accumulator(global_arrays, 1)
     tally = RoundTally()
 
-    reply = train(_train_message(exp, global_arrays, [1], REPLY_WEIGHTS), None)  # raises inside: no exception out
+    reply = train(train_message(exp, global_arrays, [1], REPLY_WEIGHTS), None)  # raises inside: no exception out
     fold_reply(reply, [1], acc, REPLY_WEIGHTS, tally)
 
     assert reply.has_error()

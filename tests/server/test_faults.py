@@ -11,12 +11,14 @@ import time
 import pytest
 import torch
 
-from fedsim.client.app import REPLY_SUMS, REPLY_WEIGHTS, Resident, train_cohort, train_one
+from fedsim.client.app import train_cohort, train_one
+from fedsim.records import REPLY_SUMS, REPLY_WEIGHTS
 from fedsim.client.faults import InjectedClientError
 from fedsim.client.state import ClientStateStore
 from fedsim.config import load_config
 from fedsim.server.loop import copy_arrays, initial_model
 from fedsim.server.replies import RoundTally, fold_content
+from tests.conftest import resident_of, round_of
 
 # client id -> injected fault; clients 9, 10, 11 are good
 FAULTS = {"nan": [0], "inf": [1], "wrong-shape": [2], "wrong-dtype": [3], "missing-tensor": [4],
@@ -33,17 +35,17 @@ def _resident(strategy, tmp_path):
         "strategy.name": strategy, "federation.clients": 12, "federation.clients_per_round": 12,
         "federation.round_timeout": 1.0, "faults": FAULTS,
         "task.params": {"image_size": 12, "min_samples": 8, "max_samples": 8}, "model.name": "resnet_small"})
-    resident = Resident(exp)
+    resident = resident_of(exp)
     global_arrays = copy_arrays(initial_model(resident.task, exp.seed))
     # warm up (data partitioner, first backward) so only the injected timeout is slow
-    train_one(resident, global_arrays, GOOD[0], 1, ClientStateStore(tmp_path / "warm"))
-    return resident, global_arrays
+    train_one(resident, global_arrays, GOOD[0], round_of(exp, 1), ClientStateStore(tmp_path / "warm"))
+    return resident, global_arrays, round_of(exp, ROUND)
 
 
-def _reference(resident, global_arrays, store):
+def _reference(resident, global_arrays, rnd, store):
     acc = resident.strategy.new_accumulator(global_arrays, ROUND)
     for cid in GOOD:
-        acc.accumulate(resident.train(global_arrays, cid, ROUND, store))
+        acc.accumulate(resident.train(global_arrays, cid, rnd, store))
     return acc.finalize()
 
 
@@ -51,17 +53,17 @@ def _reference(resident, global_arrays, store):
 @pytest.mark.parametrize("strategy", ["fedavg", "ldawa", "fedvssl", "median"])
 @pytest.mark.parametrize("reply", [REPLY_WEIGHTS, REPLY_SUMS])
 def test_bad_clients_never_reach_the_global(strategy, reply, tmp_path):
-    resident, global_arrays = _resident(strategy, tmp_path)
+    resident, global_arrays, rnd = _resident(strategy, tmp_path)
     store = ClientStateStore(tmp_path / "state")
     acc = resident.strategy.new_accumulator(global_arrays, ROUND)
     tally = RoundTally()
 
     if reply == REPLY_WEIGHTS:
-        timeout = resident.exp.federation.round_timeout
+        timeout = rnd.round_timeout
         for cid in sorted(sum(FAULTS.values(), []) + GOOD):
             began = time.perf_counter()
             try:
-                content = train_one(resident, global_arrays, cid, ROUND, store)
+                content = train_one(resident, global_arrays, cid, rnd, store)
             except InjectedClientError:  # Flower turns this into an error reply
                 tally.failed["client-exception"] += 1
                 continue
@@ -70,14 +72,14 @@ def test_bad_clients_never_reach_the_global(strategy, reply, tmp_path):
                 continue
             fold_content(content, [cid], acc, reply, tally)
     else:
-        content = train_cohort(resident, global_arrays, list(range(12)), ROUND, store)
+        content = train_cohort(resident, global_arrays, list(range(12)), rnd, store)
         fold_content(content, list(range(12)), acc, reply, tally)
     result = acc.finalize()
 
     assert tally.ok == len(GOOD)
     assert dict(tally.rejected) == EXPECTED_REJECTED
     assert dict(tally.failed) == EXPECTED_FAILED
-    expected = _reference(resident, global_arrays, ClientStateStore(tmp_path / "ref"))
+    expected = _reference(resident, global_arrays, rnd, ClientStateStore(tmp_path / "ref"))
     for name, value in expected.items():
         assert torch.isfinite(result[name].float()).all()
         torch.testing.assert_close(result[name], value, rtol=1e-5, atol=1e-6)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fedsim.config import load_config
-from fedsim.engines.runtime import simulate
+from fedsim.launcher import simulate
 from tests.server.conftest import read_rows
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "simulations" / "quickstart.yaml"

@@ -6,7 +6,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from flwr.app import ConfigRecord
+
 from fedsim import records as R
+from fedsim.config import load_config
+from fedsim.records import RoundSpec
 from fedsim.server import loop as loop_module
 from fedsim.server.loop import RoundLoop
 from fedsim.strategies.fedavg import FedAvg
@@ -16,9 +20,10 @@ def _loop(aggregations: int) -> RoundLoop:
     """A RoundLoop with only what ``_messages`` and ``_restore`` read (no Flower, no Ray)."""
     loop = object.__new__(RoundLoop)
     loop.global_arrays = {"w": torch.zeros(2)}
-    loop.exp_json = "{}"
+    loop.run_record = ConfigRecord({})
+    loop.exp = load_config(None, {"federation.lr_schedule": "step", "federation.lr_step_rounds": 5,
+                                  "federation.lr": 0.5, "federation.lr_gamma": 0.1})
     loop.engine = SimpleNamespace(reply="sums")
-    loop.state_dir = "/nonexistent"
     loop.strategy = FedAvg()
     loop.aggregations = aggregations
     return loop
@@ -31,8 +36,9 @@ def test_train_messages_carry_the_next_aggregation_index(monkeypatch):
 
     messages = loop._messages(6, [(11, [0, 1]), (12, [2])])
 
-    configs = [m.content[R.CONFIG] for m in messages]
-    assert [(c[R.SERVER_ROUND], c[R.AGGREGATION]) for c in configs] == [(6, 4), (6, 4)]
+    specs = [RoundSpec.from_record(m.content[R.ROUND]) for m in messages]
+    assert [(s.server_round, s.aggregation, s.client_ids) for s in specs] == [(6, 4, [0, 1]), (6, 4, [2])]
+    assert [s.lr for s in specs] == pytest.approx([0.05, 0.05])  # round 6 of a step schedule: 0.5 * 0.1
 
 
 @pytest.mark.parametrize(("checkpoint", "expected"), [

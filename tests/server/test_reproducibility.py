@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from fedsim.engines.runtime import simulate
+from fedsim.launcher import simulate
 from fedsim.server.loop import RunAborted
 from tests.server.conftest import read_rows, small_config, small_yaml
 

@@ -297,7 +297,7 @@ def test_run_writer_refuses_a_foreign_directory(tmp_path):
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory):
     """One tiny real run (synthetic task, mlp, 2 clients, 1 round), written by the round loop."""
-    from fedsim.engines.runtime import simulate
+    from fedsim.launcher import simulate
 
     run_dir = tmp_path_factory.mktemp("real") / "run"
     simulate(tiny(**{"federation.rounds": 1}), str(run_dir), quiet=True)

@@ -9,10 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from fedsim.cli import app as cli
-from fedsim.client.app import Resident, train, train_cohort
+from fedsim.client.app import train, train_cohort
 from fedsim.config import load_config
-from fedsim.engines.runtime import simulate
+from fedsim.launcher import simulate
 from fedsim.server.loop import copy_arrays, initial_model
+from tests.conftest import resident_of, round_of
 from tests.server.conftest import read_rows
 
 TINY = {"task.name": "synthetic", "model.name": "mlp", "federation.clients": 4,
@@ -33,11 +34,11 @@ def test_one_second_round_timeout_loses_no_round_to_start_up(engine, tmp_path):
 
 def test_cohort_worker_past_its_deadline_trains_nobody_else():
     exp = load_config(None, TINY)
-    resident = Resident(exp)
+    resident = resident_of(exp)
     global_arrays = copy_arrays(initial_model(resident.task, exp.seed))
     began = time.perf_counter()
 
-    content = train_cohort(resident, global_arrays, [0, 1, 2, 3], 1, None, deadline=time.time() - 1)
+    content = train_cohort(resident, global_arrays, [0, 1, 2, 3], round_of(exp, 1), None, deadline=time.time() - 1)
 
     assert time.perf_counter() - began < 1.0
     metrics = content["metrics"]

@@ -5,7 +5,8 @@ Iterates the registry, so new strategies are covered."""
 import pytest
 import torch
 
-from fedsim.registry import STRATEGIES, load_plugins
+from fedsim.plugins import load_plugins
+from fedsim.registry import STRATEGIES
 from fedsim.strategies.base import Strategy, is_constant, is_statistic, is_trainable
 from fedsim.strategies.dp import wrap_dp
 from tests.conftest import make_update

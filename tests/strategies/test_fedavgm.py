@@ -57,7 +57,8 @@ def test_params_are_validated(params):
 @pytest.mark.parametrize("name", ["fedavgm", "fedadam", "fedyogi", "fedadagrad"])
 def test_batchnorm_statistics_take_the_mean_and_are_never_stepped(name):
     # Prepare: a variance that momentum would push below zero (0.5 -> 0.1 -> 0.1 - 0.9*0.4 < 0)
-    from fedsim.registry import STRATEGIES, load_plugins
+    from fedsim.plugins import load_plugins
+    from fedsim.registry import STRATEGIES
 
     load_plugins()
     strategy = STRATEGIES.get(name)()

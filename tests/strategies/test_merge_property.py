@@ -6,7 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fedsim.registry import STRATEGIES, load_plugins
+from fedsim.plugins import load_plugins
+from fedsim.registry import STRATEGIES
 from fedsim.strategies.base import Strategy
 from fedsim.strategies.dp import wrap_dp
 from tests.strategies.tiny import random_global, random_updates
