@@ -28,7 +28,13 @@ SMALL_PARAMS = {"image": {"image_size": 12, "min_samples": 8, "max_samples": 12}
                 # every client holds both modalities, so every client's batch has the same keys
                 "audio_image": {"image_size": 12, "min_samples": 6, "max_samples": 8, "clip_seconds": 0.3,
                                 "eval_per_class": 3, "modality_mix": {"both": 1.0}}}
-SMALL_MODEL = {"image": "resnet_small", "synthetic": "mlp"}
+# the video task with all three pretexts on short, small clips
+SMALL_PARAMS["video"] = {"pretext": ["order", "speed", "colorize"], "frames": 8, "frame_size": 16,
+                         "order_frames": 2, "order_gap": 1, "speed_frames": 3, "colorize_frames": 4,
+                         "eval_frames": 4, "min_clips": 4, "max_clips": 6, "eval_samples": 20}
+SMALL_MODEL = {"image": "resnet_small", "synthetic": "mlp", "video": "r3d_small"}
+IMAGE_MODELS = [n for n in MODELS.names() if MODELS.info(n).input == "image"]
+VIDEO_MODELS = [n for n in MODELS.names() if MODELS.info(n).input == "video"]
 
 
 def _task(name: str, seed: int = 0, model: str | None = None) -> Task:
@@ -101,11 +107,11 @@ def test_task_data_is_a_pure_function_of_seed_and_client_id(name):
 def test_model_takes_its_declared_inputs_and_backpropagates(name):
     # Prepare
     info = MODELS.info(name)
-    assert isinstance(info, ModelInfo) and info.input == "image"
+    assert isinstance(info, ModelInfo) and info.input in ("image", "video")
     size = max(info.min_size, 16)
     torch.manual_seed(0)
     model = build_backbone(name, in_channels=1, image_size=size)
-    x = torch.randn(4, 1, size, size)
+    x = torch.randn(4, 1, size, size) if info.input == "image" else torch.randn(4, 1, 4, size, size)  # (n, c, t, h, w)
     # Execute
     features = model(x)
     features.square().mean().backward()
@@ -114,7 +120,7 @@ def test_model_takes_its_declared_inputs_and_backpropagates(name):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_every_model_trains_inside_the_image_task(name):
     # Prepare: the image task builds any registered image model, at its size and channels
     task = _task("image", model=name)
@@ -127,3 +133,17 @@ def test_every_model_trains_inside_the_image_task(name):
     assert math.isfinite(float(loss.detach()))
     if MODELS.info(name).repopt:  # RepOpt models carry the scales their gradient masks come from
         assert any(k.endswith("scale_conv") for k in model.state_dict())
+
+
+@pytest.mark.parametrize("name", VIDEO_MODELS)
+def test_every_video_model_trains_inside_the_video_task(name):
+    # Prepare
+    task = _task("video", model=name)
+    model = task.build_model()
+    batch = next(iter(task.client_dataset(0).batches(torch.Generator().manual_seed(0), 4)))
+    # Execute
+    loss = task.loss(model, batch, torch.Generator().manual_seed(1))
+    loss.backward()
+    # Assert
+    assert math.isfinite(float(loss.detach()))
+    assert all(p.grad is not None for p in model.backbone.parameters())

@@ -1,0 +1,283 @@
+"""The video task: self-supervised 3-D CNN pre-training in the FedVSSL setting (arXiv 2207.01975).
+
+Clients hold RGB clips ``(n, 3, frames, size, size)``: by default the generated moving-digit
+population of :mod:`fedsim.data.moving_digits` (each client filming with its own camera:
+frame rate, brightness, noise), or with ``--data-dir`` a UCF-101-style folder of videos or
+frame folders read by :mod:`fedsim.data.video_folders`. The encoder (``r3d_small``,
+``r2plus1d_small``) sees **grey** clips ``(n, 1, t, h, w)``: colour is only ever a target,
+so one encoder serves every pretext and the colourisation pretext cannot read its answer.
+
+Pretexts (``task.params.pretext``: one name or a list, each weighted by
+``task.params.weights``, default 1; the loss is the weighted sum):
+
+* ``order``: clip-order prediction (VCOP, Xu et al. CVPR 2019): ``order_subclips`` sub-clips
+  shuffled, the permutation classified (:mod:`fedsim.losses.clip_order`);
+* ``speed``: playback-speed prediction (SpeedNet, arXiv 2004.06130): a view sampled with a
+  frame stride from ``speeds``, the stride classified (:mod:`fedsim.losses.playback_speed`);
+* ``colorize``: colourisation after VCGAN (arXiv 2104.12357): a decoder on the encoder's
+  feature map (and the grey input) predicts the RGB frames; L1 reconstruction plus
+  ``temporal_weight`` × the short- and long-term temporal-consistency loss
+  (:mod:`fedsim.losses.colorization`; no optical flow and no adversarial term).
+
+Evaluation on held-out clips no client sees: kNN and linear probe on the encoder's clip
+features of the central ``eval_frames`` grey frames; with ``colorize`` also the PSNR of the
+colourised clips (baseline: the grey input as the colour prediction). Round-0 baselines:
+kNN on the raw grey pixels.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field, field_validator, model_validator
+from torch import nn
+from torchvision.transforms.v2.functional import rgb_to_grayscale
+
+from fedsim.data import moving_digits
+from fedsim.data.folder_clients import FolderClients
+from fedsim.losses.clip_order import ClipOrderHead, shuffled_subclips
+from fedsim.losses.colorization import psnr, temporal_consistency_loss
+from fedsim.losses.playback_speed import speed_views
+from fedsim.models import build_backbone
+from fedsim.registry import MODELS, register_task
+from fedsim.tasks.base import Batch, Metric, Task, TaskContext, TaskParams, TensorDataset
+from fedsim.tasks.classification import EvalData, ProbeEvaluation, encode
+
+Pretext = Literal["order", "speed", "colorize"]
+PSNR = Metric("psnr", higher_is_better=True, description="PSNR (dB) of colourised held-out clips")
+
+
+class VideoParams(TaskParams):
+    """Parameters of the video task (``task.params`` in the YAML)."""
+
+    pretext: list[Pretext] = Field(default_factory=lambda: ["order", "speed"],
+                                   description="pretexts trained together (one name or a list)")
+    weights: dict[Pretext, float] = Field(default_factory=dict, description="weight per pretext (default 1)")
+    frames: int = Field(16, ge=4, le=64, description="frames per stored clip")
+    frame_size: int = Field(32, ge=16, le=128, description="side of the square frames, px")
+    order_subclips: int = Field(3, ge=2, le=4)
+    order_frames: int = Field(4, ge=1, description="frames per sub-clip (order)")
+    order_gap: int = Field(2, ge=0, description="frames between sub-clips (order)")
+    speeds: tuple[int, ...] = Field((1, 2, 3), min_length=2, description="frame strides to tell apart (speed)")
+    speed_frames: int = Field(5, ge=2, description="frames per view (speed)")
+    colorize_frames: int = Field(8, ge=2, description="frames per colourised view")
+    temporal_weight: float = Field(1.0, ge=0.0, description="weight of the temporal-consistency loss (colorize)")
+    temporal_alpha: float = Field(50.0, gt=0.0, description="sharpness of its visibility mask")
+    eval_frames: int = Field(8, ge=2, description="central frames of a held-out clip the encoder sees")
+    min_clips: int = Field(24, ge=2, description="smallest client data set")
+    max_clips: int = Field(48, ge=2, description="largest client data set")
+    camera_strength: float = Field(1.0, ge=0.0, description="spread of the per-client camera conditions")
+    class_hue_spread: float = Field(0.05, ge=0.0, le=0.5, description="main digit's hue around its class hue")
+    eval_samples: int = Field(300, ge=2, description="held-out clips per bank and query set, at most")
+
+    @field_validator("pretext", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "VideoParams":
+        if not self.pretext or len(set(self.pretext)) != len(self.pretext):
+            raise ValueError(f"pretext must name each of order, speed, colorize at most once (got {self.pretext})")
+        unused = sorted(set(self.weights) - set(self.pretext))
+        if unused:
+            raise ValueError(f"weights given for pretexts not trained: {', '.join(unused)}")
+        if self.min_clips > self.max_clips:
+            raise ValueError(f"min_clips ({self.min_clips}) is more than max_clips ({self.max_clips})")
+        needs = {"order": self.order_subclips * self.order_frames + (self.order_subclips - 1) * self.order_gap,
+                 "speed": (self.speed_frames - 1) * max(self.speeds) + 1, "colorize": self.colorize_frames}
+        for name in self.pretext:
+            if needs[name] > self.frames:
+                raise ValueError(f"pretext {name!r} needs {needs[name]} frames per clip; frames is {self.frames}")
+        if self.eval_frames > self.frames:
+            raise ValueError(f"eval_frames ({self.eval_frames}) is more than frames ({self.frames})")
+        if min(self.speeds) < 1 or len(set(self.speeds)) != len(self.speeds):
+            raise ValueError(f"speeds must be distinct positive frame strides (got {self.speeds})")
+        return self
+
+    def weight(self, name: str) -> float:
+        return float(self.weights.get(name, 1.0))  # type: ignore[call-overload]
+
+
+class ColorDecoder(nn.Module):
+    """Colour from the encoder's map and the grey input: the map upsampled to the clip,
+    concatenated with the grey frames, a 1×3×3 conv + BN + ReLU, a 1×1×1 conv to RGB, sigmoid."""
+
+    def __init__(self, feature_dim: int, hidden: int = 16) -> None:
+        super().__init__()
+        self.fuse = nn.Sequential(nn.Conv3d(feature_dim + 1, hidden, (1, 3, 3), padding=(0, 1, 1), bias=False),
+                                  nn.BatchNorm3d(hidden), nn.ReLU(inplace=True), nn.Conv3d(hidden, 3, 1))
+
+    def forward(self, feature_map: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(feature_map, size=grey.shape[2:], mode="trilinear", align_corners=False)
+        return torch.sigmoid(self.fuse(torch.cat([up, grey], dim=1)))
+
+
+class VideoSSLModel(nn.Module):
+    """A 3-D CNN ``backbone`` (the shared encoder) and one head per pretext (kept per client
+    by FedVSSL)."""
+
+    def __init__(self, backbone: nn.Module, heads: dict[str, nn.Module]) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.heads = nn.ModuleDict(heads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+
+def grey(clips: torch.Tensor) -> torch.Tensor:
+    """RGB clips ``(n, 3, t, h, w)`` -> luminance ``(n, 1, t, h, w)`` (ITU-R 601, torchvision)."""
+    return rgb_to_grayscale(clips.transpose(1, 2)).transpose(1, 2)
+
+
+def centre_frames(clips: torch.Tensor, frames: int) -> torch.Tensor:
+    start = (clips.shape[2] - frames) // 2
+    return clips[:, :, start:start + frames]
+
+
+@register_task("video")
+class VideoTask(ProbeEvaluation, Task):
+    """Video SSL (clip order, playback speed, VCGAN-style colourisation) on moving digits or a video folder."""
+
+    Params = VideoParams
+    reads_data_dir = True
+    default_model = "r3d_small"
+
+    def __init__(self, context: TaskContext, params: VideoParams | None = None) -> None:
+        super().__init__(context, params or VideoParams())
+        self.params: VideoParams
+        p = self.params
+        self._scene = moving_digits.SceneScale(class_hue_spread=p.class_hue_spread)
+        self._camera = moving_digits.CameraScale(strength=p.camera_strength)
+        self._eval: EvalData | None = None
+        self._eval_rgb: torch.Tensor | None = None
+        self._folder = None if context.data_dir is None else FolderClients(
+            context.data_dir, scan=self._scan, load=self._load, seed=context.seed,
+            num_clients=context.num_clients, partitioning=context.partitioning,
+            min_samples=p.min_clips, max_samples=p.max_clips, eval_samples=p.eval_samples)
+
+    # ---- data --------------------------------------------------------------------------
+
+    @staticmethod
+    def _scan(path: str, *, seed: int) -> Any:
+        from fedsim.data.video_folders import scan_video_folder
+
+        return scan_video_folder(path, seed=seed)
+
+    def _load(self, index: Any, items: np.ndarray) -> torch.Tensor:
+        from fedsim.data.video_folders import load_clips
+
+        return load_clips(index, items, frames=self.params.frames, size=self.params.frame_size)
+
+    def client_dataset(self, client_id: int) -> TensorDataset:
+        """Client ``client_id``'s RGB ``video`` clips ``(n, 3, frames, size, size)`` (labels stay on the shelf)."""
+        p = self.params
+        if self._folder is not None:
+            clips, _ = self._folder.client_samples(client_id)
+        else:
+            clips, _ = moving_digits.client_clips(
+                client_id, seed=self.context.seed, num_clients=self.context.num_clients,
+                partitioning=self.context.partitioning, frames=p.frames, size=p.frame_size,
+                min_clips=p.min_clips, max_clips=p.max_clips, scene=self._scene, camera=self._camera)
+        return TensorDataset({"video": clips})
+
+    def describe_data(self) -> dict[str, Any]:
+        p = self.params
+        if self._folder is None:
+            return {"source": "generated", "population": "moving digits (sklearn digits, per-client cameras)",
+                    "frames": p.frames, "frame_size": p.frame_size}
+        return {"source": "folder", **self._folder.describe()}
+
+    # ---- model and losses --------------------------------------------------------------
+
+    def build_model(self) -> nn.Module:
+        """The 3-D CNN on grey clips plus one head per pretext."""
+        name, p = self.context.backbone, self.params
+        if MODELS.info(name).input != "video":
+            video = [n for n in MODELS.names() if MODELS.info(n).input == "video"]
+            raise ValueError(f"model {name!r} takes images; the video task needs a video backbone: "
+                             f"{', '.join(video)}")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.context.seed)
+            backbone = build_backbone(name, in_channels=1, image_size=p.frame_size,
+                                      options=self.context.backbone_options)
+            d = backbone.out_dim
+            heads: dict[str, nn.Module] = {}
+            if "order" in p.pretext:
+                heads["order"] = ClipOrderHead(d, k=p.order_subclips)
+            if "speed" in p.pretext:
+                heads["speed"] = nn.Linear(d, len(p.speeds))
+            if "colorize" in p.pretext:
+                heads["colorize"] = ColorDecoder(d)
+        return VideoSSLModel(backbone, heads)
+
+    def loss(self, model: nn.Module, batch: Batch, generator: torch.Generator) -> torch.Tensor:
+        """The weighted sum of the pretexts' losses on one batch of RGB clips."""
+        clips, p = batch["video"], self.params
+        total = clips.new_zeros(())
+        for name in p.pretext:
+            total = total + p.weight(name) * getattr(self, f"_{name}_loss")(model, clips, generator)
+        return total
+
+    def _order_loss(self, model: nn.Module, clips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        p = self.params
+        sub, label = shuffled_subclips(clips, k=p.order_subclips, frames=p.order_frames, gap=p.order_gap,
+                                       generator=generator)  # (n, k, 3, f, h, w)
+        n, k = sub.shape[:2]
+        feats = model.backbone(grey(sub.flatten(0, 1)))  # (n·k, d)
+        return F.cross_entropy(model.heads["order"](feats.reshape(n, k, -1)), label)
+
+    def _speed_loss(self, model: nn.Module, clips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        p = self.params
+        views, label = speed_views(clips, speeds=p.speeds, frames=p.speed_frames, generator=generator)
+        return F.cross_entropy(model.heads["speed"](model.backbone(grey(views))), label)
+
+    def _colorize_loss(self, model: nn.Module, clips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        p = self.params
+        start = int(torch.randint(0, clips.shape[2] - p.colorize_frames + 1, (1,), generator=generator))
+        rgb = clips[:, :, start:start + p.colorize_frames]
+        g = grey(rgb)
+        pred = model.heads["colorize"](model.backbone.feature_map(g), g)
+        return (pred - rgb).abs().mean() + p.temporal_weight * temporal_consistency_loss(
+            pred, g, alpha=p.temporal_alpha)
+
+    # ---- evaluation --------------------------------------------------------------------
+
+    def _held_out_rgb(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        p = self.params
+        if self._folder is not None:
+            return self._folder.eval_tensors()
+        return moving_digits.eval_clips(seed=self.context.seed, frames=p.frames, size=p.frame_size,
+                                        per_split=p.eval_samples, scene=self._scene, camera=self._camera)
+
+    def eval_data(self) -> EvalData:
+        """Held-out clips no client sees: the central ``eval_frames`` grey frames."""
+        if self._eval is None:
+            bank, bank_y, query, query_y = self._held_out_rgb()
+            f = self.params.eval_frames
+            self._eval_rgb = centre_frames(query, f)
+            self._eval = EvalData(grey(centre_frames(bank, f)), bank_y, grey(self._eval_rgb), query_y)
+        return self._eval
+
+    def metrics(self) -> tuple[Metric, ...]:
+        return (*super().metrics(), *((PSNR,) if "colorize" in self.params.pretext else ()))
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        out = super().evaluate(model)
+        if "colorize" in self.params.pretext:
+            query = self.eval_data().query_x
+            pred = encode(lambda m, g: m.heads["colorize"](m.backbone.feature_map(g), g).flatten(1), model, query)
+            out[PSNR.name] = float(psnr(pred.reshape(self._eval_rgb.shape), self._eval_rgb).mean())
+        return out
+
+    def baselines(self) -> dict[str, float]:
+        """kNN on raw grey pixels; with ``colorize``, the PSNR of the grey input taken as colour."""
+        out = super().baselines()
+        if "colorize" in self.params.pretext:
+            data = self.eval_data()
+            out[f"{PSNR.name}_grey_input"] = float(psnr(data.query_x.expand_as(self._eval_rgb), self._eval_rgb).mean())
+        return out
