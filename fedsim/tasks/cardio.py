@@ -154,9 +154,9 @@ class CardioTask(Task):
             if self._folder is not None:
                 recordings = self._folder.eval_recordings()
             else:
-                rng = numpy_generator(self.context.seed, _STREAM_EVAL)
                 recordings = []
-                for _ in range(p.eval_subjects):  # each held-out subject on its own device
+                for i in range(p.eval_subjects):  # each held-out subject on its own device and generator,
+                    rng = numpy_generator(self.context.seed, _STREAM_EVAL, i)  # so eval_fps keeps the subjects
                     cond = synth.with_overrides(self._draw_conditions(rng), fps=p.eval_fps, offset_s=p.eval_offset_s)
                     recordings.append(self._subject(rng, cond))
             self._eval = to_samples(recordings, window_s=p.window_s, stride_s=p.window_s)
