@@ -27,6 +27,7 @@ A/V offset (the FPS-change and desync measurements).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, Literal
 
 import numpy as np
@@ -45,6 +46,8 @@ from fedsim.tasks.base import Batch, Metric, Task, TaskContext, TaskParams, Tens
 MAE = Metric("mae", higher_is_better=False, description="mean absolute error, BPM")
 RMSE = Metric("rmse", higher_is_better=False, description="root mean squared error, BPM")
 _STREAM_CLIENT, _STREAM_EVAL = 0xCA1, 0xCA2
+CACHED_CLIENTS = 32  # a client's windows cost ~0.3 s per subject to render; they are a pure function of
+# (seed, client id), so a worker keeps the most recent ones (~0.3 MB each) for the rounds that resample them
 
 
 class CardioParams(TaskParams):
@@ -117,6 +120,7 @@ class CardioTask(Task):
         self.steps = int(round(self.params.window_s * RATE))
         self.bpm_grid = torch.arange(BPM_RANGE[0], BPM_RANGE[1] + 0.5, 1.0)
         self._eval: dict[str, torch.Tensor] | None = None
+        self._clients: OrderedDict[int, TensorDataset] = OrderedDict()  # the last CACHED_CLIENTS built
         self._folder = None
         if context.data_dir is not None:
             from fedsim.data.cardio_folders import CardioFolder
@@ -137,6 +141,16 @@ class CardioTask(Task):
 
     def client_dataset(self, client_id: int) -> TensorDataset:
         """Client ``client_id``'s windows: ``video``, ``audio`` and ``bpm`` tensors."""
+        if client_id in self._clients:
+            self._clients.move_to_end(client_id)
+            return self._clients[client_id]
+        data = self._client_windows(client_id)
+        self._clients[client_id] = data
+        if len(self._clients) > CACHED_CLIENTS:
+            self._clients.popitem(last=False)
+        return data
+
+    def _client_windows(self, client_id: int) -> TensorDataset:
         p = self.params
         if self._folder is not None:
             recordings = self._folder.client_recordings(client_id)
@@ -145,7 +159,11 @@ class CardioTask(Task):
             cond = self._draw_conditions(rng)  # one device per client
             count = int(rng.integers(p.min_subjects, p.max_subjects + 1))
             recordings = [self._subject(rng, cond) for _ in range(count)]
-        return TensorDataset(to_samples(recordings, window_s=p.window_s, stride_s=p.stride_s))
+        data = TensorDataset(to_samples(recordings, window_s=p.window_s, stride_s=p.stride_s))
+        if len(data) < 2:
+            raise ValueError(f"client {client_id}'s recordings give {len(data)} window(s) of {p.window_s} s; "
+                             "training needs 2: choose a shorter task.params.window_s or stride_s")
+        return data
 
     def eval_samples(self) -> dict[str, torch.Tensor]:
         """Held-out windows (non-overlapping) of subjects no client holds."""

@@ -157,3 +157,14 @@ def test_more_clients_than_subjects_is_a_folder_error(tmp_path):
         _subject(tmp_path / name, 70.0, seconds=1.0)
     with pytest.raises(DataFolderError, match="2 training subjects, fewer than the 4 clients"):
         _task({}, clients=4, **{"task.data_dir": str(tmp_path)}).describe_data()
+
+
+def test_a_client_s_windows_are_built_once_and_equal_to_a_fresh_build():
+    # Prepare
+    task = _task({})
+    # Execute
+    first, again = task.client_dataset(1), task.client_dataset(1)
+    fresh = _task({}).client_dataset(1)
+    # Assert: the cached windows are the pure function of (seed, client id)
+    assert first is again
+    assert all(torch.equal(first[k], fresh[k]) for k in ("video", "audio", "bpm"))
