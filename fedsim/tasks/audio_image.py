@@ -65,6 +65,8 @@ class AudioImageParams(TaskParams):
     cross_modal: Literal["joint", "moments", "none"] = "joint"
     moment_weight: float = Field(1.0, ge=0.0, description="weight of the moments term (cross_modal: moments)")
     stem_channels: int = Field(8, ge=1, le=64, description="output channels of each modality's stem")
+    modality_norm: bool = Field(False, description="single encoder: one BatchNorm per modality in the shared "
+                                                   "trunk (convolutions stay shared)")
     temperature: float = Field(0.5, gt=0.0, description="NT-Xent temperature")
     projection_dim: int = Field(64, ge=2)
     image_size: int = Field(28, ge=12, le=64, description="side of the digit images, px")
@@ -174,7 +176,7 @@ class AudioImageTask(Task):
                 lambda: build_backbone(name, in_channels=p.stem_channels, image_size=size,
                                        options=self.context.backbone_options),
                 stem_channels=p.stem_channels, projection_dim=p.projection_dim,
-                separate=p.encoders == "separate")
+                separate=p.encoders == "separate", modality_norm=p.modality_norm)
 
     def views(self, modality: str, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Two augmented views of ``x`` stacked ``(2n, 1, h, w)``."""

@@ -6,6 +6,7 @@ Pure functions and small modules, testable on hand-made tensors.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterator, Mapping
 
@@ -56,11 +57,42 @@ class PairedDataset:
             yield {m: t[orders[m][start:start + batch_size]] for m, t in self.tensors.items()}
 
 
+class ModalityBatchNorm(nn.Module):
+    """One BatchNorm per modality in place of a shared one (domain-specific BN, Chang et al.,
+    arXiv 1906.03950): a shared trunk fed images and spectrograms in turn would otherwise keep
+    running statistics of a mixture that fits neither modality at evaluation. ``selector``
+    holds the modality of the current forward pass (set by :class:`TwoModalityEncoder`)."""
+
+    def __init__(self, norm: nn.Module, selector: dict[str, str]) -> None:
+        super().__init__()
+        self.norms = nn.ModuleDict({m: copy.deepcopy(norm) for m in MODALITIES})
+        self._selector = selector
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norms[self._selector["modality"]](x)
+
+
+def split_batch_norms(module: nn.Module, selector: dict[str, str]) -> int:
+    """Replace every BatchNorm of ``module`` by a :class:`ModalityBatchNorm`; returns how many."""
+    count = 0
+    for name, child in module.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            setattr(module, name, ModalityBatchNorm(child, selector))
+            count += 1
+        else:
+            count += split_batch_norms(child, selector)
+    return count
+
+
 class TwoModalityEncoder(nn.Module):
     """A small stem per modality (3×3 conv + BN + ReLU, 1 → ``stem_channels``) into one shared
-    trunk (``separate=False``) or into a trunk per modality; ``forward(x, modality)`` → features."""
+    trunk (``separate=False``) or into a trunk per modality; ``forward(x, modality)`` → features.
 
-    def __init__(self, make_trunk: Callable[[], nn.Module], *, stem_channels: int, separate: bool) -> None:
+    ``modality_norm``: a shared trunk keeps one BatchNorm per modality
+    (:class:`ModalityBatchNorm`); every convolution stays shared."""
+
+    def __init__(self, make_trunk: Callable[[], nn.Module], *, stem_channels: int, separate: bool,
+                 modality_norm: bool = False) -> None:
         super().__init__()
         self.stems = nn.ModuleDict({m: nn.Sequential(nn.Conv2d(1, stem_channels, 3, padding=1, bias=False),
                                                      nn.BatchNorm2d(stem_channels), nn.ReLU(inplace=True))
@@ -68,11 +100,15 @@ class TwoModalityEncoder(nn.Module):
         names = MODALITIES if separate else ("shared",)
         self.trunks = nn.ModuleDict({n: make_trunk() for n in names})
         self.out_dim: int = next(iter(self.trunks.values())).out_dim
+        self._selector = {"modality": MODALITIES[0]}
+        if modality_norm and not separate:
+            split_batch_norms(self.trunks["shared"], self._selector)
 
     def trunk(self, modality: str) -> nn.Module:
         return self.trunks["shared"] if "shared" in self.trunks else self.trunks[modality]
 
     def forward(self, x: torch.Tensor, modality: str) -> torch.Tensor:
+        self._selector["modality"] = modality
         return self.trunk(modality)(self.stems[modality](x))
 
 
@@ -81,9 +117,10 @@ class TwoModalityModel(nn.Module):
     with a shared trunk, one per modality with separate trunks (two whole models)."""
 
     def __init__(self, make_trunk: Callable[[], nn.Module], *, stem_channels: int, projection_dim: int,
-                 separate: bool) -> None:
+                 separate: bool, modality_norm: bool = False) -> None:
         super().__init__()
-        self.backbone = TwoModalityEncoder(make_trunk, stem_channels=stem_channels, separate=separate)
+        self.backbone = TwoModalityEncoder(make_trunk, stem_channels=stem_channels, separate=separate,
+                                           modality_norm=modality_norm)
         d = self.backbone.out_dim
         names = MODALITIES if separate else ("shared",)
         self.head = nn.ModuleDict({n: projection_mlp(d, projection_dim) for n in names})

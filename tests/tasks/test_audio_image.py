@@ -226,3 +226,23 @@ def test_evaluation_scores_each_modality_and_both_retrieval_directions():
     assert metrics["knn_top1_mean"] == pytest.approx((metrics["knn_top1_image"] + metrics["knn_top1_audio"]) / 2)
     assert {"i2a_recall_at_1", "i2a_recall_at_3", "a2i_recall_at_1", "a2i_recall_at_3"} <= set(metrics)
     assert baselines["i2a_recall_at_1_chance"] == pytest.approx(0.1)  # balanced gallery of ten classes
+
+
+def test_modality_norm_keeps_one_batch_norm_per_modality_and_shares_every_convolution():
+    # Prepare
+    plain, split = _task().build_model(), _task(modality_norm=True).build_model()
+    task = _task(modality_norm=True)
+    batch = next(iter(task.client_dataset(_first_client(task, "image")).batches(torch.Generator().manual_seed(0), 4)))
+    state = {k: v.clone() for k, v in split.state_dict().items()}
+    # Execute: an image-only training step moves only the image statistics
+    split.train()
+    task.loss(split, batch, torch.Generator().manual_seed(1))
+    # Assert: the same convolutions, two copies of each trunk BatchNorm
+    convs = lambda m: {k for k, v in m.state_dict().items() if v.dim() == 4}  # noqa: E731
+    assert convs(plain) == convs(split)
+    plain_bn = [k for k in plain.state_dict() if k.startswith("backbone.trunks.") and k.endswith("running_mean")]
+    split_bn = [k for k in split.state_dict() if k.startswith("backbone.trunks.") and k.endswith("running_mean")]
+    assert len(split_bn) == 2 * len(plain_bn) > 0
+    after = split.state_dict()
+    moved = {k for k in split_bn if not torch.equal(state[k], after[k])}
+    assert moved and all(".norms.image." in k for k in moved)
