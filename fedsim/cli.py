@@ -350,3 +350,9 @@ def report(
         fail(str(e))
     for file in result.files:
         typer.echo(str(file))
+
+
+# issue 25: `fedsim export` and `fedsim deploy` live in fedsim/edge_cli.py
+from fedsim.edge_cli import export_command  # noqa: E402
+
+app.command("export")(export_command)

@@ -1,0 +1,278 @@
+"""``fedsim export RUN_DIR``: the run's encoder, re-parameterised for inference, as ONNX or
+TorchScript, checked against PyTorch on held-out inputs.
+
+Steps:
+
+1. Read the run directory: ``config.yaml`` (the run's resolved experiment) and its weights
+   (``model.pt`` of a finished run, else the last round's ``checkpoint.pt``, or any
+   ``best_<metric>.pt`` with ``weights=``). A missing or corrupt directory or file is one
+   :class:`ExportError` line (exit 2).
+2. Build the task and model as the server did and take the encoder (``model.backbone``: the
+   task's single encoder prefix ``backbone.``).
+3. Fold training-only branches into the inference form (:func:`fold_for_inference`):
+   AudioRepInceptionNeXt's three depthwise conv+BN branches into one depthwise conv
+   (:func:`fedsim.models.audio_inceptionnext.reparameterize`), CSLA/Hyper-Search VGG and
+   RepGhost models into their plain twins (merged kernels,
+   :func:`fedsim.models.repopt_vgg.init_plain_from_csla`). RepOpt models trained plain
+   (``repopt_vgg``, ``repghost``) are already in inference form.
+4. Export (``torch.onnx.export`` with the dynamo exporter and a dynamic batch axis, or
+   ``torch.jit.trace``), load the written file back (onnxruntime / ``torch.jit.load``), and
+   require its outputs to equal the folded PyTorch encoder's to ``TOLERANCE`` on held-out
+   inputs; report the file's size and batch-1 CPU latency beside PyTorch's.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fedsim.config import ConfigError
+
+FORMATS = ("onnx", "torchscript")
+SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
+TOLERANCE = 1e-5  # max |exported - PyTorch| over the sample outputs
+FOLD_TOLERANCE = 1e-4  # max |folded - unfolded|, relative to the largest output magnitude
+SAMPLES = 16  # held-out inputs the check runs on
+LATENCY_REPEATS = 30
+
+
+class ExportError(ConfigError):
+    """A run directory, weights file or option export cannot use (one line, exit 2)."""
+
+
+class ExportCheckFailed(RuntimeError):
+    """The exported file's outputs differ from PyTorch's by more than the tolerance (exit 1)."""
+
+
+@dataclass
+class ExportReport:
+    """What :func:`export_run` wrote and measured."""
+
+    path: Path
+    format: str
+    size_bytes: int
+    max_abs_diff: float  # exported file vs folded PyTorch encoder
+    fold_max_abs_diff: float  # folded vs trained (unfolded) encoder
+    folded: list[str] = field(default_factory=list)
+    params_trained: int = 0
+    params_exported: int = 0
+    latency_ms: float = 0.0  # exported runtime, batch 1, median
+    latency_ms_pytorch: float = 0.0  # folded PyTorch encoder, batch 1, median
+    input_shape: tuple[int, ...] = ()
+
+    def lines(self) -> list[str]:
+        fold = ", ".join(self.folded) if self.folded else "nothing to fold"
+        return [
+            f"wrote {self.path} ({self.format}, {self.size_bytes / 1024:.1f} KiB)",
+            f"re-parameterised: {fold}; parameters {self.params_trained} -> {self.params_exported}; "
+            f"folded vs trained max |diff| {self.fold_max_abs_diff:.2e}",
+            f"check: max |{self.format} - pytorch| = {self.max_abs_diff:.2e} on {self.input_shape[0]} held-out "
+            f"inputs of shape {tuple(self.input_shape[1:])} (tolerance {TOLERANCE:g})",
+            f"CPU latency, batch 1, 1 thread, median of {LATENCY_REPEATS}: {self.format} "
+            f"{self.latency_ms:.3f} ms, pytorch {self.latency_ms_pytorch:.3f} ms",
+        ]
+
+
+def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:  # torch raises many types for a bad file
+        raise ExportError(f"{path} is not a readable weights file ({type(err).__name__}: corrupt, "
+                          "truncated or not written by fedsim)") from None
+    if isinstance(state, dict) and "global" in state and isinstance(state["global"], dict):
+        state = state["global"]  # checkpoint.pt
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ExportError(f"{path} holds no state dict of tensors; not a fedsim model file")
+    return state
+
+
+def run_weights(run_dir: Path, weights: str | None = None) -> Path:
+    """The weights file to export: ``weights`` (a file name in the run directory), else
+    ``model.pt``, else ``checkpoint.pt``."""
+    if weights is not None:
+        path = run_dir / weights
+        if not path.is_file():
+            found = sorted(p.name for p in run_dir.glob("*.pt"))
+            raise ExportError(f"{path} does not exist; weights files in {run_dir}: {', '.join(found) or 'none'}")
+        return path
+    for name in ("model.pt", "checkpoint.pt"):
+        if (run_dir / name).is_file():
+            return run_dir / name
+    raise ExportError(f"{run_dir} has neither model.pt nor checkpoint.pt: the run completed no round")
+
+
+def load_run(run_dir: str | Path, weights: str | None = None) -> tuple[Any, Any, nn.Module]:
+    """``(experiment, task, trained model)`` of a run directory (:class:`ExportError` if unusable)."""
+    from fedsim.config import load_config
+    from fedsim.data.folders import DataFolderError
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ExportError(f"{run_dir} is not a directory; give a run directory written by fedsim run")
+    if not (run_dir / "config.yaml").is_file():
+        raise ExportError(f"{run_dir} holds no config.yaml: not a fedsim run directory")
+    state = _load_weights(run_weights(run_dir, weights))
+    try:
+        exp = load_config(run_dir / "config.yaml")
+        task = exp.build_task()
+        model = task.build_model()
+    except ConfigError as err:
+        raise ExportError(f"{run_dir / 'config.yaml'}: {err}") from None
+    except (DataFolderError, ValueError) as err:
+        raise ExportError(f"{run_dir}: cannot rebuild the run's task or model: {err}") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+        raise ExportError(f"the weights do not fit the run's model {exp.model.name!r} ({first})") from None
+    return exp, task, model.eval()
+
+
+def encoder_and_inputs(task: Any, model: nn.Module, samples: int = SAMPLES) -> tuple[nn.Module, torch.Tensor]:
+    """The task's encoder module and held-out inputs for it (its kNN query set)."""
+    from fedsim.tasks.classification import EvalData
+
+    prefixes = tuple(task.encoder_prefixes)
+    data = task.eval_data() if prefixes == ("backbone.",) and hasattr(task, "eval_data") else None
+    if not isinstance(data, EvalData) or not hasattr(model, "backbone"):
+        raise ExportError(f"task {task.name!r}: export writes a single-input encoder (model.backbone); this "
+                          f"task's encoder is {', '.join(prefixes)} with its own inputs")
+    return model.backbone, data.query_x[:samples].float()
+
+
+def _first_conv_channels(module: nn.Module) -> int:
+    return next(m for m in module.modules() if isinstance(m, nn.Conv2d)).in_channels
+
+
+def fold_for_inference(encoder: nn.Module) -> tuple[nn.Module, list[str]]:
+    """An eval-mode copy of ``encoder`` with its training-only branches folded, and what was
+    folded (``encoder`` is not changed). Inference outputs are equal up to float rounding."""
+    from fedsim.models.audio_inceptionnext import ThreeWayDepthwise, reparameterize
+    from fedsim.models.repghost import CSLAGhostModule, RepGhostNet, plain_ghost
+    from fedsim.models.repopt_vgg import CSLAVGGBlock, VGGNet, init_plain_from_csla, plain_vgg
+
+    done: list[str] = []
+    three_way = sum(isinstance(m, ThreeWayDepthwise) for m in encoder.modules())
+    if three_way:
+        encoder = reparameterize(encoder)
+        done.append(f"{three_way} AudioRep three-way depthwise stages -> one depthwise conv each")
+    csla = [m for m in encoder.modules() if isinstance(m, (CSLAVGGBlock, CSLAGhostModule))]
+    if csla:
+        if isinstance(encoder, VGGNet):
+            plain, what = plain_vgg(_first_conv_channels(encoder)), "RepVGG CSLA blocks (3x3 + 1x1 + identity)"
+        elif isinstance(encoder, RepGhostNet):
+            plain, what = plain_ghost(_first_conv_channels(encoder)), "RepGhost CSLA modules (depthwise + identity)"
+        else:
+            raise ExportError(f"{type(encoder).__name__} holds CSLA blocks but has no known plain twin to fold into")
+        encoder = init_plain_from_csla(plain, encoder)
+        done.append(f"{len(csla)} {what} -> one kernel each")
+    if not done:
+        encoder = copy.deepcopy(encoder)
+    return encoder.eval(), done
+
+
+def _median_ms(call: Callable[[], Any], repeats: int = LATENCY_REPEATS) -> float:
+    for _ in range(3):
+        call()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def _write_onnx(encoder: nn.Module, x: torch.Tensor, path: Path) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+    try:
+        import onnx
+        import onnxruntime as ort
+    except ImportError:
+        raise ExportError("--format onnx needs onnx, onnxscript and onnxruntime: "
+                          "pip install 'fedsim[export]'") from None
+    batch = torch.export.Dim("batch", min=1)
+    torch.onnx.export(encoder, (x,), str(path), input_names=["input"], output_names=["features"],
+                      dynamo=True, dynamic_shapes=({0: batch},), external_data=False, verbose=False)
+    onnx.checker.check_model(str(path), full_check=True)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return (lambda a: session.run(None, {name: a})[0]), "onnxruntime"
+
+
+def _write_torchscript(encoder: nn.Module, x: torch.Tensor,
+                       path: Path) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+    import warnings
+
+    with warnings.catch_warnings():  # torch.jit is deprecated upstream but still what C++/mobile loads
+        warnings.simplefilter("ignore", FutureWarning)
+        traced = torch.jit.trace(encoder, x)
+        torch.jit.save(traced, str(path))
+        loaded = torch.jit.load(str(path), map_location="cpu").eval()
+
+    @torch.no_grad()
+    def run(a: np.ndarray) -> np.ndarray:
+        return loaded(torch.from_numpy(a)).numpy()
+
+    return run, "torchscript"
+
+
+def export_encoder(trained: nn.Module, x: torch.Tensor, path: str | Path, fmt: str) -> ExportReport:
+    """Fold ``trained`` (an encoder), export it to ``path`` as ``fmt``, check the written file
+    on inputs ``x`` and time it. The file is removed if the check fails
+    (:class:`ExportCheckFailed`)."""
+    if fmt not in FORMATS:
+        raise ExportError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    path = Path(path)
+    torch.set_num_threads(1)  # latency on one core, as onnxruntime's session below
+    trained = copy.deepcopy(trained).eval()
+    folded, notes = fold_for_inference(trained)
+    with torch.no_grad():
+        before, expected = trained(x), folded(x)
+    scale = max(1.0, float(before.abs().max()))
+    fold_diff = float((before - expected).abs().max())
+    if fold_diff > FOLD_TOLERANCE * scale:
+        raise ExportCheckFailed(f"folding changed the encoder's outputs by {fold_diff:.2e} (> {FOLD_TOLERANCE:g} "
+                                f"x {scale:.3g}); not exported")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = _write_onnx if fmt == "onnx" else _write_torchscript
+    run, _ = writer(folded, x, path)
+    got = run(x.numpy())
+    diff = float(np.abs(got - expected.numpy()).max()) if got.shape == tuple(expected.shape) else float("inf")
+    if not diff <= TOLERANCE:
+        path.unlink(missing_ok=True)
+        raise ExportCheckFailed(f"{fmt} outputs differ from PyTorch's by {diff:.2e} (> {TOLERANCE:g}) on "
+                                f"held-out inputs; {path} removed")
+    one = x[:1]
+    with torch.no_grad():
+        torch_ms = _median_ms(lambda: folded(one))
+    one_np = one.numpy()
+    return ExportReport(path=path, format=fmt, size_bytes=path.stat().st_size, max_abs_diff=diff,
+                        fold_max_abs_diff=fold_diff, folded=notes,
+                        params_trained=sum(p.numel() for p in trained.parameters()),
+                        params_exported=sum(p.numel() for p in folded.parameters()),
+                        latency_ms=_median_ms(lambda: run(one_np)), latency_ms_pytorch=torch_ms,
+                        input_shape=tuple(x.shape))
+
+
+def export_run(run_dir: str | Path, fmt: str, *, out: str | Path | None = None, weights: str | None = None,
+               samples: int = SAMPLES) -> ExportReport:
+    """Export the encoder of the run in ``run_dir`` (default file: ``RUN_DIR/encoder.onnx`` or
+    ``RUN_DIR/encoder.pt``)."""
+    if fmt not in FORMATS:
+        raise ExportError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    if samples < 1:
+        raise ExportError(f"--samples: {samples} must be at least 1")
+    _, task, model = load_run(run_dir, weights)
+    encoder, x = encoder_and_inputs(task, model, samples)
+    target = Path(out) if out is not None else Path(run_dir) / f"encoder{SUFFIX[fmt]}"
+    return export_encoder(encoder, x, target, fmt)
