@@ -64,12 +64,13 @@ class TreeSample:
     peak_root_rss_mb: float = 0.0  # the top process alone (fedsim/Flower: the driver and ServerApp)
     peak_processes: int = 0
     names_at_peak: dict[str, int] = field(default_factory=dict)
+    rss_mb_at_peak: dict[str, float] = field(default_factory=dict)  # process name -> RSS summed over its copies
     seen: dict[int, float] = field(default_factory=dict)  # pid -> create time
 
     def sample(self, root: Any) -> None:
         import psutil
 
-        rss, pss, names = 0, 0, Counter()
+        rss, pss, names, by_name = 0, 0, Counter(), Counter()
         have_pss = True
         procs = _tree(root)
         for proc in procs:
@@ -77,6 +78,7 @@ class TreeSample:
                 proc_rss = proc.memory_info().rss
                 rss += proc_rss
                 names[_short_name(proc)] += 1
+                by_name[_short_name(proc)] += proc_rss
                 if proc is root:
                     self.peak_root_rss_mb = max(self.peak_root_rss_mb, proc_rss / MB)
             except psutil.Error:
@@ -90,6 +92,7 @@ class TreeSample:
         if rss / MB > self.peak_rss_mb:
             self.peak_rss_mb = rss / MB
             self.names_at_peak = dict(names)
+            self.rss_mb_at_peak = {k: round(v / MB, 1) for k, v in by_name.most_common()}
         if have_pss:
             self.peak_pss_mb = max(self.peak_pss_mb or 0.0, pss / MB)
         self.peak_processes = max(self.peak_processes, len(procs))
@@ -143,7 +146,8 @@ def run_measured(cmd: list[str], *, interval: float = 0.2, timeout: float | None
             "peak_rss_mb": round(mem.peak_rss_mb, 1),
             "peak_pss_mb": None if mem.peak_pss_mb is None else round(mem.peak_pss_mb, 1),
             "peak_root_rss_mb": round(mem.peak_root_rss_mb, 1),
-            "peak_processes": mem.peak_processes, "processes_at_peak_rss": mem.names_at_peak}
+            "peak_processes": mem.peak_processes, "processes_at_peak_rss": mem.names_at_peak,
+            "rss_mb_at_peak_by_process": mem.rss_mb_at_peak}
 
 
 def failure(measured: dict[str, Any], output: str) -> str | None:

@@ -45,7 +45,7 @@ def node_settings(exp: ExperimentConfig, run_dir: str, engine: Engine) -> dict[s
     env = {R.NODE_STATE_DIR: str((Path(run_dir) / "client_state").resolve()), R.NODE_DEVICE: engine.device}
     if exp.task.data_dir is not None:
         env[R.NODE_DATA_DIR] = str(Path(exp.task.data_dir).resolve())
-    return {"FEDSIM_" + key.upper().replace("-", "_"): value for key, value in env.items()}
+    return {R.node_env_name(key): value for key, value in env.items()}
 
 
 # Flower 1.41's simulation dispatcher (``vce_api.add_messages_to_queue``) moves the ServerApp's

@@ -53,6 +53,12 @@ NODE_DATA_DIR = "data-dir"
 NODE_STATE_DIR = "state-dir"
 NODE_DEVICE = "device"
 NODE_PARTITION_ID = "partition-id"  # Flower's own key: the client a deployed SuperNode trains
+NODE_KEYS = (NODE_DATA_DIR, NODE_STATE_DIR, NODE_DEVICE, NODE_PARTITION_ID)
+
+
+def node_env_name(key: str) -> str:
+    """The environment variable standing for node setting ``key`` (``data-dir`` -> ``FEDSIM_DATA_DIR``)."""
+    return "FEDSIM_" + key.upper().replace("-", "_")
 
 _NONE = ":none"
 Scalar = int | float | str | bool

@@ -48,7 +48,7 @@ def node_setting(context: Context | None, key: str) -> str | None:
     launcher passes them to simulated nodes (Flower's simulation has no per-node config)."""
     value = context.node_config.get(key) if context is not None else None
     if value is None or value == "":
-        value = os.environ.get("FEDSIM_" + key.upper().replace("-", "_"))
+        value = os.environ.get(R.node_env_name(key))
     return str(value) if value not in (None, "") else None
 
 

@@ -13,6 +13,8 @@ import socket
 import sys
 from typing import Any
 
+from fedsim.records import NODE_KEYS, node_env_name
+
 PROBE_SECONDS = 5.0  # how long a Ray head at --ray-address gets to accept a TCP connection
 GCS_ATTEMPTS = 1  # then how many times ray.init tries its GCS (~35 s each)
 
@@ -71,8 +73,18 @@ def start(init_args: dict[str, Any], *, num_cpus_per_client: float, quiet_worker
         pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
     os.environ["PYTHONPATH"] = pythonpath
     env = {"PYTHONPATH": pythonpath, **({"FLWR_LOG_LEVEL": "ERROR"} if quiet_workers else {}), **(env or {})}
+    options: dict[str, Any] = {"include_dashboard": False, **init_args}
+    if address and address != "local" or os.environ.get("FEDSIM_RAY_RUNTIME_ENV") == "1":
+        options["runtime_env"] = {"env_vars": env}  # an existing cluster's workers get them from Ray
+    else:
+        # A local cluster's processes inherit this environment. Without a runtime_env, the
+        # worker processes Ray starts idle at init can host Flower's actors, instead of each
+        # actor starting a worker (and a runtime-env setup process) of its own.
+        for key in NODE_KEYS:
+            os.environ.pop(node_env_name(key), None)  # a previous run's node settings
+        os.environ.update(env)
     try:
-        ray.init(runtime_env={"env_vars": env}, **{"include_dashboard": False, **init_args})
+        ray.init(**options)
     except ConnectionError as e:
         raise RayUnavailable(f"engine.ray_address: no Ray cluster at {address} ({e}); start one with "
                              "`ray start --head --port PORT` or leave out --ray-address") from None
