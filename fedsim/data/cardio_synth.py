@@ -142,7 +142,12 @@ def _heart_sounds(rng: np.random.Generator, bpm: np.ndarray, cycles: np.ndarray,
 
 def subject_recording(rng: np.random.Generator, cond: DeviceConditions, *, seconds: float,
                       frame_size: int = 16, pulse_amplitude: float = 0.01) -> Recording:
-    """One synthetic subject recorded by a device with conditions ``cond``."""
+    """One synthetic subject recorded by a device with conditions ``cond``.
+
+    The subject (heart rate, pulse transit time) comes from ``rng``; the video and the audio
+    noise from two generators spawned from it, so re-recording the same subject at another
+    frame rate leaves its audio as it was, and another offset leaves its video."""
+    video_rng, audio_rng = rng.spawn(2)
     pad = 1.0  # audio rendered from 1 s early so a late or early track still covers the video
     fine = np.arange(-pad, seconds + pad, 1.0 / AUDIO_RATE)
     bpm = bpm_track(rng, fine)
@@ -150,9 +155,9 @@ def subject_recording(rng: np.random.Generator, cond: DeviceConditions, *, secon
     frame_times = np.arange(0.0, seconds + 1e-9, 1.0 / cond.fps)  # frames at 0 .. seconds
     ptt = rng.uniform(0.15, 0.25)  # the pulse reaches the face after the heart sound
     pulse = _pulse(np.interp(frame_times - ptt, fine, cycles))
-    trace = _frames(rng, frame_times, pulse, cond, size=frame_size,
-                    amplitude=pulse_amplitude * rng.uniform(0.6, 1.4))
-    pcg = _heart_sounds(rng, bpm, cycles, cond)
+    amplitude = pulse_amplitude * rng.uniform(0.6, 1.4)
+    trace = _frames(video_rng, frame_times, pulse, cond, size=frame_size, amplitude=amplitude)
+    pcg = _heart_sounds(audio_rng, bpm, cycles, cond)
     # the track as recorded: the device's audio lags the video by offset_s, unrecorded
     start = int(round((pad - cond.offset_s) * AUDIO_RATE))
     audio = pcg[start:start + int(seconds * AUDIO_RATE)].astype(np.float32)

@@ -64,7 +64,7 @@ class CardioParams(TaskParams):
     condition_strength: float = Field(1.0, ge=0.0, description="spread of lighting/motion/noise conditions")
     fps_range: tuple[float, float] = Field((15.0, 60.0), description="client frame rates, FPS")
     max_offset_s: float = Field(0.5, ge=0.0, le=2.0, description="clients' unrecorded A/V offset, ±s")
-    eval_subjects: int = Field(16, ge=2, description="generated held-out subjects")
+    eval_subjects: int = Field(24, ge=2, description="generated held-out subjects")
     eval_fps: float | None = Field(None, ge=5.0, le=240.0, description="held-out frame rate (default: drawn)")
     eval_offset_s: float | None = Field(None, ge=-2.0, le=2.0, description="held-out A/V offset (default: drawn)")
     eval_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="--data-dir: share of subjects held out")

@@ -58,6 +58,13 @@ def test_an_unrecorded_offset_shifts_the_audio_and_nothing_else():
     assert late.audio_start == synced.audio_start == 0.0
 
 
+def test_another_frame_rate_re_records_the_same_subject_and_audio():
+    slow, fast = _record(6, synth.with_overrides(CLEAN, fps=15.0)), _record(6, synth.with_overrides(CLEAN, fps=60.0))
+    np.testing.assert_array_equal(slow.audio, fast.audio)
+    np.testing.assert_array_equal(slow.bpm, fast.bpm)
+    assert len(fast.trace) == 4 * len(slow.trace) - 3  # frames at 0 .. 10 s
+
+
 def test_drawn_conditions_stay_in_the_documented_ranges():
     rng = np.random.default_rng(0)
     conds = [synth.draw_conditions(rng) for _ in range(200)]
