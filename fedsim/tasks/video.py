@@ -56,13 +56,13 @@ class VideoParams(TaskParams):
     pretext: list[Pretext] = Field(default_factory=lambda: ["order", "speed"],
                                    description="pretexts trained together (one name or a list)")
     weights: dict[Pretext, float] = Field(default_factory=dict, description="weight per pretext (default 1)")
-    frames: int = Field(16, ge=4, le=64, description="frames per stored clip")
-    frame_size: int = Field(32, ge=16, le=128, description="side of the square frames, px")
+    frames: int = Field(12, ge=4, le=64, description="frames per stored clip")
+    frame_size: int = Field(16, ge=8, le=128, description="side of the square frames, px (the digits are 8×8)")
     order_subclips: int = Field(3, ge=2, le=4)
-    order_frames: int = Field(4, ge=1, description="frames per sub-clip (order)")
-    order_gap: int = Field(2, ge=0, description="frames between sub-clips (order)")
+    order_frames: int = Field(3, ge=1, description="frames per sub-clip (order)")
+    order_gap: int = Field(1, ge=0, description="frames between sub-clips (order)")
     speeds: tuple[int, ...] = Field((1, 2, 3), min_length=2, description="frame strides to tell apart (speed)")
-    speed_frames: int = Field(5, ge=2, description="frames per view (speed)")
+    speed_frames: int = Field(4, ge=2, description="frames per view (speed)")
     colorize_frames: int = Field(8, ge=2, description="frames per colourised view")
     temporal_weight: float = Field(1.0, ge=0.0, description="weight of the temporal-consistency loss (colorize)")
     temporal_alpha: float = Field(50.0, gt=0.0, description="sharpness of its visibility mask")
@@ -71,7 +71,7 @@ class VideoParams(TaskParams):
     max_clips: int = Field(48, ge=2, description="largest client data set")
     camera_strength: float = Field(1.0, ge=0.0, description="spread of the per-client camera conditions")
     class_hue_spread: float = Field(0.05, ge=0.0, le=0.5, description="main digit's hue around its class hue")
-    eval_samples: int = Field(300, ge=2, description="held-out clips per bank and query set, at most")
+    eval_samples: int = Field(200, ge=2, description="held-out clips per bank and query set, at most")
 
     @field_validator("pretext", mode="before")
     @classmethod
@@ -104,16 +104,21 @@ class VideoParams(TaskParams):
 
 class ColorDecoder(nn.Module):
     """Colour from the encoder's map and the grey input: the map upsampled to the clip,
-    concatenated with the grey frames, a 1×3×3 conv + BN + ReLU, a 1×1×1 conv to RGB, sigmoid."""
+    concatenated with the grey frames, a 1×3×3 conv + BN + ReLU, a 1×1×1 conv to an RGB
+    offset (tanh) added to the grey frames. As colourisers keep the input's lightness and
+    predict chroma (Zhang et al., arXiv 1603.08511), the offset's conv starts at zero, so an
+    untrained decoder returns the grey input (the ``psnr_grey_input`` baseline)."""
 
     def __init__(self, feature_dim: int, hidden: int = 16) -> None:
         super().__init__()
         self.fuse = nn.Sequential(nn.Conv3d(feature_dim + 1, hidden, (1, 3, 3), padding=(0, 1, 1), bias=False),
                                   nn.BatchNorm3d(hidden), nn.ReLU(inplace=True), nn.Conv3d(hidden, 3, 1))
+        nn.init.zeros_(self.fuse[-1].weight)
+        nn.init.zeros_(self.fuse[-1].bias)
 
     def forward(self, feature_map: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
         up = F.interpolate(feature_map, size=grey.shape[2:], mode="trilinear", align_corners=False)
-        return torch.sigmoid(self.fuse(torch.cat([up, grey], dim=1)))
+        return (grey + torch.tanh(self.fuse(torch.cat([up, grey], dim=1)))).clamp(0, 1)
 
 
 class VideoSSLModel(nn.Module):
