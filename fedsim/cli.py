@@ -353,6 +353,7 @@ def report(
 
 
 # issue 25: `fedsim export` and `fedsim deploy` live in fedsim/edge_cli.py
-from fedsim.edge_cli import export_command  # noqa: E402
+from fedsim.edge_cli import deploy_app, export_command  # noqa: E402
 
 app.command("export")(export_command)
+app.add_typer(deploy_app, name="deploy")

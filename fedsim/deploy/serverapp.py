@@ -1,0 +1,44 @@
+"""The ServerApp of a deployed run (``fedsim deploy run`` submits an app whose ``serverapp``
+component is ``fedsim.deploy.serverapp:app``; the ``clientapp`` is fedsim's own ClientApp).
+
+It takes the whole experiment from the run config, not from a file: ``config-yaml`` is the
+resolved experiment (``ExperimentConfig.to_yaml``) and ``run-dir`` the absolute run directory
+on the SuperLink's host. Then it runs the same round loop as ``fedsim run`` over the
+connected SuperNodes, so the run directory holds the same files as a simulation's.
+
+How SuperNodes map to clients: the experiment runs the ``flower`` engine with
+``federation.clients`` equal to the number of SuperNodes; the round loop waits for that many
+nodes, orders them by node id and sends client ``c`` to the ``c``-th node. A SuperNode trains
+the client id it is sent on its own ``data-dir`` (:mod:`fedsim.client.app`), so a box's
+client id is stable for the whole run but not chosen by the box.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from fedsim.config import load_config
+from fedsim.server.loop import RoundLoop
+
+CONFIG_KEY = "config-yaml"
+RUN_DIR_KEY = "run-dir"
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """Run the experiment carried in the run config and write its run directory."""
+    text = str(context.run_config.get(CONFIG_KEY, ""))
+    run_dir = str(context.run_config.get(RUN_DIR_KEY, ""))
+    if not text or not run_dir:
+        raise ValueError(f"the run config needs {CONFIG_KEY!r} and {RUN_DIR_KEY!r}; submit with fedsim deploy run")
+    with tempfile.TemporaryDirectory(prefix="fedsim-deploy-") as tmp:
+        path = Path(tmp) / "config.yaml"
+        path.write_text(text)
+        exp = load_config(path)
+    RoundLoop(grid, exp, run_dir, quiet=True).run()
