@@ -7,8 +7,9 @@ held-out subjects re-recorded under fixed conditions: every held-out device at 1
 60 FPS, with the audio 0.5 s late / early (unrecorded), and in sync::
 
     python benchmarks/cardio_ablation.py --config simulations/cardio.yaml --seeds 0,1,2
+    python benchmarks/cardio_ablation.py --set federation.rounds=3 --name cardio_ablation_3rounds
 
-Writes ``benchmarks/results/cardio_ablation.json`` and prints a Markdown table (mean ± std over
+Writes ``benchmarks/results/<name>.json`` (default ``cardio_ablation``) and prints a Markdown table (mean ± std over
 seeds, BPM).
 """
 
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from fedsim.client.trainer import train_client
-from fedsim.config import load_config
+from fedsim.config import load_config, parse_override
 from fedsim.seeding import sample_clients
 from fedsim.server.loop import copy_arrays, initial_model
 
@@ -58,21 +59,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="simulations/cardio.yaml")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--set", action="append", default=[], help="key.path=value, as fedsim run --set")
+    parser.add_argument("--name", default="cardio_ablation", help="results file name (without .json)")
     args = parser.parse_args()
+    overrides = dict(parse_override(kv) for kv in args.set)
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
-        base = load_config(args.config, {"seed": seed})
-        eval_tasks = {name: load_config(args.config, {"seed": seed, "task.params": {**base.task.params, **extra}})
+        base = load_config(args.config, {**overrides, "seed": seed})
+        eval_tasks = {name: load_config(args.config, {**overrides, "seed": seed,
+                                                      "task.params": {**base.task.params, **extra}})
                       .build_task() for name, extra in CONDITIONS.items()}
         for modality in MODALITIES:
-            model, init, baselines = train(args.config, {"task.params.modalities": modality}, seed)
+            model, init, baselines = train(args.config, {**overrides, "task.params.modalities": modality}, seed)
             row = {"seed": seed, "modalities": modality, "init_mae": init["mae"], "baselines": baselines,
                    **{name: t.evaluate(model)["mae"] for name, t in eval_tasks.items()}}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    path = os.path.join(HERE, "results", "cardio_ablation.json")
+    path = os.path.join(HERE, "results", f"{args.name}.json")
     with open(path, "w") as fh:
-        json.dump({"config": args.config, "seeds": args.seeds, "rows": rows}, fh, indent=1)
+        json.dump({"config": args.config, "set": args.set, "seeds": args.seeds, "rows": rows}, fh, indent=1)
     print("| modalities | " + " | ".join(CONDITIONS) + " |\n|---|" + "---|" * len(CONDITIONS))
     for modality in MODALITIES:
         cells = [np.array([r[c] for r in rows if r["modalities"] == modality]) for c in CONDITIONS]
