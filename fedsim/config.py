@@ -34,7 +34,7 @@ MAX_VALUES = 100_000
 
 
 class _Strict(BaseModel):
-    # allow_inf_nan=False: the config travels to clients as JSON, where inf/nan become null.
+    # allow_inf_nan=False: config.yaml, summaries and bench tables hold the values as JSON/YAML text.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
