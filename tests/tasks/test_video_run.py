@@ -22,11 +22,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.timeout(300)
 def test_fedvssl_trains_the_video_task_on_a_folder_of_videos(tmp_path):
-    # Prepare: 2 classes x 4 UCF-101-named videos of 10 frames (a square moving right or down)
+    # Prepare: 2 classes x 6 UCF-101-named videos of 10 frames (a square moving right or down)
     folder = tmp_path / "ucf"
     for c, name in enumerate(("Right", "Down")):
         (folder / name).mkdir(parents=True)
-        for g in (1, 2, 8, 9):
+        for g in (1, 2, 3, 4, 8, 9):
             frames = np.zeros((10, 32, 32, 3), dtype=np.uint8)
             for t in range(10):
                 x = 4 + 2 * t
@@ -39,20 +39,22 @@ def test_fedvssl_trains_the_video_task_on_a_folder_of_videos(tmp_path):
     # Execute
     proc = subprocess.run(
         [sys.executable, "-m", "fedsim", "run", "--task", "video", "--strategy", "fedvssl", "--data-dir",
-         str(folder), "--clients", "4", "--clients-per-round", "2", "--rounds", "2", "--out", str(run_dir),
-         "--set", "evaluation.knn_k=3", "--set", "task.params.pretext=[order,speed,colorize]",
+         str(folder), "--clients", "4", "--clients-per-round", "2", "--rounds", "1", "--out", str(run_dir),
+         "--set", "evaluation.knn_k=3", "--set", "partitioning.kind=natural",  # UCF-101 groups
+         "--set", "task.params.pretext=[order,speed,colorize]",
          "--set", "task.params.frames=8", "--set", "task.params.frame_size=16",
          "--set", "task.params.order_frames=2", "--set", "task.params.order_gap=1",
          "--set", "task.params.speed_frames=3", "--set", "task.params.colorize_frames=4",
          "--set", "task.params.eval_frames=4", "--set", "task.params.min_clips=4",
          "--set", "task.params.max_clips=4"],
         cwd=ROOT, capture_output=True, text=True, timeout=280, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    # Assert: UCF-101 split 1 holds out groups 1-2; the declared metrics and baselines every round
+    # Assert: UCF-101 split 1 holds out groups 1-4; the declared metrics and baselines every round
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = json.loads((run_dir / "data.json").read_text())
-    assert data["source"] == "folder" and data["held_out"] == "ucf101-split1" and data["num_eval"] == 4
+    assert data["source"] == "folder" and data["held_out"] == "ucf101-split1" and data["num_eval"] == 8
+    assert data["partitioning"] == "natural" and data["natural_ids"] == 2
     rows = read_rows(run_dir)
-    assert [r["round"] for r in rows] == [0, 1, 2]
+    assert [r["round"] for r in rows] == [0, 1] and rows[1]["clients_ok"] == 2
     assert {"knn_top1", "linear_top1", "psnr", "knn_top1_raw_input", "psnr_grey_input"} <= set(rows[0])
 
 
