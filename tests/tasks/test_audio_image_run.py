@@ -38,3 +38,18 @@ def test_fifty_clients_of_mixed_modalities_run_three_rounds_and_record_every_dec
     assert sum(r["clients_ok"] for r in rows[1:]) == 12, rows
     data = json.loads((run_dir / "data.json").read_text())
     assert data["source"] == "generated" and data["sounds"]["0"] == "chirp_up"
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--set", 'task.params.modality_mix={"video": 1}'], "unknown holding"),  # case: not a holding
+    (["--set", "task.params.encoders=three"], "'single' or 'separate'"),  # case: unknown mode
+    (["--model", "mlp"], "convolutional backbone"),  # case: a fixed-size model cannot take spectrograms
+])
+def test_bad_audio_image_settings_exit_2_with_one_line(args, words):
+    from typer.testing import CliRunner
+
+    from fedsim.cli import app
+
+    result = CliRunner().invoke(app, ["run", "--task", "audio_image", *args, "--check"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and words in lines[0], result.output
