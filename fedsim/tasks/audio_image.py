@@ -129,6 +129,7 @@ class AudioImageTask(Task):
                                AudioParams(clip_seconds=p.clip_seconds, n_mels=p.n_mels,
                                            condition_strength=p.condition_strength))
         self._style = digits.StyleScale(strength=p.style_strength)
+        self._conditions = sounds.ConditionScale(strength=p.condition_strength)
         self._ntxent = NTXentLoss(p.temperature)
         self._eval: EvalPair | None = None
 
@@ -152,7 +153,7 @@ class AudioImageTask(Task):
             data["audio"], _ = paired_digits.client_sounds(
                 client_id, seed=ctx.seed, num_clients=ctx.num_clients, partitioning=ctx.partitioning,
                 clip_seconds=p.clip_seconds, min_clips=p.min_samples, max_clips=p.max_samples,
-                conditions=self.audio._conditions)
+                conditions=self._conditions)
         return PairedDataset(data)
 
     def describe_data(self) -> dict[str, Any]:
@@ -217,7 +218,7 @@ class AudioImageTask(Task):
                                                                     scale=self._style)
             bank_w, bank_ay, query_w, query_ay = paired_digits.eval_sounds(
                 seed=self.context.seed, clip_seconds=p.clip_seconds, per_class=p.eval_per_class,
-                conditions=self.audio._conditions)
+                conditions=self._conditions)
             crop = self.audio.crop_samples
             with torch.no_grad():
                 bank_a, query_a = (self.audio.logmel(centre_crop(w, crop)) for w in (bank_w, query_w))
