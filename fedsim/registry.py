@@ -25,7 +25,9 @@ class ModelInfo:
     Attributes
     ----------
     input
-        ``"image"``: ``(n, in_channels, s, s)`` tensors (spectrograms count as 1-channel images).
+        ``"image"``: ``(n, in_channels, s, s)`` tensors (spectrograms count as 1-channel images);
+        ``"video"``: ``(n, in_channels, t, s, s)`` clips; ``"av"``: the cardio task's timeline
+        streams (built by that task only).
     min_size
         Smallest input side the model accepts.
     fixed_size

@@ -32,7 +32,7 @@ SMALL_PARAMS = {"image": {"image_size": 12, "min_samples": 8, "max_samples": 12}
 SMALL_PARAMS["video"] = {"pretext": ["order", "speed", "colorize"], "frames": 8, "frame_size": 16,
                          "order_frames": 2, "order_gap": 1, "speed_frames": 3, "colorize_frames": 4,
                          "eval_frames": 4, "min_clips": 4, "max_clips": 6, "eval_samples": 20}
-SMALL_MODEL = {"image": "resnet_small", "synthetic": "mlp", "video": "r3d_small"}
+SMALL_MODEL = {"image": "resnet_small", "synthetic": "mlp", "video": "r3d_small", "cardio": "cardionet_lite"}
 IMAGE_MODELS = [n for n in MODELS.names() if MODELS.info(n).input == "image"]
 VIDEO_MODELS = [n for n in MODELS.names() if MODELS.info(n).input == "video"]
 
@@ -103,11 +103,19 @@ def test_task_data_is_a_pure_function_of_seed_and_client_id(name):
     assert _task(name).describe_data()  # JSON-able record for data.json
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+def test_every_model_declares_an_input_some_task_trains():
+    defaults = {TASKS.get(n).default_model for n in TASKS.names()}
+    for name in MODELS.names():
+        info = MODELS.info(name)
+        assert isinstance(info, ModelInfo) and info.input in ("image", "video", "av"), name
+        if info.input == "av":  # task-specific inputs: the task that builds it is its contract test
+            assert name in defaults, name
+
+
+@pytest.mark.parametrize("name", IMAGE_MODELS + VIDEO_MODELS)
 def test_model_takes_its_declared_inputs_and_backpropagates(name):
     # Prepare
     info = MODELS.info(name)
-    assert isinstance(info, ModelInfo) and info.input in ("image", "video")
     size = max(info.min_size, 16)
     torch.manual_seed(0)
     model = build_backbone(name, in_channels=1, image_size=size)

@@ -13,6 +13,7 @@ from fedsim.models import mlp  # noqa: F401
 from fedsim.models import audio_inceptionnext  # noqa: F401
 from fedsim.models import video3d  # noqa: F401
 from fedsim.models import van  # noqa: F401
+from fedsim.models import cardionet  # noqa: F401
 from fedsim.optim.repopt import ProxyData
 from fedsim.registry import MODELS
 

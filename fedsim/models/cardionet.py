@@ -29,6 +29,8 @@ import math
 import torch
 from torch import nn
 
+from fedsim.registry import register_model
+
 BRANCH_INPUTS = {"video": 3, "audio": 16}
 
 
@@ -99,3 +101,14 @@ class CardioNetLite(nn.Module):
     def estimate(self, logits: torch.Tensor) -> torch.Tensor:
         """Soft-argmax BPM ``(n,)`` of fused logits ``(n, K)``."""
         return logits.softmax(-1) @ self.bpm_grid
+
+
+@register_model("cardionet_lite", input="av")
+def cardionet_lite(in_channels: int = 1, *, modalities: str = "av", steps: int, rate: float, width: int = 16,
+                   bpm_grid: torch.Tensor) -> CardioNetLite:
+    """CardioNet-lite: per-stream spectral branches over a BPM grid, late fusion (task cardio).
+
+    Its inputs are the cardio task's timeline streams (``input="av"``), so only that task
+    builds it; ``in_channels`` is the registry's common argument and unused.
+    """
+    return CardioNetLite(modalities=modalities, steps=steps, rate=rate, width=width, bpm_grid=bpm_grid)

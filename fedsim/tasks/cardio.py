@@ -4,8 +4,9 @@ A sample is a window (default 8 s) of one subject's recording on the common 25 H
 (:mod:`fedsim.data.cardio_timeline`): ``video`` ``(3, T)`` the pooled skin colour (relative
 change, per-window standardised), ``audio`` ``(16, T)`` heart-sound log-mel bands (per-band
 mean removed, standardised) and ``bpm`` the mean reference heart rate over the window. The
-model is :class:`fedsim.models.cardionet.CardioNetLite` (``task.params.modalities``: ``av``,
-``video`` or ``audio`` for the ablations); ``model.name`` is not used by this task.
+model is the registered ``cardionet_lite`` (:class:`fedsim.models.cardionet.CardioNetLite`,
+``task.params.modalities``: ``av``, ``video`` or ``audio`` for the ablations), the task's
+default ``model.name``; image backbones do not apply.
 
 Training is **supervised** on the clients' labelled recordings: cross-entropy of the fused
 logits against a Gaussian around the true BPM (σ = ``label_sigma``) plus an L1 term on the
@@ -38,8 +39,8 @@ from torch import nn
 
 from fedsim.data import cardio_synth as synth
 from fedsim.data.cardio_timeline import BPM_RANGE, RATE, Recording, spectral_bpm, windows
-from fedsim.models.cardionet import CardioNetLite
-from fedsim.registry import register_task
+from fedsim.models import cardionet  # noqa: F401  (registers cardionet_lite)
+from fedsim.registry import MODELS, register_task
 from fedsim.seeding import numpy_generator
 from fedsim.tasks.base import Batch, Metric, Task, TaskContext, TaskParams, TensorDataset
 
@@ -113,10 +114,14 @@ class CardioTask(Task):
     Params = CardioParams
     reads_data_dir = True
     encoder_prefixes = ("video.", "audio.")
+    default_model = "cardionet_lite"
 
     def __init__(self, context: TaskContext, params: CardioParams | None = None) -> None:
         super().__init__(context, params or CardioParams())
         self.params: CardioParams
+        if context.backbone != self.default_model:
+            raise ValueError(f"model.name: task 'cardio' trains {self.default_model} on its timeline streams; "
+                             f"{context.backbone!r} takes images (leave model.name unset)")
         self.steps = int(round(self.params.window_s * RATE))
         self.bpm_grid = torch.arange(BPM_RANGE[0], BPM_RANGE[1] + 0.5, 1.0)
         self._eval: dict[str, torch.Tensor] | None = None
@@ -196,8 +201,8 @@ class CardioTask(Task):
         """CardioNet-lite for ``task.params.modalities``, initialised from the seed."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.context.seed)
-            return CardioNetLite(modalities=self.params.modalities, steps=self.steps, rate=RATE,
-                                 width=self.params.width, bpm_grid=self.bpm_grid)
+            return MODELS.get(self.default_model)(modalities=self.params.modalities, steps=self.steps, rate=RATE,
+                                                  width=self.params.width, bpm_grid=self.bpm_grid)
 
     def loss(self, model: nn.Module, batch: Batch, generator: torch.Generator) -> torch.Tensor:
         """Soft-label cross-entropy over the BPM grid plus ``l1_weight``·|estimate − bpm|
