@@ -142,6 +142,8 @@ class RunSpec:
 
     ``folder_data``: the server trains on a data folder, so a client must have its own
     (node setting ``data-dir``) rather than silently train on the bundled data.
+    ``whole_node``: deployment — each node is one client that trains on all of its own data
+    folder (the round's client id is then the node's identity, not a share of a dataset).
     ``faults`` is fault injection for robustness studies (simulation only).
     """
 
@@ -157,25 +159,26 @@ class RunSpec:
     dp_clip: float | None = None
     dp_noise: float = 0.0
     folder_data: bool = False
+    whole_node: bool = False
     plugins: list[str] = field(default_factory=list)
     faults: dict[str, list[int]] = field(default_factory=dict)
 
     @classmethod
-    def from_experiment(cls, exp: Any) -> "RunSpec":
+    def from_experiment(cls, exp: Any, *, whole_node: bool = False) -> "RunSpec":
         """The run record of an :class:`fedsim.config.ExperimentConfig`."""
         return cls(seed=exp.seed, num_clients=exp.federation.clients, task=exp.task.name,
                    model=exp.model.name, strategy=exp.strategy.name, task_params=dict(exp.task.params),
                    model_params=dict(exp.model.params), strategy_params=dict(exp.strategy.params),
                    partitioning=exp.partitioning.model_dump(mode="json"), dp_clip=exp.strategy.dp_clip,
                    dp_noise=exp.strategy.dp_noise, folder_data=exp.task.data_dir is not None,
-                   plugins=list(exp.plugins), faults={k: list(v) for k, v in exp.faults.items()})
+                   whole_node=whole_node, plugins=list(exp.plugins), faults={k: list(v) for k, v in exp.faults.items()})
 
     def to_record(self) -> dict[str, Any]:
         """The ``ConfigRecord`` content (a plain dict of scalars and scalar lists)."""
         out: dict[str, Any] = {WIRE_VERSION_KEY: WIRE_VERSION, "seed": self.seed, "num-clients": self.num_clients,
                                "task": self.task, "model": self.model, "strategy": self.strategy,
                                "dp-noise": float(self.dp_noise), "folder-data": self.folder_data,
-                               "plugins": list(self.plugins)}
+                               "whole-node": self.whole_node, "plugins": list(self.plugins)}
         if self.dp_clip is None:
             out["dp-clip" + _NONE] = True
         else:
@@ -198,6 +201,7 @@ class RunSpec:
                    partitioning=unflatten("partitioning", record),
                    dp_clip=_optional(record, "dp-clip", float, what), dp_noise=_get(record, "dp-noise", float, what),
                    folder_data=_get(record, "folder-data", bool, what),
+                   whole_node=_get(record, "whole-node", bool, what),
                    plugins=[str(p) for p in record.get("plugins", [])],
                    faults={k: [int(i) for i in v] for k, v in unflatten("faults", record).items()})
 

@@ -113,7 +113,7 @@ def test_a_folder_run_needs_the_nodes_own_data_folder(tmp_path):
     spec = RunSpec(seed=0, num_clients=2, task="image", model="resnet_small", strategy="fedavg",
                    partitioning={"kind": "iid", "alpha": 0.5, "classes_per_client": 2}, folder_data=True)
 
-    with pytest.raises(ValueError, match="give this node its own with --node-config data-dir=PATH"):
+    with pytest.raises(ValueError, match="give this node one with --node-config data-dir=PATH"):
         Resident(spec, data_dir=None)
 
 
@@ -129,3 +129,30 @@ def test_node_settings_come_from_node_config_then_the_environment(monkeypatch):
     assert node_setting(context, R.NODE_STATE_DIR) == "/env/state"
     monkeypatch.delenv("FEDSIM_DEVICE", raising=False)
     assert node_setting(context, R.NODE_DEVICE) is None
+
+
+def test_a_deployed_node_trains_all_of_its_own_folder_under_its_client_id(tmp_path):
+    from fedsim.client.app import Resident
+    from tests.deploy.test_deploy_run import image_folder
+
+    box = image_folder(tmp_path / "box", offset=0, per_class=6)  # 60 images of this box only
+    exp = load_config(None, {"task.name": "image", "task.data_dir": str(box), "federation.clients": 3,
+                             "federation.clients_per_round": 3, "partitioning.kind": "iid",
+                             "task.params": {"image_size": 16, "min_samples": 400, "max_samples": 400}})
+    shared = Resident(RunSpec.from_experiment(exp), data_dir=str(box))
+    whole = Resident(RunSpec.from_experiment(exp, whole_node=True), data_dir=str(box))
+    decoded = RunSpec.from_record(ConfigRecord(RunSpec.from_experiment(exp, whole_node=True).to_record()))
+
+    # 400 draws per client from its pool of the box's training images: all of them, for a whole node
+    train_ids = set(whole.task._folder.index.train_ids.tolist())
+    pools = [set(shared.task._folder.client_items(c).tolist()) for c in range(3)]
+    update = whole.train(copy_arrays(initial_model(whole.task, exp.seed)), 2,
+                         RoundSpec(server_round=1, aggregation=1, client_ids=[2], reply=R.REPLY_WEIGHTS, lr=0.05,
+                                   local_epochs=1, batch_size=8), None)
+
+    assert decoded.whole_node
+    assert set(whole.task._folder.client_items(0).tolist()) == train_ids
+    assert all(len(pool) < len(train_ids) / 2 for pool in pools) and set().union(*pools) == train_ids
+    assert update.client_id == 2 and update.num_examples == 400
+    with pytest.raises(ValueError, match="on each node's own data folder"):
+        Resident(RunSpec.from_experiment(load_config(None, TINY), whole_node=True), data_dir=None)

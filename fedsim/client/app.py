@@ -66,16 +66,19 @@ class Resident:
 
     def __init__(self, spec: RunSpec, *, data_dir: str | None = None, device: str | None = None) -> None:
         torch.set_num_threads(1)
-        if spec.folder_data and data_dir is None:
-            raise ValueError(f"this run trains task {spec.task!r} on a data folder; give this node its "
-                             f"own with --node-config {R.NODE_DATA_DIR}=PATH")
+        if (spec.folder_data or spec.whole_node) and data_dir is None:
+            raise ValueError(f"this run trains task {spec.task!r} on each node's own data folder; give this "
+                             f"node one with --node-config {R.NODE_DATA_DIR}=PATH")
         import_plugins(spec.plugins)
         from fedsim.config import PartitionConfig
 
         self.spec = spec
         self.device = resolve_device(device)
-        self.task = build_task(spec.task, spec.task_params, num_clients=spec.num_clients, seed=spec.seed,
-                               partitioning=PartitionConfig(**spec.partitioning), backbone=spec.model,
+        partitioning = PartitionConfig(**spec.partitioning)
+        if spec.whole_node:  # the node's folder is one client's data: all of it, no split
+            partitioning = PartitionConfig(kind="iid")
+        self.task = build_task(spec.task, spec.task_params, num_clients=1 if spec.whole_node else spec.num_clients,
+                               seed=spec.seed, partitioning=partitioning, backbone=spec.model,
                                backbone_options=spec.model_params, data_dir=data_dir)
         self.model = self.task.build_model().to(self.device)
         self.strategy = build_strategy(spec.strategy, spec.strategy_params, task=spec.task, seed=spec.seed,
@@ -101,6 +104,7 @@ class Resident:
             load_global(self.model, own)
         update = train_client(
             self.task, self.model, global_arrays, client_id=client_id, server_round=rnd.server_round,
+            data_id=0 if self.spec.whole_node else None,
             seed=self.spec.seed, local_epochs=rnd.local_epochs, batch_size=rnd.batch_size,
             lr=rnd.lr, momentum=rnd.momentum, weight_decay=rnd.weight_decay,
             proximal_mu=rnd.proximal_mu, load_keys=load_keys, optimizer=rnd.optimizer, device=self.device)

@@ -61,7 +61,7 @@ def train_client(task: Task, model: nn.Module, global_arrays: Arrays, *, client_
                  server_round: int, seed: int, local_epochs: int, batch_size: int, lr: float,
                  momentum: float = 0.0, weight_decay: float = 0.0, proximal_mu: float = 0.0,
                  load_keys: list[str] | None = None, optimizer: str = "sgd",
-                 device: torch.device | None = None) -> ClientUpdate:
+                 device: torch.device | None = None, data_id: int | None = None) -> ClientUpdate:
     """Train ``model`` (resident, reused across clients) as client ``client_id``.
 
     Returns the client's weights (references into ``model``'s state: fold or serialise them
@@ -69,11 +69,12 @@ def train_client(task: Task, model: nn.Module, global_arrays: Arrays, *, client_
     ``optimizer`` is ``"sgd"`` or ``"repopt-sgd"`` (gradient masks read from the model's
     scale buffers, which arrive with the global weights: :mod:`fedsim.optim.repopt`).
     ``device``: where ``model`` lives; each batch is moved there (the task builds batches on
-    the CPU).
+    the CPU). ``data_id``: whose data to train on when it is not ``client_id``'s (a deployed
+    node trains all of its own folder, the task's only client, under its own identity).
     """
     state = model.state_dict()  # once per client: the same tensors are loaded and returned
     load_global(model, global_arrays, load_keys, state=state)
-    data = task.client_dataset(client_id)
+    data = task.client_dataset(client_id if data_id is None else data_id)
     gen = torch_generator(seed, server_round, client_id)
     if optimizer == "sgd" and momentum == 0 and weight_decay == 0:
         opt: PlainSGD | torch.optim.Optimizer = PlainSGD(model, lr)

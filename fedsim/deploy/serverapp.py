@@ -8,9 +8,10 @@ connected SuperNodes, so the run directory holds the same files as a simulation'
 
 How SuperNodes map to clients: the experiment runs the ``flower`` engine with
 ``federation.clients`` equal to the number of SuperNodes; the round loop waits for that many
-nodes, orders them by node id and sends client ``c`` to the ``c``-th node. A SuperNode trains
-the client id it is sent on its own ``data-dir`` (:mod:`fedsim.client.app`), so a box's
-client id is stable for the whole run but not chosen by the box.
+nodes, orders them by node id and sends client ``c`` to the ``c``-th node. The run record says
+``whole-node``: a SuperNode is one client that trains on all of its own ``data-dir``
+(:mod:`fedsim.client.app`) under client id ``c``, which is stable for the whole run (it seeds
+the node's augmentations and keys its own state) but not chosen by the box.
 """
 
 from __future__ import annotations
@@ -41,4 +42,4 @@ def main(grid: Grid, context: Context) -> None:
         path = Path(tmp) / "config.yaml"
         path.write_text(text)
         exp = load_config(path)
-    RoundLoop(grid, exp, run_dir, quiet=True).run()
+    RoundLoop(grid, exp, run_dir, quiet=True, whole_nodes=True).run()

@@ -118,7 +118,8 @@ class RoundLoop:
     """Runs an experiment's rounds on a Flower ``Grid`` and writes its outputs."""
 
     def __init__(self, grid: Grid, exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
-                 resume: bool = False, verbose: bool = False, stop: StopFlag | None = None) -> None:
+                 resume: bool = False, verbose: bool = False, stop: StopFlag | None = None,
+                 whole_nodes: bool = False) -> None:
         self.grid = grid
         self.stop = stop or StopFlag()  # set by the launcher when the runtime ends or a signal comes
         self.verbose = verbose  # print the first client traceback of the run
@@ -131,7 +132,8 @@ class RoundLoop:
         self.global_arrays = copy_arrays(self.model)
         self.model.to(self.engine.device)  # the server evaluates where the workers train
         self.writer = RunWriter(run_dir, exp.to_yaml(), resume=resume)
-        self.run_record = ConfigRecord(RunSpec.from_experiment(exp).to_record())
+        # whole_nodes (deployment): every SuperNode is one client training all of its own data
+        self.run_record = ConfigRecord(RunSpec.from_experiment(exp, whole_node=whole_nodes).to_record())
         self.quiet = quiet
         self.tracked = exp.evaluation.track or [self.task.primary_metric.name]
         self.failed_streak = 0
