@@ -8,7 +8,9 @@ import pytest
 
 from fedsim.engines import Engine
 from fedsim.engines.stop import RunStopped, StopFlag
-from fedsim.server.loop import WorkersNotReady, wait_for_nodes, wait_until_ready
+from flwr.app import ConfigRecord
+
+from fedsim.server.loop import Readiness, WorkersNotReady, wait_for_nodes
 
 
 class SilentGrid:
@@ -58,7 +60,7 @@ def test_waiting_for_nodes_ends_at_its_deadline():
 
 @pytest.mark.parametrize("wait", [
     lambda grid, stop: wait_for_nodes(grid, 3, stop=stop),  # case: nodes never connect
-    lambda grid, stop: wait_until_ready(grid, [1], "{}", stop=stop),  # case: workers never answer
+    lambda grid, stop: Readiness(grid, [1], ConfigRecord({})).wait(stop),  # case: workers never answer
 ])
 def test_a_wait_ends_as_soon_as_the_run_is_stopped(wait, inside_a_run):
     stop = StopFlag()
@@ -73,7 +75,7 @@ def test_a_wait_ends_as_soon_as_the_run_is_stopped(wait, inside_a_run):
 
 def test_workers_that_never_answer_end_the_readiness_wait(inside_a_run):
     with pytest.raises(WorkersNotReady, match="1 of 1 workers did not start within 0s"):
-        wait_until_ready(SilentGrid([1]), [1], "{}", timeout=0.3)
+        Readiness(SilentGrid([1]), [1], ConfigRecord({}), timeout=0.3).wait()
 
 
 def test_round_budget_is_per_client_and_a_cohort_worker_trains_its_clients_in_turn():
