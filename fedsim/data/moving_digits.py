@@ -69,6 +69,9 @@ class SceneScale:
     distractor_box: tuple[float, float] = (0.25, 0.35)
     speed: tuple[float, float] = (0.6, 1.8)  # px per time unit at 32 px (scaled with size)
     class_hue_spread: float = 0.05  # the main digit's hue: class hue ± this (0..1 hue circle)
+    distractors: int = MAX_DISTRACTORS  # distractor slots in use (0..MAX_DISTRACTORS)
+    background_value: tuple[float, float] = (0.15, 0.5)  # brightness of the background
+    shading: float = 0.15  # largest brightness tilt across the frame
 
 
 def hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -99,7 +102,7 @@ def _draw_objects(rng: np.random.Generator, n: int, labels: np.ndarray, scene: S
         slots.append({"base": rng.choice(pool, size=n), "box": box, "start": rng.random((n, 2)),
                       "velocity": speed[:, None] * np.stack([np.cos(angle), np.sin(angle)], 1),
                       "hsv": np.stack([hue, rng.uniform(0.6, 1.0, n), rng.uniform(0.7, 1.0, n)], 1),
-                      "present": np.ones(n) if main else (rng.random(n) < (0.9 if slot == 1 else 0.5))})
+                      "present": np.ones(n) if main else (rng.random(n) < (0.9 if slot == 1 else 0.5)) * (slot <= scene.distractors)})
     return slots
 
 
@@ -117,11 +120,11 @@ def render(base_ids: np.ndarray, rng: np.random.Generator, camera_u: np.ndarray,
     cam = camera.values(camera_u)
     t = torch.arange(frames, dtype=torch.float32)[None, :] * torch.as_tensor(cam["frame_interval"],
                                                                             dtype=torch.float32)[:, None]
-    bg_hsv = torch.as_tensor(np.stack([rng.random(n), rng.uniform(0.2, 0.8, n), rng.uniform(0.15, 0.5, n)], 1),
+    bg_hsv = torch.as_tensor(np.stack([rng.random(n), rng.uniform(0.2, 0.8, n), rng.uniform(*scene.background_value, size=n)], 1),
                              dtype=torch.float32)
     bg = hsv_to_rgb(*bg_hsv.T)[:, :, None, None, None]  # (n, 3, 1, 1, 1)
     ramp = torch.linspace(-1, 1, size)
-    tilt = torch.as_tensor(rng.uniform(-0.15, 0.15, (n, 2)), dtype=torch.float32)
+    tilt = torch.as_tensor(rng.uniform(-scene.shading, scene.shading, (n, 2)), dtype=torch.float32)
     shade = 1 + tilt[:, 0, None, None] * ramp[None, :, None] + tilt[:, 1, None, None] * ramp[None, None, :]
     video = (bg * shade[:, None, None]).expand(n, 3, frames, size, size).clone()
     src = F.interpolate(torch.as_tensor(images)[:, None], size=(16, 16), mode="bilinear", align_corners=False)

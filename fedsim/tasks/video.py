@@ -39,6 +39,7 @@ from torchvision.transforms.v2.functional import rgb_to_grayscale
 from fedsim.data import moving_digits
 from fedsim.data.folder_clients import FolderClients
 from fedsim.losses.clip_order import ClipOrderHead, shuffled_subclips
+from fedsim.losses.ntxent import NTXentLoss
 from fedsim.losses.colorization import psnr, temporal_consistency_loss
 from fedsim.losses.playback_speed import speed_views
 from fedsim.models import build_backbone
@@ -46,7 +47,7 @@ from fedsim.registry import MODELS, register_task
 from fedsim.tasks.base import Batch, Metric, Task, TaskContext, TaskParams, TensorDataset
 from fedsim.tasks.classification import EvalData, ProbeEvaluation, encode
 
-Pretext = Literal["order", "speed", "colorize"]
+Pretext = Literal["order", "speed", "colorize", "contrastive"]
 PSNR = Metric("psnr", higher_is_better=True, description="PSNR (dB) of colourised held-out clips")
 
 
@@ -66,10 +67,17 @@ class VideoParams(TaskParams):
     colorize_frames: int = Field(8, ge=2, description="frames per colourised view")
     temporal_weight: float = Field(1.0, ge=0.0, description="weight of the temporal-consistency loss (colorize)")
     temporal_alpha: float = Field(50.0, gt=0.0, description="sharpness of its visibility mask")
+    contrastive_frames: int = Field(6, ge=2, description="frames per view (contrastive)")
+    temperature: float = Field(0.2, gt=0.0, description="NT-Xent temperature (contrastive)")
     eval_frames: int = Field(8, ge=2, description="central frames of a held-out clip the encoder sees")
     min_clips: int = Field(24, ge=2, description="smallest client data set")
     max_clips: int = Field(48, ge=2, description="largest client data set")
     camera_strength: float = Field(1.0, ge=0.0, description="spread of the per-client camera conditions")
+    distractors: int = Field(0, ge=0, le=moving_digits.MAX_DISTRACTORS,
+                             description="distractor digits per clip (generated population)")
+    main_digit_size: tuple[float, float] = Field((0.6, 0.8), description="main digit's side, share of the frame")
+    background_value: tuple[float, float] = Field((0.1, 0.2), description="background brightness range")
+    shading: float = Field(0.0, ge=0.0, le=0.5, description="largest background brightness tilt")
     class_hue_spread: float = Field(0.05, ge=0.0, le=0.5, description="main digit's hue around its class hue")
     eval_samples: int = Field(200, ge=2, description="held-out clips per bank and query set, at most")
 
@@ -81,14 +89,15 @@ class VideoParams(TaskParams):
     @model_validator(mode="after")
     def _consistent(self) -> "VideoParams":
         if not self.pretext or len(set(self.pretext)) != len(self.pretext):
-            raise ValueError(f"pretext must name each of order, speed, colorize at most once (got {self.pretext})")
+            raise ValueError(f"pretext must name each of order, speed, colorize, contrastive at most once (got {self.pretext})")
         unused = sorted(set(self.weights) - set(self.pretext))
         if unused:
             raise ValueError(f"weights given for pretexts not trained: {', '.join(unused)}")
         if self.min_clips > self.max_clips:
             raise ValueError(f"min_clips ({self.min_clips}) is more than max_clips ({self.max_clips})")
         needs = {"order": self.order_subclips * self.order_frames + (self.order_subclips - 1) * self.order_gap,
-                 "speed": (self.speed_frames - 1) * max(self.speeds) + 1, "colorize": self.colorize_frames}
+                 "speed": (self.speed_frames - 1) * max(self.speeds) + 1, "colorize": self.colorize_frames,
+                 "contrastive": self.contrastive_frames}
         for name in self.pretext:
             if needs[name] > self.frames:
                 raise ValueError(f"pretext {name!r} needs {needs[name]} frames per clip; frames is {self.frames}")
@@ -139,6 +148,27 @@ def grey(clips: torch.Tensor) -> torch.Tensor:
     return rgb_to_grayscale(clips.transpose(1, 2)).transpose(1, 2)
 
 
+def temporal_crop(clips: torch.Tensor, frames: int, generator: torch.Generator) -> torch.Tensor:
+    """Per clip, ``frames`` consecutive frames from a random start (a gather: torchvision's
+    video transforms crop space, not time)."""
+    n, t = clips.shape[0], clips.shape[2]
+    start = torch.randint(0, t - frames + 1, (n,), generator=generator)
+    idx = (start[:, None] + torch.arange(frames)[None, :]).to(clips.device)
+    return clips.gather(2, idx[:, None, :, None, None].expand(-1, clips.shape[1], -1, *clips.shape[3:]))
+
+
+def camera_jitter(clips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Per-clip random gain, offset and sensor noise on grey clips in [0, 1] (the camera
+    nuisance of :class:`fedsim.data.moving_digits.CameraScale`; written out because
+    torchvision's ColorJitter draws from the global RNG, not ``generator``)."""
+    n = clips.shape[0]
+    shape = (n,) + (1,) * (clips.dim() - 1)
+    gain = 0.6 + 0.8 * torch.rand(shape, generator=generator)
+    offset = 0.2 * torch.rand(shape, generator=generator) - 0.1
+    noise = 0.06 * torch.rand(shape, generator=generator) * torch.randn(clips.shape, generator=generator)
+    return (clips * gain.to(clips) + offset.to(clips) + noise.to(clips)).clamp(0, 1)
+
+
 def centre_frames(clips: torch.Tensor, frames: int) -> torch.Tensor:
     start = (clips.shape[2] - frames) // 2
     return clips[:, :, start:start + frames]
@@ -156,7 +186,11 @@ class VideoTask(ProbeEvaluation, Task):
         super().__init__(context, params or VideoParams())
         self.params: VideoParams
         p = self.params
-        self._scene = moving_digits.SceneScale(class_hue_spread=p.class_hue_spread)
+        # Calibrated (README "Video (FedVSSL)"): with distractors, bright shaded backgrounds and
+        # half-frame digits nothing learned; the label must dominate a clip at 16 px.
+        self._scene = moving_digits.SceneScale(class_hue_spread=p.class_hue_spread, distractors=p.distractors,
+                                               main_box=p.main_digit_size, background_value=p.background_value,
+                                               shading=p.shading)
         self._camera = moving_digits.CameraScale(strength=p.camera_strength)
         self._eval: EvalData | None = None
         self._eval_rgb: torch.Tensor | None = None
@@ -218,6 +252,8 @@ class VideoTask(ProbeEvaluation, Task):
                 heads["speed"] = nn.Linear(d, len(p.speeds))
             if "colorize" in p.pretext:
                 heads["colorize"] = ColorDecoder(d)
+            if "contrastive" in p.pretext:  # SimCLR's projection MLP
+                heads["contrastive"] = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, 32))
         return VideoSSLModel(backbone, heads)
 
     def loss(self, model: nn.Module, batch: Batch, generator: torch.Generator) -> torch.Tensor:
@@ -249,6 +285,16 @@ class VideoTask(ProbeEvaluation, Task):
         pred = model.heads["colorize"](model.backbone.feature_map(g), g)
         return (pred - rgb).abs().mean() + p.temporal_weight * temporal_consistency_loss(
             pred, g, alpha=p.temporal_alpha)
+
+    def _contrastive_loss(self, model: nn.Module, clips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """CVRL-style (arXiv 2008.03800): two views of each clip, at independent start frames and
+        with independent camera-like jitter (gain, offset, noise: the nuisance clients differ
+        by), are positives under NT-Xent; the batch's other clips are the negatives."""
+        p = self.params
+        g = grey(clips)
+        z = [model.heads["contrastive"](model.backbone(camera_jitter(temporal_crop(g, p.contrastive_frames, generator),
+                                                                       generator))) for _ in range(2)]
+        return NTXentLoss(p.temperature)(z[0], z[1])
 
     # ---- evaluation --------------------------------------------------------------------
 
