@@ -12,6 +12,8 @@ encoder must beat it, and the random-init one, by a clear margin).
 
 from __future__ import annotations
 
+import itertools
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -118,7 +120,8 @@ def encode(features: Features, model: nn.Module, x: torch.Tensor) -> torch.Tenso
     """``features(model, x)`` in eval mode and without gradients, batch by batch, on the
     model's device (features come back on the CPU)."""
     was_training = model.training
-    device = next(model.parameters()).device
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    device = tensor.device if tensor is not None else torch.device("cpu")  # a parameter-free encoder
     model.eval()
     try:
         return torch.cat([features(model, x[i : i + FEATURE_BATCH].to(device)).float().cpu()
