@@ -17,7 +17,10 @@ Pretexts (``task.params.pretext``: one name or a list, each weighted by
 * ``colorize``: colourisation after VCGAN (arXiv 2104.12357): a decoder on the encoder's
   feature map (and the grey input) predicts the RGB frames; L1 reconstruction plus
   ``temporal_weight`` × the short- and long-term temporal-consistency loss
-  (:mod:`fedsim.losses.colorization`; no optical flow and no adversarial term).
+  (:mod:`fedsim.losses.colorization`; no optical flow and no adversarial term);
+* ``contrastive`` (the default; CVRL, arXiv 2008.03800): two temporal crops of each clip
+  with independent camera-like jitter are positives under NT-Xent
+  (:mod:`fedsim.losses.ntxent`). The only pretext that learns at the bundled scale.
 
 Evaluation on held-out clips no client sees: kNN and linear probe on the encoder's clip
 features of the central ``eval_frames`` grey frames; with ``colorize`` also the PSNR of the
@@ -54,7 +57,7 @@ PSNR = Metric("psnr", higher_is_better=True, description="PSNR (dB) of colourise
 class VideoParams(TaskParams):
     """Parameters of the video task (``task.params`` in the YAML)."""
 
-    pretext: list[Pretext] = Field(default_factory=lambda: ["order", "speed"],
+    pretext: list[Pretext] = Field(default_factory=lambda: ["contrastive"],
                                    description="pretexts trained together (one name or a list)")
     weights: dict[Pretext, float] = Field(default_factory=dict, description="weight per pretext (default 1)")
     frames: int = Field(12, ge=4, le=64, description="frames per stored clip")

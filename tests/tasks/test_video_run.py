@@ -61,7 +61,7 @@ def test_fedvssl_trains_the_video_task_on_a_folder_of_videos(tmp_path):
 @pytest.mark.parametrize("args, words", [
     (["--data-dir", "MISSING"], "does not exist"),  # case: no such folder
     (["--set", "task.params.pretext=[order,jump]"], "task.params.pretext"),  # case: unknown pretext
-    (["--set", "task.params.frames=8"], "needs 11 frames"),  # case: clips too short for clip order (3·3 + 2·1)
+    (["--set", "task.params.pretext=order", "--set", "task.params.frames=8"], "needs 11 frames"),  # case: clips too short for clip order (3·3 + 2·1)
     (["--set", "task.params.weights={colorize: 2}"], "colorize"),  # case: weight of an untrained pretext
     (["--model", "resnet_small"], "video backbone"),  # case: an image backbone
 ])
