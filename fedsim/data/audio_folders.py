@@ -52,7 +52,7 @@ import torch
 
 from fedsim.data.audio_readers import list_wav_classes, probe_wav, read_clips, read_esc50_csv, read_list
 from fedsim.data.image_readers import DataFolderError
-from fedsim.data.splits import number_ids, stratified_split, writer_ids
+from fedsim.data.splits import FolderIndex, number_ids, stratified_split, writer_ids
 
 __all__ = ["AUDIO_PROBES", "AudioIndex", "DataFolderError", "load_clips", "scan_audio_folder"]
 
@@ -61,7 +61,7 @@ _SPEAKER = re.compile(r"^(.+)_nohash_\d+\.wav$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, eq=False)
-class AudioIndex:
+class AudioIndex(FolderIndex):
     """What is in an audio folder, without its samples. Every array is indexed by item id.
 
     Attributes
@@ -104,19 +104,6 @@ class AudioIndex:
     folds: np.ndarray | None = None
     heldout_fold: int | None = None
 
-    def __post_init__(self) -> None:
-        for value in vars(self).values():  # shared by every client of the process: read-only
-            if isinstance(value, np.ndarray):
-                value.flags.writeable = False
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes."""
-        return len(self.classes)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
     def item_name(self, item_id: int) -> str:
         """The file of an item, relative to ``root``."""
         return self.files[int(item_id)]
@@ -125,8 +112,7 @@ class AudioIndex:
         """A JSON-able record of the data for the run directory, held-out items included."""
         rules = {"fold-split": f"fold {self.heldout_fold} of meta/esc50.csv",
                  "test-split": "the folder's own test split (testing_list.txt or test/)",
-                 "seeded-split": (f"stratified: round({self.eval_fraction} * n) of each class, "
-                                  f"at least 1, drawn with seed {self.seed}")}
+                 "seeded-split": self.seeded_split_rule()}
         return {"kind": self.kind, "root": self.root, "num_classes": self.num_classes,
                 "classes": list(self.classes), "num_train": int(len(self.train_ids)),
                 "num_eval": int(len(self.eval_ids)), "held_out": self.held_out,

@@ -50,7 +50,7 @@ import torch
 from fedsim.data.image_readers import (CHANNEL_PROBES, DataFolderError, cifar_pixels, find_cifar,
                                        list_class_files, load_image_files, probe_channels,
                                        read_cifar_batch, read_cifar_folder)
-from fedsim.data.splits import stratified_split, writer_ids
+from fedsim.data.splits import FolderIndex, stratified_split, writer_ids
 
 __all__ = ["CHANNEL_PROBES", "DataFolderError", "ImageIndex", "load_images", "natural_id_groups",
            "scan_image_folder"]
@@ -58,7 +58,7 @@ __all__ = ["CHANNEL_PROBES", "DataFolderError", "ImageIndex", "load_images", "na
 
 
 @dataclass(frozen=True, eq=False)
-class ImageIndex:
+class ImageIndex(FolderIndex):
     """What is in a data folder, without its pixels. Every array is indexed by item id.
 
     Attributes
@@ -105,19 +105,6 @@ class ImageIndex:
     natural_ids: np.ndarray | None = None
     natural_id_names: tuple[str, ...] = ()
 
-    def __post_init__(self) -> None:
-        for value in vars(self).values():  # shared by every client of the process: read-only
-            if isinstance(value, np.ndarray):
-                value.flags.writeable = False
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes."""
-        return len(self.classes)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
     def item_name(self, item_id: int) -> str:
         """The file of an item, relative to ``root`` (``test_batch#17`` for a CIFAR row)."""
         name = self.files[int(self.item_file[item_id])]
@@ -133,8 +120,7 @@ class ImageIndex:
             "held_out": self.held_out, "natural_ids": len(self.natural_id_names) or None,
         }
         if self.held_out == "seeded-split":
-            out["held_out_rule"] = (f"stratified: round({self.eval_fraction} * n) of each class, "
-                                    f"at least 1, drawn with seed {self.seed}")
+            out["held_out_rule"] = self.seeded_split_rule()
         else:
             out["held_out_rule"] = "the folder's own test split"
         if self.kind == "image-folder":

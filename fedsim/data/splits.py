@@ -26,6 +26,34 @@ SPLIT_SALT = 0xE7A1  # keeps the held-out draw apart from other uses of the run 
 NATURAL_ID = re.compile(r"^([^_-]+)[_-]")
 
 
+class FolderIndex:
+    """What the folder indexes (image, audio, video) share; mixed into their frozen dataclasses,
+    which declare ``classes``, ``labels``, ``seed`` and ``eval_fraction``."""
+
+    classes: tuple[str, ...]
+    labels: np.ndarray
+    seed: int
+    eval_fraction: float
+
+    def __post_init__(self) -> None:
+        for value in vars(self).values():  # shared by every client of the process: read-only
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def seeded_split_rule(self) -> str:
+        """The held-out rule of :func:`stratified_split`, in words, for ``data.json``."""
+        return (f"stratified: round({self.eval_fraction} * n) of each class, "
+                f"at least 1, drawn with seed {self.seed}")
+
+
 def stratified_split(folder: Path, labels: np.ndarray, seed: int, eval_fraction: float, *,
                      items: str = "files") -> tuple[np.ndarray, np.ndarray]:
     """Seeded per-class hold-out: ``(train_ids, eval_ids)``, both sorted; ``items`` names what

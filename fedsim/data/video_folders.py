@@ -38,7 +38,7 @@ from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2.functional import center_crop, resize
 
 from fedsim.data.image_readers import DataFolderError
-from fedsim.data.splits import number_ids, stratified_split, writer_ids
+from fedsim.data.splits import FolderIndex, number_ids, stratified_split, writer_ids
 
 __all__ = ["DataFolderError", "VIDEO_EXTENSIONS", "VideoIndex", "load_clips", "scan_video_folder"]
 
@@ -50,7 +50,7 @@ UCF_TEST_GROUPS = range(1, 8)  # split 1 of UCF-101 (testlist01.txt): groups 1-7
 
 
 @dataclass(frozen=True, eq=False)
-class VideoIndex:
+class VideoIndex(FolderIndex):
     """What is in a video folder, without its frames; every array is indexed by item id
     (see :class:`fedsim.data.audio_folders.AudioIndex` for the shared attributes)."""
 
@@ -67,23 +67,10 @@ class VideoIndex:
     natural_ids: np.ndarray | None = None
     natural_id_names: tuple[str, ...] = ()
 
-    def __post_init__(self) -> None:
-        for value in vars(self).values():
-            if isinstance(value, np.ndarray):
-                value.flags.writeable = False
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
     def describe(self) -> dict[str, Any]:
         """A JSON-able record of the data for the run directory."""
         rules = {"ucf101-split1": "UCF-101 split 1: groups 1-7 held out",
-                 "seeded-split": (f"stratified: round({self.eval_fraction} * n) of each class, "
-                                  f"at least 1, drawn with seed {self.seed}")}
+                 "seeded-split": self.seeded_split_rule()}
         return {"kind": self.kind, "root": self.root, "num_classes": self.num_classes,
                 "classes": list(self.classes), "num_train": int(len(self.train_ids)),
                 "num_eval": int(len(self.eval_ids)), "held_out": self.held_out,
