@@ -12,6 +12,7 @@ its last complete round.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -243,15 +244,16 @@ class RoundLoop:
                   ttl: float | None = None) -> list[Message]:
         arrays = ArrayRecord(self.global_arrays)
         fed = self.exp.federation
+        # the round's values, the same for every node; each message names its own clients
+        spec = RoundSpec(server_round=rnd, aggregation=self.aggregations + 1, client_ids=[],
+                         reply=self.engine.reply, lr=fed.round_lr(rnd), local_epochs=fed.local_epochs,
+                         batch_size=fed.batch_size, optimizer=fed.optimizer, momentum=fed.momentum,
+                         weight_decay=fed.weight_decay, proximal_mu=self.strategy.proximal_mu(),
+                         round_timeout=fed.round_timeout)
         messages = []
         for node_id, client_ids in plan:
-            spec = RoundSpec(server_round=rnd, aggregation=self.aggregations + 1, client_ids=client_ids,
-                             reply=self.engine.reply, lr=fed.round_lr(rnd), local_epochs=fed.local_epochs,
-                             batch_size=fed.batch_size, optimizer=fed.optimizer, momentum=fed.momentum,
-                             weight_decay=fed.weight_decay, proximal_mu=self.strategy.proximal_mu(),
-                             round_timeout=fed.round_timeout)
             content = RecordDict({R.ARRAYS: arrays, R.RUN: self.run_record,
-                                  R.ROUND: ConfigRecord(spec.to_record())})
+                                  R.ROUND: ConfigRecord(replace(spec, client_ids=client_ids).to_record())})
             # ttl: Flower drops the message (and a late reply) once the round's time is up
             messages.append(Message(content, node_id, MessageType.TRAIN, ttl=ttl, group_id=str(rnd)))
         return messages
