@@ -7,10 +7,9 @@ ClientApp, task and strategy code; the server's round loop is the same for both.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-from fedsim.config import ExperimentConfig
+from fedsim.config import ExperimentConfig, usable_cores
 from fedsim.records import REPLY_SUMS, REPLY_WEIGHTS
 
 
@@ -44,11 +43,6 @@ class Engine:
         return round_timeout * (1 if self.reply == REPLY_WEIGHTS else max(len(ids) for _, ids in plan))
 
 
-def cpu_cores() -> int:
-    """The cores this process may use."""
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
-
 def gpu_count() -> int:
     """CUDA devices this process sees (0 without CUDA)."""
     import torch
@@ -67,7 +61,7 @@ def training_device(setting: str) -> str:
 
 def default_workers(device: str = "cpu", workers_per_gpu: int = 1) -> int:
     """One cohort worker per CPU core, or ``workers_per_gpu`` per GPU when training on CUDA."""
-    return gpu_count() * workers_per_gpu if device == "cuda" else cpu_cores()
+    return gpu_count() * workers_per_gpu if device == "cuda" else usable_cores()
 
 
 def make_engine(exp: ExperimentConfig) -> Engine:

@@ -11,7 +11,7 @@ from fedsim.launcher import backend_config, node_settings
 
 def test_without_a_gpu_auto_trains_on_the_cpu_and_asks_ray_for_no_gpu(monkeypatch):
     monkeypatch.setattr(engines, "gpu_count", lambda: 0)
-    monkeypatch.setattr(engines, "cpu_cores", lambda: 6)
+    monkeypatch.setattr(engines, "usable_cores", lambda: 6)
     exp = load_config(None, {})
 
     engine = make_engine(exp)
