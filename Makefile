@@ -1,4 +1,5 @@
-# `make demo`, `make test` and `make bench` create .venv on first use (and again when pyproject.toml changes).
+# `make demo`, `make test` and `make bench` create .venv on first use (and again when the
+# requirements change), installing the tested versions of constraints.txt.
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
@@ -6,9 +7,11 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test bench clean
 
-$(STAMP): pyproject.toml
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
+
+$(STAMP): pyproject.toml setup.py constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(PIP_INSTALL) -e ".[test,docs]"
 	@touch $@
 
 demo: $(STAMP)
@@ -19,7 +22,7 @@ test: $(STAMP)
 
 # Benchmarks are not tests: about 40 min on 2 cores; run them on a quiet machine.
 bench: $(STAMP)
-	$(BIN)/python -m pip install -q -e ".[bench]"
+	$(PIP_INSTALL) -e ".[bench]"
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/memory.py
 

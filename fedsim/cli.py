@@ -15,13 +15,26 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fedsim import version
 from fedsim.config import ConfigError, load_config, parse_override
-from fedsim.plugins import load_plugins
-from fedsim.registry import MODELS, STRATEGIES, TASKS
+from fedsim.plugins import builtin_listing
+from fedsim.specs import describe_specs, resolve_spec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Federated self-supervised learning simulations on Flower.")
 err = Console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"fedsim {version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(_version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print fedsim's version and exit.")) -> None:
+    """Federated self-supervised learning simulations on Flower."""
 
 # CLI flag -> config key. Values are passed as text and validated by the config models,
 # so a bad value gets the same one-line error as in YAML ("federation.clients: ...").
@@ -96,7 +109,9 @@ def _checked_task(exp: Any) -> None:
 
 @app.command()
 def run(
-    config: Path = typer.Option(None, "--config", "-c", help="Experiment YAML (default: built-in defaults)."),
+    config: Path = typer.Option(None, "--config", "-c", metavar="FILE|NAME",
+                                help="Experiment YAML, or the name of a bundled one (`fedsim list`); "
+                                     "default: built-in defaults."),
     strategy: str = _opt("Aggregation strategy (see `fedsim list`).", "NAME"),
     clients: str = _opt("Registered clients.", "INT"),
     clients_per_round: str = _opt("Clients sampled per round.", "INT"),
@@ -142,6 +157,8 @@ def run(
         unused_address = None
         if resume is not None:
             config, unused_address = _resume_config(resume, config, overrides)
+        elif config is not None:
+            config = resolve_spec(config)
         exp = load_config(config, overrides)
         run_dir = _checked_run_dir(exp, resume)
         _checked_task(exp)
@@ -212,15 +229,17 @@ def end_run(message: str, code: int, *, leftover: set[threading.Thread]) -> None
 
 @app.command("list")
 def list_plugins() -> None:
-    """List the registered strategies, tasks and models, one line each."""
-    load_plugins()
+    """List the built-in strategies, tasks and models and the bundled experiment files, one line each."""
     out = Console()
-    for title, registry in (("strategies", STRATEGIES), ("tasks", TASKS), ("models", MODELS)):
+    listing = builtin_listing()  # read from the plugins' source: listing them imports no torch
+    sections = {"strategies": listing["strategy"], "tasks": listing["task"], "models": listing["model"],
+                "experiments (--config NAME)": describe_specs()}
+    for title, described in sections.items():
         table = Table(title=title, show_header=False, title_justify="left")
         table.add_column("name", style="bold")
         table.add_column("description")
-        for name, text in registry.describe().items():
-            table.add_row(name, text)
+        for name, text in described.items():
+            table.add_row(name, escape(text))
         out.print(table)
 
 
@@ -230,8 +249,9 @@ BENCH_FLAGS = {name: key for name, key in FLAGS.items() if name not in ("strateg
 
 @app.command()
 def bench(
-    config: Path = typer.Option(None, "--config", "-c", metavar="FILE",
-                                help="Bench YAML: an experiment plus a grid: section (axis -> values)."),
+    config: Path = typer.Option(None, "--config", "-c", metavar="FILE|NAME",
+                                help="Bench YAML (an experiment plus a grid: section, axis -> values), or the "
+                                     "name of a bundled one (`fedsim list`)."),
     strategies: str = _opt("Strategies, comma-separated (e.g. fedavg,ldawa).", "LIST"),
     tasks: str = _opt("Tasks, comma-separated (e.g. image,audio).", "LIST"),
     alpha: str = _opt("Dirichlet α values, comma-separated (e.g. 0.1,1.0).", "LIST"),
@@ -253,7 +273,8 @@ def bench(
     parallel: int = typer.Option(1, "--parallel", metavar="N", help="Cells run at once (at most the CPU cores)."),
     target: str = _opt("Also report the rounds each cell needs to reach METRIC=VALUE.", "METRIC=VALUE"),
     tracker: list[str] = typer.Option([], "--tracker", metavar="NAME", help="Every cell also logs to tensorboard/mlflow."),
-    check: bool = typer.Option(False, "--check", help="Validate the grid, list the cells and their state, and exit."),
+    check: bool = typer.Option(False, "--check", "--dry-run",
+                               help="Validate the grid, list the planned cells and their state, and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Run a grid of experiments (strategies × tasks × α × seeds × other axes), one run per cell,
@@ -274,7 +295,7 @@ def bench(
             if value is not None:
                 overrides[BENCH_FLAGS[name]] = value if name in ("data_dir", "ray_address") \
                     else parse_override(f"x={value}")[1]
-        base, grid = read_bench_yaml(config) if config is not None else ({}, None)
+        base, grid = read_bench_yaml(resolve_spec(config)) if config is not None else ({}, None)
         axes = grid_axes(grid, {"strategies": strategies, "tasks": tasks, "alpha": alpha, "seeds": seeds}, axis)
         if not 1 <= parallel <= usable_cores():
             raise ConfigError(f"--parallel: {parallel} is not within 1..{usable_cores()} (this machine's CPU cores)")

@@ -2,19 +2,28 @@
 
 Importing a plugin module runs its ``@register_task``/``@register_model``/
 ``@register_strategy`` decorators; :mod:`fedsim.registry` itself imports nothing of fedsim's.
+:func:`builtin_listing` reads the same decorators from the built-in plugins' source instead,
+so ``fedsim list`` names them without importing torch.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
 from collections.abc import Iterable
+from pathlib import Path
+
+# The packages holding fedsim's built-in plugins; each one's __init__ imports its modules.
+BUILTIN_PACKAGES = ("fedsim.models", "fedsim.strategies", "fedsim.tasks")
+# Registration decorator -> the registry's kind (fedsim.registry).
+DECORATORS = {"register_strategy": "strategy", "register_task": "task", "register_model": "model"}
 
 
 def load_plugins() -> None:
     """Import every built-in plugin package so their registrations run."""
-    import fedsim.models  # noqa: F401
-    import fedsim.strategies  # noqa: F401
-    import fedsim.tasks  # noqa: F401
+    for package in BUILTIN_PACKAGES:
+        importlib.import_module(package)
 
 
 def import_plugins(modules: Iterable[str]) -> None:
@@ -24,3 +33,33 @@ def import_plugins(modules: Iterable[str]) -> None:
             importlib.import_module(module)
         except ImportError as err:
             raise ValueError(f"plugin module {module!r} cannot be imported: {err}") from None
+
+
+def builtin_listing() -> dict[str, dict[str, str]]:
+    """Kind (``strategy``, ``task``, ``model``) -> {name: first line of its docstring} of the
+    built-in plugins, sorted by name: what ``Registry.describe`` gives once
+    :func:`load_plugins` ran, read from the source without importing it.
+
+    It finds the ``@register_*("name", ...)`` decorators of the modules in
+    :data:`BUILTIN_PACKAGES` (a test checks the two agree).
+    """
+    found: dict[str, dict[str, str]] = {kind: {} for kind in DECORATORS.values()}
+    for package in BUILTIN_PACKAGES:
+        spec = importlib.util.find_spec(package)  # imports only the fedsim package itself
+        for folder in spec.submodule_search_locations if spec and spec.submodule_search_locations else ():
+            for path in sorted(Path(folder).glob("*.py")):
+                for kind, name, doc in _registrations(path):
+                    found[kind][name] = doc
+    return {kind: dict(sorted(named.items())) for kind, named in found.items()}
+
+
+def _registrations(path: Path) -> Iterable[tuple[str, str, str]]:
+    """(kind, name, first docstring line) of each registration decorator in the module at ``path``."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if not isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+            continue
+        for deco in node.decorator_list:
+            if (isinstance(deco, ast.Call) and isinstance(deco.func, ast.Name) and deco.func.id in DECORATORS
+                    and deco.args and isinstance(deco.args[0], ast.Constant)):
+                doc = ast.get_docstring(node, clean=False)
+                yield DECORATORS[deco.func.id], deco.args[0].value, doc.strip().splitlines()[0] if doc else ""

@@ -68,10 +68,17 @@ _DIRECTIONS: dict[str, dict[str, bool]] = {}
 
 
 def metric_directions(cell_dir: Path) -> dict[str, bool]:
-    """``{metric: higher_is_better}`` of the task in the cell's ``config.yaml`` (empty if it
-    cannot be built here, e.g. a plugin task that is not importable; higher is then assumed)."""
+    """``{metric: higher_is_better}`` of the cell's task, in declared order: from its
+    ``summary.json``, else from the task its ``config.yaml`` builds (which imports torch; empty
+    if it cannot be built here, e.g. a plugin task that is not importable: higher is then assumed)."""
     from fedsim.config import ExperimentConfig, read_yaml
 
+    try:
+        recorded = json.loads((cell_dir / SUMMARY_FILE).read_text()).get("higher_is_better")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if isinstance(recorded, dict) and recorded:
+        return {str(k): bool(v) for k, v in recorded.items()}
     try:
         raw = read_yaml(cell_dir / CONFIG_FILE)
         key = json.dumps([raw.get("plugins"), raw.get("task"), raw.get("model")], sort_keys=True)

@@ -39,8 +39,10 @@ def baseline_keys(row0: dict[str, Any], metrics: Sequence[Metric]) -> list[str]:
 
 def metric_summary(rows: Sequence[dict[str, Any]], metrics: Sequence[Metric]) -> dict[str, Any]:
     """Per declared metric: ``<m>_init``, ``<m>`` (last evaluated), ``<m>_best``,
-    ``<m>_best_round``; the round-0 baselines; and ``primary_metric``."""
-    out: dict[str, Any] = {"primary_metric": metrics[0].name if metrics else None}
+    ``<m>_best_round``; the round-0 baselines; ``primary_metric``; and ``higher_is_better``
+    (metric -> direction, in declared order: reports read it without building the task)."""
+    out: dict[str, Any] = {"primary_metric": metrics[0].name if metrics else None,
+                           "higher_is_better": {m.name: m.higher_is_better for m in metrics}}
     init = rows[0] if rows and rows[0].get("round") == 0 else {}
     for m in metrics:
         evaluated = [r for r in rows if r.get("round", 0) > 0 and r.get(m.name) is not None]

@@ -14,12 +14,13 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from fedsim.atomic import atomic_write_bytes
 from fedsim.config import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 CONFIG_FILE = "config.yaml"
 ROUNDS_FILE = "rounds.jsonl"
@@ -52,6 +53,8 @@ def read_checkpoint(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     path = Path(run_dir) / CHECKPOINT_FILE
     if not path.exists():
         return None
+    import torch  # here, not at the top: `fedsim report` reads run directories without torch
+
     try:
         state = torch.load(path, weights_only=True)
     except Exception as err:  # torch raises many types here; its text suggests unsafe loading
@@ -129,6 +132,8 @@ class RunWriter:
 
     def checkpoint(self, state: dict[str, Any]) -> None:
         """Atomically replace ``checkpoint.pt`` with ``state``."""
+        import torch
+
         atomic_write_bytes(self.dir / CHECKPOINT_FILE, lambda fh: torch.save(state, fh))
 
     def describe_data(self, description: dict[str, Any]) -> None:
@@ -137,12 +142,16 @@ class RunWriter:
 
     def best_model(self, metric: str, arrays: dict[str, torch.Tensor]) -> None:
         """Atomically replace ``best_<metric>.pt`` with ``arrays``."""
+        import torch
+
         atomic_write_bytes(self.dir / BEST_FILE.format(metric=metric), lambda fh: torch.save(arrays, fh))
 
     def finish(self, summary: dict[str, Any], final_arrays: dict[str, torch.Tensor],
                metrics: list[str]) -> None:
         """Write ``metrics.csv``, ``summary.json``, ``model.pt`` and ``curves.png`` (``metrics``:
         the task's declared metric names, plotted one panel each)."""
+        import torch
+
         atomic_write_bytes(self.dir / MODEL_FILE, lambda fh: torch.save(final_arrays, fh))
         self._metrics_csv()
         (self.dir / SUMMARY_FILE).write_text(json.dumps(_clean(summary), indent=2) + "\n")

@@ -25,8 +25,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from fedsim.config import ConfigError, ExperimentConfig
 from fedsim.server.outputs import CHECKPOINT_FILE, CONFIG_FILE, ROUNDS_FILE, is_run, read_checkpoint, read_rounds
 
@@ -99,6 +97,8 @@ def _check_identity(recorded: Any, exp: ExperimentConfig) -> None:
 
 
 def _check_arrays(arrays: dict[str, Any], exp: ExperimentConfig) -> None:
+    import torch  # here, not at the top: `fedsim report` imports this module without needing torch
+
     with torch.random.fork_rng(devices=[]):
         expected = exp.build_task().build_model().state_dict()
     missing = [k for k in expected if k not in arrays]
