@@ -107,6 +107,14 @@ def _checked_task(exp: Any) -> None:
         raise ConfigError(str(e)) from None
 
 
+def _warn_schedules(exps: list[Any]) -> None:
+    """One line on stderr for each distinct warning the runs' strategies give about their own
+    schedule, e.g. an L-DAWA warm-up that covers every round (the run is plain FedAvg)."""
+    warnings = dict.fromkeys(w for exp in exps if (w := exp.build_strategy().schedule_warning(exp.federation.rounds)))
+    for warning in warnings:
+        err.print(f"warning: {escape(warning)}", highlight=False, soft_wrap=True)
+
+
 @app.command()
 def run(
     config: Path = typer.Option(None, "--config", "-c", metavar="FILE|NAME",
@@ -165,6 +173,7 @@ def run(
         trackers = parse_trackers(tracker)
     except ConfigError as e:
         fail(str(e))
+    _warn_schedules([exp])
     if unused_address and not quiet:
         err.print(f"note: not attaching to the Ray cluster {unused_address} named in {config}; "
                   f"add --ray-address {unused_address} to use it", highlight=False, soft_wrap=True)
@@ -314,6 +323,7 @@ def bench(
                 checked.add(what)
     except ConfigError as e:
         fail(str(e))
+    _warn_schedules([cell.exp for cell in planned if cell.state != DONE])
     if check:
         for cell in planned:
             typer.echo(f"{cell.state:6s} {cell.rounds_done:>4d}/{cell.rounds:<4d} {cell.dir}")

@@ -184,6 +184,12 @@ class Strategy(ABC):
         """Weight of FedProx's proximal term ``mu/2 * ||w - w_global||^2`` (default 0: none)."""
         return 0.0
 
+    def schedule_warning(self, rounds: int) -> str | None:
+        """A one-line warning when the strategy's own schedule (a warm-up, a late start) covers
+        all ``rounds`` rounds of a run, so the run is not what the strategy's name says;
+        ``None`` (the default) when it does not."""
+        return None
+
     @abstractmethod
     def fold(self, sums: dict[str, torch.Tensor], update: ClientUpdate, previous: Arrays,
              aggregation: int) -> None:

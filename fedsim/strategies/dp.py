@@ -112,6 +112,9 @@ class DPFixedClipping(Strategy):
     def proximal_mu(self) -> float:
         return self.inner.proximal_mu()
 
+    def schedule_warning(self, rounds: int) -> str | None:
+        return self.inner.schedule_warning(rounds)
+
     def fold(self, sums: dict[str, torch.Tensor], update: ClientUpdate, previous: Arrays,
              aggregation: int) -> None:
         clipped, was_clipped = clip_update(update, previous, self.params.clip)

@@ -105,6 +105,12 @@ class FedVSSL(Strategy):
         ``aggregation`` (1-based, skipped rounds not counted)."""
         return self.params.swa and aggregation >= 2
 
+    def schedule_warning(self, rounds: int) -> str | None:
+        if self.params.swa and rounds < 2:
+            return (f"fedvssl: SWA starts at the 2nd aggregation but this run has only {rounds} round; "
+                    "it is FedVSSL without SWA (run 2 rounds or more)")
+        return None
+
     def fold(self, sums: dict[str, torch.Tensor], update: ClientUpdate, previous: Arrays,
              aggregation: int) -> None:
         fold_weighted(sums, update)

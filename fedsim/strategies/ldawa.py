@@ -96,6 +96,13 @@ class LDAWA(Strategy):
         is a FedAvg warm-up one."""
         return aggregation <= self.params.warmup_rounds
 
+    def schedule_warning(self, rounds: int) -> str | None:
+        warmup = self.params.warmup_rounds
+        if warmup >= rounds:
+            return (f"ldawa: warm-up of {warmup} rounds covers all {rounds} rounds; this run is plain FedAvg "
+                    f"(run more than {warmup} rounds, or set strategy.params.warmup_rounds)")
+        return None
+
     def fold(self, sums: dict[str, torch.Tensor], update: ClientUpdate, previous: Arrays,
              aggregation: int) -> None:
         if self.in_warmup(aggregation):
