@@ -1,4 +1,5 @@
-"""The CLI: `fedsim list`, and bad input -> one line on stderr, exit code 2, no traceback."""
+"""The CLI: `fedsim list`, `--version`, bundled experiments by name, warnings, and bad input ->
+one line on stderr, exit code 2, no traceback."""
 
 import subprocess
 import sys
@@ -31,6 +32,7 @@ def test_list_shows_every_registered_plugin():
     (["--clients", "abc"], "federation.clients: Input should be a valid integer"),  # case: not a number
     (["--engine", "spark"], "engine.name: Input should be 'flower' or 'cohort'"),
     (["--config", "missing.yaml"], "config file 'missing.yaml' does not exist"),
+    (["--config", "nope"], "names no bundled experiment (audio, audio_image, cardio, fassl_objectives,"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, fragment):
     result = runner.invoke(app, ["run", *args])
@@ -152,3 +154,99 @@ def test_out_that_is_a_file_exits_2_at_once(tmp_path):
 def test_the_task_and_its_model_are_built_before_start_up(args, words):
     result = CliRunner().invoke(app, ["run", *args, "--check"])
     assert result.exit_code == 2 and words in result.output
+
+
+# --- issue 30: --version, bundled experiments by name, a light `fedsim list` ---
+
+def test_version_is_the_one_in_pyproject():
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    result = runner.invoke(app, ["--version"])
+
+    assert result.exit_code == 0
+    assert result.stdout == f"fedsim {project['version']}\n"
+
+
+def test_list_imports_no_torch_and_names_the_bundled_experiments():
+    script = ("import sys\nfrom fedsim.cli import app\ntry:\n    app(['list'])\nfinally:\n"
+              "    print('torch imported:', 'torch' in sys.modules)")
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "COLUMNS": "200"})
+    elapsed = time.monotonic() - started
+
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("torch imported: False")
+    for name in ("ldawa", "image", "resnet_small", "quickstart", "ldawa_vs_fedavg"):
+        assert f" {name} " in proc.stdout
+    assert "bench: L-DAWA vs FedAvg" in proc.stdout
+    assert elapsed < 30, elapsed  # about 1 s on an idle machine; importing torch alone takes 2-10 s
+
+
+def test_the_listing_read_from_source_is_the_registry_after_import():
+    from fedsim.plugins import builtin_listing, load_plugins
+    from fedsim.registry import MODELS, STRATEGIES, TASKS
+
+    listing = builtin_listing()
+    load_plugins()
+
+    assert listing == {"strategy": STRATEGIES.describe(), "task": TASKS.describe(), "model": MODELS.describe()}
+    assert "ldawa" in listing["strategy"] and listing["strategy"]["ldawa"]
+
+
+@pytest.mark.parametrize("given", ["quickstart", "quickstart.yaml"])
+def test_a_bundled_experiment_is_found_by_name_from_any_directory(tmp_path, monkeypatch, given):
+    monkeypatch.chdir(tmp_path)  # no simulations/ folder here
+
+    result = runner.invoke(app, ["run", "--config", given, "--check"])
+
+    assert result.exit_code == 0, result.output
+    assert "clients: 1000" in result.stdout and "name: ldawa" in result.stdout
+
+
+def test_an_existing_path_wins_over_a_bundled_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "quickstart").write_text("federation: {clients: 7, clients_per_round: 7}\n")
+
+    result = runner.invoke(app, ["run", "--config", "quickstart", "--check"])
+
+    assert result.exit_code == 0, result.output
+    assert "clients: 7" in result.stdout
+
+
+def test_bench_dry_run_finds_its_bundled_grid_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    result = runner.invoke(app, ["bench", "--config", "ldawa_vs_fedavg", "--dry-run", "--out", "b"])
+
+    assert result.exit_code == 0, result.output
+    cells = result.stdout.splitlines()
+    assert len(cells) == 12 and all(line.startswith("new ") for line in cells)  # 2 strategies x 2 E x 3 seeds
+    assert any("strategy=ldawa" in line for line in cells) and any("strategy=fedavg" in line for line in cells)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- issue 30: a strategy schedule that covers the whole run is one warning line ---
+
+@pytest.mark.parametrize("rounds, warned", [(2, True), (3, True), (4, False)])
+def test_an_ldawa_warm_up_covering_the_run_is_a_warning(rounds, warned):
+    result = runner.invoke(app, ["run", "--config", "quickstart", "--rounds", str(rounds), "--check"])
+
+    assert result.exit_code == 0, result.output
+    warning = (f"warning: ldawa: warm-up of 3 rounds covers all {rounds} rounds; this run is plain FedAvg "
+               "(run more than 3 rounds, or set strategy.params.warmup_rounds)")
+    assert result.stderr.splitlines() == ([warning] if warned else [])
+
+
+def test_a_bench_warns_once_per_distinct_schedule(tmp_path):
+    result = runner.invoke(app, ["bench", "--strategies", "fedavg,ldawa,fedvssl", "--seeds", "0,1", "--rounds", "1",
+                                 "--tasks", "synthetic", "--model", "mlp", "--dry-run", "--out", str(tmp_path / "b")])
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "warning: ldawa: warm-up of 3 rounds covers all 1 rounds; this run is plain FedAvg "
+        "(run more than 3 rounds, or set strategy.params.warmup_rounds)",
+        "warning: fedvssl: SWA starts at the 2nd aggregation but this run has only 1 round; "
+        "it is FedVSSL without SWA (run 2 rounds or more)"]
