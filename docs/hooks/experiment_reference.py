@@ -75,19 +75,22 @@ def fields_table(model: Any, prefix: str, names: Any = None) -> str:
     return "\n".join(rows)
 
 
-def _doc(cls: type) -> str:
-    return _plain((cls.__doc__ or "").strip().split("\n\n")[0])
+def _doc(cls: type, whole: bool = False) -> str:
+    """A class's docstring as Markdown: its first paragraph, or every paragraph."""
+    paragraphs = (cls.__doc__ or "").strip().split("\n\n")
+    return "\n\n".join(_plain(p) for p in (paragraphs if whole else paragraphs[:1]))
 
 
 def _sections() -> list[str]:
-    from fedsim.config import ExperimentConfig
+    from fedsim.config import FAULT_KINDS, ExperimentConfig
 
     sections = {name: field.annotation for name, field in ExperimentConfig.model_fields.items()
                 if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)}
     top = [name for name in ExperimentConfig.model_fields if name not in sections]
-    out = ["## Top level", fields_table(ExperimentConfig, "", top)]
+    kinds = ", ".join(f"`{kind}`" for kind in FAULT_KINDS)
+    out = ["## Top level", fields_table(ExperimentConfig, "", top), f"Fault kinds (`faults`): {kinds}."]
     for name, model in sections.items():
-        out += [f"## `{name}`", _doc(model), fields_table(model, f"{name}.")]
+        out += [f"## `{name}`", _doc(model, whole=True), fields_table(model, f"{name}.")]
     return out
 
 
@@ -102,14 +105,25 @@ def _registered(kind: str, registry: Any, key_prefix: str) -> list[str]:
     return [f"## {kind}"] + out
 
 
+def _models(registry: Any) -> list[str]:
+    rows = ["| `model.name` | input | what it is |", "| --- | --- | --- |"]
+    for name, line in registry.describe().items():
+        info = registry.info(name)
+        text = _plain(line).replace("|", "\\|")
+        rows.append(f"| `{name}` | {getattr(info, 'input', '')} | {text} |")
+    return ["## Backbones (`model.name`)", "Options go in `model.params` (the factory's keyword arguments).",
+            "\n".join(rows)]
+
+
 def experiment_reference() -> str:
     """The generated part of the experiment-file reference page, as Markdown."""
     from fedsim.plugins import load_plugins
-    from fedsim.registry import STRATEGIES, TASKS
+    from fedsim.registry import MODELS, STRATEGIES, TASKS
 
     load_plugins()
     parts = _sections()
     parts += _registered("Task parameters (`task.params`, by `task.name`)", TASKS, "task.params.")
+    parts += _models(MODELS)
     parts += _registered("Strategy parameters (`strategy.params`, by `strategy.name`)", STRATEGIES,
                          "strategy.params.")
     return "\n\n".join(p for p in parts if p) + "\n"
