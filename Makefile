@@ -19,6 +19,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(MAKE) --no-print-directory docs
 
 # Benchmarks are not tests: about 40 min on 2 cores; run them on a quiet machine.
 bench: $(STAMP)
@@ -27,4 +28,16 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/memory.py
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs .pytest_cache site
+
+# The documentation site (docs/, mkdocs.yml) into site/. --strict: a broken link or anchor, or a
+# page missing from the navigation, fails the build. The docs extra is installed on first use.
+DOCS_STAMP := $(VENV)/.docs-stamp
+
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[docs]"
+	@touch $@
+
+.PHONY: docs
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site

@@ -3,7 +3,7 @@ hand-made baselines, seed after seed?
 
 Runs the experiment's rounds in this one process — the same task, trainer and strategy code
 as ``fedsim run``, without Flower/Ray (so float summation order differs from the cohort
-engine, as the README notes) — and prints, per seed, the round-0 metrics and baselines and
+engine, see docs/reproductions/index.md) — and prints, per seed, the round-0 metrics and baselines and
 the metrics after training::
 
     python benchmarks/calibrate.py --config simulations/audio.yaml --seeds 0,1,2

@@ -2,8 +2,8 @@
 
 fedsim promises that registering clients costs nothing until they are sampled: a client's
 data is a pure function of (seed, client id) generated on demand, sampling is O(clients per
-round), and the server keeps one accumulator of the model's size (DESIGN.md, "Populations"
-and "Aggregation is a reduction"). This script checks it: for every population size
+round), and the server keeps one accumulator of the model's size (docs/concepts/task-contract.md
+and docs/concepts/aggregation.md). This script checks it: for every population size
 (default 1,000, 10,000 and 100,000 registered clients) it runs ``fedsim run`` — the real
 command, each in its own process — with 1,000 clients per round on the synthetic MLP
 workload of ``throughput.py`` (MLP 784-100-10, one SGD step on 32 samples per client),

@@ -11,11 +11,10 @@ its first round started. Systems:
 * ``pfl``           pfl-research (``pfl[pytorch]==0.6.0``) — run under ``torchrun``, one worker per core;
 * ``fedsim-flower`` and ``fedsim-cohort``: fedsim's two engines (``fedsim.launcher.simulate``).
 
-The MLP workload, and the raw, vanilla-Flower and pfl code, are copied from the shared
-performance anchors ``bench/anchor_flower_vs_raw.py`` and ``bench/anchor_pfl.py`` (DESIGN.md):
-MLP 784-100-10, each client one SGD step (lr 0.05) on 32 random samples from its own seeded
-generator, FedAvg over every client of the round. They are copied, not imported, because
-a clone of fedsim need not sit beside that folder. The image workload is fedsim's image
+The MLP workload, and the raw, vanilla-Flower and pfl code, are the project's performance
+anchors, kept here so that every clone has them: MLP 784-100-10, each client one SGD step
+(lr 0.05) on 32 random samples from its own seeded generator, FedAvg over every client of
+the round. The image workload is fedsim's image
 task (SimCLR on the bundled digits, ``resnet_small``, 32 samples per client so one step):
 every system calls the same ``ImageTask`` for the model, a client's data and the loss.
 """
@@ -39,7 +38,7 @@ IMAGE_DEFAULT_SIZE = 16
 
 # --------------------------------------------------------------------------- workloads
 class MLPWorkload:
-    """The anchors' workload (``anchor_flower_vs_raw.py``: ``make_model`` and ``local_step``)."""
+    """The anchors' workload: the MLP and one client's local step (``make_model``, ``local_step``)."""
 
     name = "mlp"
 

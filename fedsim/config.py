@@ -88,9 +88,9 @@ def _finite_params(value: dict[str, Any], section: str) -> dict[str, Any]:
 class TaskConfig(_Strict):
     """Which SSL task to train and its own parameters (validated by the task's ``Params``)."""
 
-    name: str = "image"
-    params: dict[str, Any] = Field(default_factory=dict)
-    data_dir: str | None = None
+    name: str = Field("image", description="a registered task (fedsim list)")
+    params: dict[str, Any] = Field(default_factory=dict, description="the task's own parameters (below)")
+    data_dir: str | None = Field(None, description="a local folder to read instead of the generated data")
 
     @field_validator("name")
     @classmethod
@@ -106,7 +106,7 @@ class TaskConfig(_Strict):
 class ModelConfig(_Strict):
     """Which registered backbone the task wraps."""
 
-    name: str = "resnet_small"
+    name: str = Field("resnet_small", description="a registered backbone (fedsim list)")
     params: dict[str, Any] = Field(
         default_factory=dict, description="options of the backbone's factory, e.g. widths, depths")
 
@@ -119,8 +119,8 @@ class ModelConfig(_Strict):
 class StrategyConfig(_Strict):
     """Server aggregation rule and its parameters (validated by the strategy's ``Params``)."""
 
-    name: str = "fedavg"
-    params: dict[str, Any] = Field(default_factory=dict)
+    name: str = Field("fedavg", description="a registered strategy (fedsim list)")
+    params: dict[str, Any] = Field(default_factory=dict, description="the strategy's own parameters (below)")
     dp_clip: float | None = Field(None, gt=0.0, description="clip each client update to this L2 norm")
     dp_noise: float = Field(0.0, ge=0.0, description="Gaussian noise multiplier z (std z * dp_clip)")
 
@@ -138,13 +138,14 @@ class StrategyConfig(_Strict):
 class FederationConfig(_Strict):
     """Population, sampling and local training."""
 
-    clients: int = Field(20, ge=1, le=10_000_000)
-    clients_per_round: int | None = Field(5, ge=1)
-    fraction: float | None = Field(None, gt=0.0, le=1.0)
+    clients: int = Field(20, ge=1, le=10_000_000, description="registered clients (the population)")
+    clients_per_round: int | None = Field(5, ge=1, description="clients sampled per round")
+    fraction: float | None = Field(None, gt=0.0, le=1.0,
+                                   description="clients sampled per round as a fraction (overrides clients_per_round)")
     rounds: int = Field(5, ge=1)
-    local_epochs: int = Field(1, ge=1)
+    local_epochs: int = Field(1, ge=1, description="passes over its data a client makes per round")
     batch_size: int = Field(32, ge=2)
-    lr: float = Field(0.05, gt=0.0)
+    lr: float = Field(0.05, gt=0.0, description="the clients' learning rate (the first round's, with a schedule)")
     lr_schedule: Literal["constant", "cosine", "step"] = Field(
         "constant", description="the clients' lr per round: constant, cosine (from lr to lr_min over the "
                                 "rounds) or step (times lr_gamma every lr_step_rounds rounds)")
@@ -155,9 +156,10 @@ class FederationConfig(_Strict):
         "sgd", description="client optimiser; repopt-sgd needs a RepOpt backbone (repopt_vgg, repghost)")
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
-    round_timeout: float | None = Field(None, gt=0.0)
-    min_success_fraction: float = Field(0.5, gt=0.0, le=1.0)
-    max_failed_rounds: int = Field(3, ge=1)
+    round_timeout: float | None = Field(None, gt=0.0, description="seconds per client a round may take")
+    min_success_fraction: float = Field(0.5, gt=0.0, le=1.0,
+                                        description="a round aggregates when at least this fraction succeeded")
+    max_failed_rounds: int = Field(3, ge=1, description="failed rounds in a row that stop the run (exit 3)")
 
     @model_validator(mode="after")
     def _schedule_fits(self) -> "FederationConfig":
@@ -196,8 +198,8 @@ class PartitionConfig(_Strict):
     kind: Literal["iid", "dirichlet", "pathological", "natural"] = Field(
         "dirichlet", description="label skew (iid, dirichlet, pathological) or natural ids (a --data-dir "
                                  "whose file names carry a writer/user id)")
-    alpha: float = Field(0.5, gt=0.0)
-    classes_per_client: int = Field(2, ge=1)
+    alpha: float = Field(0.5, gt=0.0, description="Dirichlet concentration (smaller: more skew)")
+    classes_per_client: int = Field(2, ge=1, description="pathological: classes each client holds")
 
 
 class HeterogeneityConfig(_Strict):
@@ -210,10 +212,10 @@ class HeterogeneityConfig(_Strict):
     Both are decided before the round is sent, so they cost no training time.
     """
 
-    speed_sigma: float = Field(0.0, ge=0.0)
-    epoch_seconds: float = Field(1.0, gt=0.0)
-    deadline: float | None = Field(None, gt=0.0)
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    speed_sigma: float = Field(0.0, ge=0.0, description="spread of the log-normal per-client slowness")
+    epoch_seconds: float = Field(1.0, gt=0.0, description="simulated seconds of one local epoch at speed 1")
+    deadline: float | None = Field(None, gt=0.0, description="simulated seconds after which a client straggles")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="probability a sampled client drops out of a round")
 
 
 FAULT_KINDS = ("nan", "inf", "wrong-shape", "wrong-dtype", "missing-tensor", "no-num-examples",
@@ -223,7 +225,7 @@ FAULT_KINDS = ("nan", "inf", "wrong-shape", "wrong-dtype", "missing-tensor", "no
 class EvaluationConfig(_Strict):
     """Server-side evaluation of the global encoder."""
 
-    every: int = Field(1, ge=1)
+    every: int = Field(1, ge=1, description="evaluate the global encoder every this many rounds (and the last)")
     knn_k: int = Field(20, ge=1, description="neighbours of the kNN metric (classification-style tasks)")
     linear_probe: bool = Field(True, description="also report linear_top1 (classification-style tasks)")
     track: list[str] | None = Field(
@@ -233,13 +235,14 @@ class EvaluationConfig(_Strict):
 class EngineConfig(_Strict):
     """How a round's training is executed."""
 
-    name: Literal["flower", "cohort"] = "cohort"
+    name: Literal["flower", "cohort"] = Field(
+        "cohort", description="cohort: one worker per core trains many clients; flower: one node per client")
     workers: int | None = Field(None, ge=1, description="cohort workers (default: one per core, or "
                                                         "workers_per_gpu per GPU when training on CUDA)")
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="where clients train and the server evaluates: auto (CUDA when present) or cpu/cuda")
     workers_per_gpu: int = Field(1, ge=1, description="cohort workers sharing one GPU (device cuda)")
-    num_cpus_per_client: float = Field(1.0, gt=0.0)
+    num_cpus_per_client: float = Field(1.0, gt=0.0, description="CPUs Ray reserves per node (worker)")
     ray_address: str | None = Field(
         None, description="existing Ray cluster: HOST:PORT, ray://HOST:PORT, auto or local (Ray's forms)")
 
@@ -263,9 +266,9 @@ _RAY_ADDRESS = re.compile(rf"(?:ray://)?{_HOST}:[0-9]{{1,5}}")
 class ExperimentConfig(_Strict):
     """A whole experiment; ``fedsim run`` writes the resolved one to ``config.yaml``."""
 
-    name: str = "quickstart"
-    seed: int = Field(0, ge=0)
-    out: str | None = None
+    name: str = Field("quickstart", description="the experiment's name (run directory, reports)")
+    seed: int = Field(0, ge=0, description="every random choice derives from (seed, round, client id)")
+    out: str | None = Field(None, description="run directory (default runs/<time>-<strategy>)")
     plugins: list[str] = Field(
         default_factory=list,
         description="modules imported before anything else, so their @register_task/model/strategy "

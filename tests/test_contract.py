@@ -1,7 +1,7 @@
 """Registry-wide contract tests (after timm's tests over ``list_models()``).
 
 Every registered task and every registered model goes through the task contract of
-DESIGN.md: build, one client's batches, a loss that back-propagates, ``evaluate`` returning
+docs/concepts/task-contract.md: build, one client's batches, a loss that back-propagates, ``evaluate`` returning
 exactly the declared metrics, baselines named after a metric, and determinism in
 (seed, client id). A new task or backbone is tested by being registered.
 """

@@ -111,7 +111,7 @@ def cost_table(cells: Sequence[CellResult], labels: Sequence[str]) -> Table:
             _mean(members, lambda c: _mb(c.summary.get("bytes_down")), 2),
             _mean(members, lambda c: _mb(c.summary.get("bytes_up")), 2)])
     note = ("means over seeds; wall s: the run's last invocation (a resumed cell counts its last part); "
-            "bytes: tensor payload per run, counted per client (see README, Benchmarking strategies); MB = 10^6 bytes")
+            "bytes: tensor payload per run, counted per client (see docs/guides/benchmarking.md); MB = 10^6 bytes")
     return Table(title="cost per run", headers=headers, rows=rows, note=note)
 
 

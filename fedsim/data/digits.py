@@ -8,7 +8,7 @@ in its own *writer style* — slant (shear), rotation, scale, aspect, position, 
 thickness, an elastic wobble and ink intensity — drawn from a generator seeded by
 ``(seed, client id)``: the feature skew of FEMNIST's natural writers. The held-out set is
 rendered with a fresh random style per sample, so style is a real nuisance at evaluation and
-only an encoder invariant to it scores well (see DESIGN.md, "Task facts").
+only an encoder invariant to it scores well (see docs/tasks/image.md).
 
 Everything is a pure function of its arguments; nothing touches global RNG state.
 """

@@ -6,7 +6,7 @@ builds their command lines from fedsim's folders (:mod:`fedsim.deploy.certs`), c
 inputs first (one line, exit 2) and runs the ``flwr`` CLI against a SuperLink connection kept
 in a private ``FLWR_HOME`` (the user's ``~/.flwr`` is never changed).
 
-What the flags mean (Flower 1.41, DESIGN.md "Flower 1.41 facts"): the SuperLink serves the
+What the flags mean (Flower 1.41, tried on loopback by ``tests/deploy/``): the SuperLink serves the
 Fleet API (SuperNodes) and the Control API (``flwr``) over HTTPS on one ``--host``/``--port``;
 ``--enable-supernode-auth`` makes it refuse a SuperNode whose public key was not registered
 (``flwr supernode register``; refusal code 2004). A SuperNode verifies the SuperLink with the

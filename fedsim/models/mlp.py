@@ -1,7 +1,7 @@
 """The benchmark MLP: the 784-100-10 network of the performance anchors, split backbone/head.
 
-The anchors (``DESIGN.md``, "Two engines, one API"; ``bench/anchor_flower_vs_raw.py``,
-``bench/anchor_pfl.py``) train ``Linear(784, 100) → ReLU → Linear(100, 10)``. fedsim models
+The anchors (the ``flower``, ``raw`` and ``pfl`` systems of ``benchmarks/systems.py``;
+docs/performance/index.md) train ``Linear(784, 100) → ReLU → Linear(100, 10)``. fedsim models
 are an encoder (``backbone``) plus a task head, so the backbone here is
 ``Flatten → Linear(784, 100) → ReLU`` (``out_dim = 100``) and the task adds the
 ``Linear(100, 10)`` head: the same layers, the same 79,510 parameters

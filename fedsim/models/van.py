@@ -24,7 +24,7 @@ Scaled down for 16–32 px inputs on CPU: three stages (widths 16/32/64, one blo
 MLP ratio 4) and 3×3 stride-2 patch embeddings (the official first one is 7×7 stride 4 for
 224 px), so a 28 px input gives 14, 7 and 4 px maps. ``kernel_size`` defaults to 7, the
 official training script's ``--k_size`` (``train_lska.sh``); at 16 px the first map is 8×8,
-so larger kernels mostly add zero padding there (README, "VAN backbones").
+so larger kernels mostly add zero padding there (docs/reproductions/lska.md).
 """
 
 from __future__ import annotations

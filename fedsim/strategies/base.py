@@ -1,7 +1,7 @@
 """Aggregation as a reduction: the abstraction behind every fedsim strategy.
 
 Every rule in the source papers is a sum over clients followed by a finalisation
-(DESIGN.md, "Aggregation is a reduction"). A strategy therefore says how one client's
+(docs/concepts/aggregation.md). A strategy therefore says how one client's
 update is *folded* into named partial sums and how the sums are *finalized* into the next
 global model. :class:`Accumulator` carries the sums; two accumulators over disjoint sets of
 clients ``merge`` by adding their sums, which is associative and commutative, so a worker

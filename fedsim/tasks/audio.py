@@ -6,10 +6,10 @@ each client recording in its own conditions: gain, noise floor, microphone respo
 reverberation), or with ``--data-dir`` a Speech Commands / ESC-50 / class-folder tree read
 by :mod:`fedsim.data.audio_folders`. A view of a clip is a random crop, a random gain, a
 random room (reverberation) and additive noise on the waveform, then a log-mel spectrogram
-(``log(mel + 1e-6)``, DESIGN.md settings scaled for CPU: 64 mels, n_fft 1024, window 320,
+(``log(mel + 1e-6)``, FASSL's front end scaled for CPU: 64 mels, n_fft 1024, window 320,
 hop 160) with a random microphone response (a smooth offset over the mel bands) and random
 time and frequency masking (SpecAugment, torchaudio's masking transforms). The view
-augmentations cover the nuisances the population's recording conditions vary by (DESIGN.md:
+augmentations cover the nuisances the population's recording conditions vary by (docs/tasks/audio.md;
 augmentations that miss them make SSL worse than a random encoder). The encoder sees the
 spectrogram as a one-channel image ``(n, 1, n_mels, frames)``.
 

@@ -1,4 +1,4 @@
-"""The task contract: one interface for every modality (DESIGN.md, "The task contract").
+"""The task contract: one interface for every modality (docs/concepts/task-contract.md).
 
 A task owns its data (generated, or read from ``data_dir``), the model it trains, the
 loss of one batch, and the held-out evaluation of the encoder. The rest of fedsim only
@@ -17,7 +17,7 @@ sees what the contract names:
 * **Partitioning belongs to the task**, and every client's data is a pure function of
   ``(context.seed, client id)``.
 
-Tasks never import a strategy or the server (imports flow one way, see DESIGN.md).
+Tasks never import a strategy or the server (imports flow one way, see docs/concepts/layout.md).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ logistic-regression probe, both fitted on the *bank* split and scored on the *qu
 The scoring functions are pure and testable on hand-made tensors; ``evaluate_encoder``
 extracts features from a model; :class:`ProbeEvaluation` gives a task with labelled held-out
 data (:class:`EvalData`) the contract's ``metrics``/``evaluate``/``baselines`` in one line.
-``raw_input_knn`` is the baseline reported beside the trained encoder (DESIGN.md: a trained
-encoder must beat it, and the random-init one, by a clear margin).
+``raw_input_knn`` is the baseline reported beside the trained encoder (docs/tasks/index.md: a
+trained encoder must beat it, and the random-init one, by a clear margin).
 """
 
 from __future__ import annotations

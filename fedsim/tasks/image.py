@@ -10,8 +10,8 @@ self-supervised objective is SimCLR (Chen et al., arXiv 2002.05709): two augment
 of every sample, a projection MLP, NT-Xent (:class:`fedsim.losses.NTXentLoss`). The
 augmentations cover exactly the nuisances the writer style varies — rotation, slant,
 size, aspect, position, elastic wobble, stroke thickness, ink — so invariance to them is what
-the encoder learns (DESIGN.md, "Task facts": augmentations that miss the population's
-nuisance make SimCLR *worse* than a random encoder). ``objective: supervised`` trains a
+the encoder learns (docs/getting-started/quickstart.md: augmentations that miss the
+population's nuisance make SimCLR *worse* than a random encoder). ``objective: supervised`` trains a
 linear classifier with label-smoothed cross-entropy instead (FedRepOpt, arXiv 2409.15898).
 """
 

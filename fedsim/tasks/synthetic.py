@@ -6,8 +6,8 @@ uniformly from 0..9, all from a ``torch.Generator`` seeded by ``(seed, client id
 function, generated on demand in well under a millisecond, so registering 100,000 clients
 costs no memory. The loss is cross-entropy of ``head(backbone(x))`` (supervised). With
 ``federation.local_epochs = 1`` and ``federation.batch_size = samples`` a client does
-exactly one SGD step — the work of ``bench/anchor_flower_vs_raw.py`` and
-``bench/anchor_pfl.py`` (MLP 784-100-10, one step of lr 0.05 on 32 random samples), which
+exactly one SGD step — the work of the ``flower``, ``raw`` and ``pfl`` systems of
+``benchmarks/systems.py`` (MLP 784-100-10, one step of lr 0.05 on 32 random samples), which
 ``benchmarks/throughput.py`` runs through every system.
 
 The labels are noise: nothing generalises, so the evaluation set (a small fixed labelled

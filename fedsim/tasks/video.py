@@ -189,7 +189,7 @@ class VideoTask(ProbeEvaluation, Task):
         super().__init__(context, params or VideoParams())
         self.params: VideoParams
         p = self.params
-        # Calibrated (README "Video (FedVSSL)"): with distractors, bright shaded backgrounds and
+        # Calibrated (docs/reproductions/fedvssl.md): with distractors, bright shaded backgrounds and
         # half-frame digits nothing learned; the label must dominate a clip at 16 px.
         self._scene = moving_digits.SceneScale(class_hue_spread=p.class_hue_spread, distractors=p.distractors,
                                                main_box=p.main_digit_size, background_value=p.background_value,

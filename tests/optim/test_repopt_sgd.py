@@ -1,6 +1,6 @@
 """RepOpt-SGD: masks against hand-computed values, and the CSLA ⇔ plain step equivalence.
 
-The equivalence is the arbiter of the mask formula (DESIGN.md, FedRepOpt): SGD on the
+The equivalence is the arbiter of the mask formula (docs/reproductions/fedrepopt.md): SGD on the
 branches of a CSLA block followed by merging equals RepOpt-SGD on the merged plain kernel.
 """
 

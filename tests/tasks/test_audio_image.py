@@ -253,7 +253,7 @@ def test_modality_norm_keeps_one_batch_norm_per_modality_and_shares_every_convol
 def test_ten_federated_rounds_lift_each_modalitys_knn_above_random_initialisation():
     # Prepare: simulations/audio_image.yaml at seed 1 for 10 rounds, in-process as
     # benchmarks/calibrate.py runs it (no Flower/Ray). Seed 1 because at seed 0 the image kNN
-    # is still flat after 10 rounds (0.192 -> 0.185; README, "Audio-image task").
+    # is still flat after 10 rounds (0.192 -> 0.185; docs/reproductions/fssuavl.md).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the calibration ran; several threads were ~3x slower on the shared 2 cores
     try:
