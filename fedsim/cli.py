@@ -21,7 +21,7 @@ from fedsim.registry import MODELS, STRATEGIES, TASKS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Federated self-supervised learning simulations on Flower.")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # a line is never wrapped, piped or not
 
 # CLI flag -> config key. Values are passed as text and validated by the config models,
 # so a bad value gets the same one-line error as in YAML ("federation.clients: ...").
@@ -120,6 +120,7 @@ def run(
     check: bool = typer.Option(False, "--check", help="Validate the configuration, print it resolved, and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     verbose: bool = typer.Option(False, "--verbose", help="Flower/Ray logs and tracebacks."),
+    as_json: bool = typer.Option(False, "--json", help="Print the end-of-run summary as JSON on stdout."),
     tracker: list[str] = typer.Option([], "--tracker", metavar="NAME",
                                       help="Also log every round to tensorboard or mlflow (optional extras)."),
 ) -> None:
@@ -156,19 +157,22 @@ def run(
         return
     if trackers:  # the round loop reads it (fedsim.server.trackers)
         os.environ[TRACKERS_ENV] = ",".join(trackers)
+    if not quiet:  # before the runtime's imports and Ray's start-up, which take seconds
+        from fedsim.provenance import fedsim_version
+
+        fed = exp.federation
+        err.print(f"fedsim {fedsim_version() or ''}: {exp.strategy.name} on {exp.task.name}, {fed.clients} clients, "
+                  f"{fed.cohort_size()} per round, {fed.rounds} rounds, engine {exp.engine.name} "
+                  f"-> {run_dir}", highlight=False, markup=False)
     from fedsim.engines.ray_cluster import RayUnavailable
     from fedsim.launcher import simulate
     from fedsim.engines.stop import RunStopped
     from fedsim.server.loop import EXIT_RUN_ABORTED, RunAborted
+    from fedsim.server.progress import print_summary
 
-    if not quiet:
-        fed = exp.federation
-        err.print(f"fedsim: {exp.strategy.name} on {exp.task.name}, {fed.clients} clients, "
-                  f"{fed.cohort_size()} per round, {fed.rounds} rounds, engine {exp.engine.name} "
-                  f"-> {run_dir}", highlight=False)
     own_threads = set(threading.enumerate())
     try:
-        simulate(exp, str(run_dir), quiet=quiet, verbose=verbose, resume=resume is not None)
+        summary = simulate(exp, str(run_dir), quiet=quiet, verbose=verbose, resume=resume is not None)
     except RunStopped as e:
         code = 128 + e.signum if e.signum else EXIT_RUN_ABORTED
         if e.last_round is None:
@@ -188,6 +192,8 @@ def run(
         if verbose:
             raise
         fail(f"run failed: {type(e).__name__}: {e}", code=1)
+    if as_json or not quiet:
+        print_summary(summary, as_json=as_json)
 
 
 # How long threads of a stopped runtime get before the process exits without them.
@@ -214,8 +220,13 @@ def end_run(message: str, code: int, *, leftover: set[threading.Thread]) -> None
 def list_plugins() -> None:
     """List the registered strategies, tasks and models, one line each."""
     load_plugins()
-    out = Console()
+    out = Console(soft_wrap=True)
     for title, registry in (("strategies", STRATEGIES), ("tasks", TASKS), ("models", MODELS)):
+        if not out.is_terminal:  # piped: plain "name  description" rows, whole, for grep and cut
+            rows = registry.describe()
+            width = max(map(len, rows), default=0)
+            out.out(f"{title}:\n" + "".join(f"  {name:<{width}}  {text}\n" for name, text in rows.items()), end="")
+            continue
         table = Table(title=title, show_header=False, title_justify="left")
         table.add_column("name", style="bold")
         table.add_column("description")
