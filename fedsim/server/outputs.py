@@ -183,11 +183,24 @@ def arrow(higher_is_better: bool | None) -> str:
 
 def plot_curves(rows: list[dict[str, Any]], path: Path, metrics: Mapping[str, bool | None] | Sequence[str], *,
                 title: str | None = None) -> list[Path]:
+    """Write :func:`curves_figure` as ``path`` (PNG) and the same name with ``.pdf``; returns both paths."""
+    import matplotlib.pyplot as plt
+
+    fig = curves_figure(rows, metrics, title=title)
+    paths = [path, path.with_suffix(".pdf")]
+    for out in paths:
+        fig.savefig(out, dpi=150)
+    plt.close(fig)
+    return paths
+
+
+def curves_figure(rows: list[dict[str, Any]], metrics: Mapping[str, bool | None] | Sequence[str], *,
+                  title: str | None = None) -> Any:
     """Training loss, then one panel per declared metric (held-out, per evaluated round) with
     its round-0 baselines (``<metric>_<what>``) as dashed lines; ``metrics``: name -> higher
-    is better (``None`` or a plain list: direction not known). Every panel shares one x axis
-    from round 0 (the initial model) to the last round, with integer ticks. Written as
-    ``path`` (PNG) and the same name with ``.pdf``; returns both paths."""
+    is better (``None`` or a plain list: direction not known), shown as ↑/↓ in the titles.
+    Every panel shares one x axis from round 0 (the initial model) to the last round, with
+    integer ticks."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -221,8 +234,4 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, metrics: Mapping[str, bo
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    paths = [path, path.with_suffix(".pdf")]
-    for out in paths:
-        fig.savefig(out, dpi=150)
-    plt.close(fig)
-    return paths
+    return fig
