@@ -22,7 +22,7 @@ from fedsim.specs import describe_specs, resolve_spec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Federated self-supervised learning simulations on Flower.")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # a line is never wrapped, piped or not
 
 
 def _print_version(value: bool) -> None:
@@ -143,6 +143,7 @@ def run(
     check: bool = typer.Option(False, "--check", help="Validate the configuration, print it resolved, and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     verbose: bool = typer.Option(False, "--verbose", help="Flower/Ray logs and tracebacks."),
+    as_json: bool = typer.Option(False, "--json", help="Print the end-of-run summary as JSON on stdout."),
     tracker: list[str] = typer.Option([], "--tracker", metavar="NAME",
                                       help="Also log every round to tensorboard or mlflow (optional extras)."),
 ) -> None:
@@ -182,19 +183,22 @@ def run(
         return
     if trackers:  # the round loop reads it (fedsim.server.trackers)
         os.environ[TRACKERS_ENV] = ",".join(trackers)
+    if not quiet:  # before the runtime's imports and Ray's start-up, which take seconds
+        from fedsim.provenance import fedsim_version
+
+        fed = exp.federation
+        err.print(f"fedsim {fedsim_version() or ''}: {exp.strategy.name} on {exp.task.name}, {fed.clients} clients, "
+                  f"{fed.cohort_size()} per round, {fed.rounds} rounds, engine {exp.engine.name} "
+                  f"-> {run_dir}", highlight=False, markup=False)
     from fedsim.engines.ray_cluster import RayUnavailable
     from fedsim.launcher import simulate
     from fedsim.engines.stop import RunStopped
     from fedsim.server.loop import EXIT_RUN_ABORTED, RunAborted
+    from fedsim.server.progress import print_summary
 
-    if not quiet:
-        fed = exp.federation
-        err.print(f"fedsim: {exp.strategy.name} on {exp.task.name}, {fed.clients} clients, "
-                  f"{fed.cohort_size()} per round, {fed.rounds} rounds, engine {exp.engine.name} "
-                  f"-> {run_dir}", highlight=False)
     own_threads = set(threading.enumerate())
     try:
-        simulate(exp, str(run_dir), quiet=quiet, verbose=verbose, resume=resume is not None)
+        summary = simulate(exp, str(run_dir), quiet=quiet, verbose=verbose, resume=resume is not None)
     except RunStopped as e:
         code = 128 + e.signum if e.signum else EXIT_RUN_ABORTED
         if e.last_round is None:
@@ -214,6 +218,8 @@ def run(
         if verbose:
             raise
         fail(f"run failed: {type(e).__name__}: {e}", code=1)
+    if as_json or not quiet:
+        print_summary(summary, as_json=as_json)
 
 
 # How long threads of a stopped runtime get before the process exits without them.
@@ -239,11 +245,16 @@ def end_run(message: str, code: int, *, leftover: set[threading.Thread]) -> None
 @app.command("list")
 def list_plugins() -> None:
     """List the built-in strategies, tasks and models and the bundled experiment files, one line each."""
-    out = Console()
+    out = Console(soft_wrap=True)
     listing = builtin_listing()  # read from the plugins' source: listing them imports no torch
     sections = {"strategies": listing["strategy"], "tasks": listing["task"], "models": listing["model"],
                 "experiments (--config NAME)": describe_specs()}
     for title, described in sections.items():
+        if not out.is_terminal:  # piped: plain "name  description" rows, whole, for grep and cut
+            width = max(map(len, described), default=0)
+            out.out(f"{title}:\n" + "".join(f"  {name:<{width}}  {text}\n" for name, text in described.items()),
+                    end="")
+            continue
         table = Table(title=title, show_header=False, title_justify="left")
         table.add_column("name", style="bold")
         table.add_column("description")

@@ -264,13 +264,19 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    run = _ServerRun(exp, run_dir, quiet=quiet, verbose=verbose, resume=resume)
+    run = _ServerRun(exp, run_dir, quiet=quiet, verbose=verbose, resume=resume, show_summary=False)
     engine = make_engine(exp)
     backend = backend_config(exp, engine)
     fast = dispatch_every(DISPATCH_INTERVAL, run.stop) if engine.name == "cohort" else contextlib.nullcontext()
     error: BaseException | None = None
     signals = SignalsStop(run.stop)
     quiet_flower(verbose)
+    if not quiet:
+        from fedsim.server.progress import note
+
+        where = f"the Ray cluster at {exp.engine.ray_address}" if exp.engine.ray_address else "Ray"
+        note(f"starting {where} with {engine.num_nodes} {'worker' if engine.name == 'cohort' else 'SuperNode'}"
+             f"{'s' if engine.num_nodes != 1 else ''} on {engine.device} ...")
     with signals.active():
         try:
             ray_cluster.start(backend["init_args"], num_cpus_per_client=exp.engine.num_cpus_per_client,

@@ -28,6 +28,7 @@ import yaml
 
 from fedsim.bench.grid import Axis, Cell, expand
 from fedsim.config import ConfigError, ExperimentConfig, load_config, read_yaml
+from fedsim.provenance import KEY as PROVENANCE, provenance
 from fedsim.server.outputs import CONFIG_FILE, SUMMARY_FILE, is_run, read_rounds
 from fedsim.server.resume import check_resumable
 
@@ -208,6 +209,7 @@ def write_bench_files(spec: BenchSpec, bench_dir: Path, planned: list[PlannedCel
         "overrides": spec.overrides,
         "target": None if spec.target is None else f"{spec.target[0]}={spec.target[1]:g}",
         "command": argv,
+        PROVENANCE: provenance(argv=argv),
     }
     (bench_dir / BENCH_FILE).write_text(json.dumps(meta, indent=1) + "\n")
 

@@ -1,6 +1,8 @@
-"""The bench's PNGs: the primary metric against the round (one line per series value — the
-strategy, or the first axis that varies — mean over seeds with a ± std band; one figure per
-combination of the other axes), and bars of the final primary metric."""
+"""The bench's figures, each as PNG (embedded in ``report.html``) and PDF: the primary metric
+against the round (one line per series value — the strategy, or the first axis that varies —
+mean over seeds with a ± std band; one figure per combination of the other axes), and bars
+of the final primary metric (mean ± std with every seed's value as a point over its bar, the
+y range fitted to the values so that differences show). Legends sit outside the data."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any
 from fedsim.bench.results import CellResult
 from fedsim.bench.stats import summarize
 from fedsim.bench.tables import groups
+from fedsim.server.outputs import arrow
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
 
@@ -32,6 +35,27 @@ def series_label(labels: Sequence[str], cells: Sequence[CellResult]) -> str | No
     if "strategy" in varying or (not varying and "strategy" in labels):
         return "strategy"
     return varying[0] if varying else None
+
+
+def _save(fig: Any, path: Path) -> Path:
+    """Write ``path`` (PNG) and the same figure as PDF, legend included; close the figure."""
+    for out in (path, path.with_suffix(".pdf")):
+        fig.savefig(out, dpi=150, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+def _legend_outside(ax: Any) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+
+
+def fitted_range(values: Sequence[float], margin: float = 0.15) -> tuple[float, float]:
+    """A y range around ``values`` with ``margin`` of their span on each side (not from 0, so
+    that differences between bars show; a span of 0 gets ±5 % of the value, or ±1)."""
+    low, high = min(values), max(values)
+    pad = (high - low) * margin or abs(high) * 0.05 or 1.0
+    return low - pad, high + pad
 
 
 def _key_text(labels: Sequence[str], key: tuple[Any, ...]) -> str:
@@ -76,18 +100,15 @@ def curve_plots(cells: Sequence[CellResult], labels: Sequence[str], out_dir: Pat
         text = _key_text(panel_labels, key)
         ax.set(xlabel="round", ylabel=metric, title=f"{metric}: mean ± std over seeds" + (f"\n{text}" if text else ""))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(loc="best", fontsize=8)
-        fig.tight_layout()
-        path = out_dir / (f"curves_{_UNSAFE.sub('_', text)}.png" if text else "curves.png")
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
+        ax.grid(alpha=0.3)
+        _legend_outside(ax)
+        paths.append(_save(fig, out_dir / (f"curves_{_UNSAFE.sub('_', text)}.png" if text else "curves.png")))
     return paths
 
 
 def bar_plots(cells: Sequence[CellResult], labels: Sequence[str], out_dir: Path) -> list[Path]:
     """Per primary metric, bars of its final value (mean, ± std error bars) per series value,
-    grouped by the other axes."""
+    grouped by the other axes, with each seed's value as a point over its bar."""
     plt = _pyplot()
     series = series_label(labels, cells)
     panel_labels = [lb for lb in labels if lb != series]
@@ -96,23 +117,36 @@ def bar_plots(cells: Sequence[CellResult], labels: Sequence[str], out_dir: Path)
         having = [c for c in cells if c.primary == metric]
         panels = groups(having, panel_labels)
         names = list(groups(having, [series] if series else []))
-        width = 0.8 / max(1, len(names))
+        slot = 0.8 / max(1, len(names))
         fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(panels) * max(1, len(names)) * 0.6 + 2), 4.2))
+        shown: list[float] = []
         for i, name in enumerate(names):
-            means, errs = [], []
-            for members in panels.values():
-                s = summarize(c.summary.get(metric) for c in members if not series or (c.values.get(series),) == name)
-                means.append(s.mean if s else 0.0)
-                errs.append(s.std or 0.0 if s else 0.0)
-            xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(panels))]
-            ax.bar(xs, means, width=width, yerr=errs, capsize=3, label=str(name[0]) if name else "run")
+            xs, means, errs, points = [], [], [], []
+            for j, members in enumerate(panels.values()):
+                mine = [c for c in members if not series or (c.values.get(series),) == name]
+                s = summarize(c.summary.get(metric) for c in mine)
+                if s is None:
+                    continue
+                x = j + (i - (len(names) - 1) / 2) * slot
+                xs.append(x)
+                means.append(s.mean)
+                errs.append(s.std or 0.0)
+                points += [(x, float(c.summary[metric])) for c in mine if c.summary.get(metric) is not None]
+            ax.bar(xs, means, width=slot * 0.8, yerr=errs, capsize=3, alpha=0.75,
+                          label=str(name[0]) if name else "run")
+            if points:
+                ax.scatter(*zip(*points), s=14, color="black", zorder=3,
+                           label="one seed" if i == len(names) - 1 else None)
+            shown += [*(m - e for m, e in zip(means, errs)), *(m + e for m, e in zip(means, errs)),
+                      *(y for _, y in points)]
+        if shown:
+            ax.set_ylim(*fitted_range(shown))
         ax.set_xticks(range(len(panels)), [_key_text(panel_labels, k).replace(",", "\n") or "all" for k in panels],
                       fontsize=8)
-        ax.set(ylabel=f"final {metric}", title=f"final {metric}: mean ± std over seeds")
-        ax.legend(loc="best", fontsize=8)
-        fig.tight_layout()
-        path = out_dir / f"final_{_UNSAFE.sub('_', metric)}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
+        higher = next((c.higher_is_better.get(metric) for c in having if metric in c.higher_is_better), None)
+        ax.set(ylabel=f"final {metric}{arrow(higher)}",
+               title=f"final {metric}: mean ± std over seeds, points: seeds (y axis not from 0)")
+        ax.grid(axis="y", alpha=0.3)
+        _legend_outside(ax)
+        paths.append(_save(fig, out_dir / f"final_{_UNSAFE.sub('_', metric)}.png"))
     return paths

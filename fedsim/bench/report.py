@@ -2,10 +2,10 @@
 ``fedsim bench`` and ``fedsim report`` call.
 
 A bench directory (``bench.json`` + one run directory per cell) gets ``bench.csv``,
-``bench.md``, ``plots/*.png`` and ``report.html``. A directory of run directories without a
+``bench.md``, ``plots/*.png`` (and ``.pdf``) and ``report.html``. A directory of run directories without a
 ``bench.json`` (e.g. written by an older script) is read as a bench whose axes are the config
 keys in which its runs differ. A single run directory gets ``report.html`` (its summary,
-curves and round table) and a fresh ``curves.png``.
+provenance, curves and round table) and a fresh ``curves.png`` and ``curves.pdf``.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from fedsim.bench.html import write_html
 from fedsim.bench.plan import BENCH_FILE, flat_keys, parse_target
 from fedsim.bench.plots import bar_plots, curve_plots
 from fedsim.bench.results import CellResult, csv_row, metric_directions, read_cell
-from fedsim.bench.tables import Table, bench_tables, fmt, to_markdown
+from fedsim.bench.tables import Table, bench_tables, fmt, provenance_table, to_markdown
 from fedsim.config import ConfigError, read_yaml
-from fedsim.server.outputs import CONFIG_FILE, CURVES_FILE, SUMMARY_FILE, is_run, plot_curves, read_rounds
+from fedsim.provenance import KEY as PROVENANCE
+from fedsim.server.outputs import (CONFIG_FILE, CURVES_FILE, SUMMARY_FILE, is_run, plot_curves, read_rounds,
+                                   run_title)
 
 CSV_FILE, MD_FILE, HTML_FILE, PLOT_DIR = "bench.csv", "bench.md", "report.html", "plots"
 IGNORED_KEYS = ("out", "name")  # config keys never taken as axes when inferring a grid
@@ -77,6 +79,7 @@ def build_bench_report(bench_dir: Path, *, target: str | None = None) -> BenchRe
     rows = [csv_row(c, goal) for c in cells]
     _write_csv(bench_dir / CSV_FILE, rows)
     tables = bench_tables(cells, labels, goal)
+    tables.append(provenance_table(meta.get(PROVENANCE) or {}, [c.summary.get(PROVENANCE) or {} for c in cells]))
     grid = "; ".join(f"{a['label']}: {', '.join(str(v) for v in a['values'])}" for a in meta["axes"])
     intro = [f"{len(cells)} of {len(meta['cells'])} cells finished. Grid: {grid or 'one cell'}."]
     if meta.get("overrides"):
@@ -86,13 +89,14 @@ def build_bench_report(bench_dir: Path, *, target: str | None = None) -> BenchRe
     (bench_dir / MD_FILE).write_text(to_markdown(title, intro, tables))
     plot_dir = bench_dir / PLOT_DIR
     plot_dir.mkdir(exist_ok=True)
-    for old in plot_dir.glob("*.png"):  # a plot of an axis value no longer in the grid must not linger
-        old.unlink()
+    for old in [*plot_dir.glob("*.png"), *plot_dir.glob("*.pdf")]:  # a plot of an axis value no longer
+        old.unlink()                                                   # in the grid must not linger
     images = curve_plots(cells, labels, plot_dir) + bar_plots(cells, labels, plot_dir) if cells else []
+    pdfs = [p.with_suffix(".pdf") for p in images]
     csv_table = Table(title="bench.csv (one row per cell)", headers=list(rows[0]) if rows else [],
                       rows=[[_cell_text(r.get(k)) for k in rows[0]] for r in rows] if rows else [])
     write_html(bench_dir / HTML_FILE, title, intro, tables, images, extra_tables=[csv_table])
-    files = [bench_dir / CSV_FILE, bench_dir / MD_FILE, *images, bench_dir / HTML_FILE]
+    files = [bench_dir / CSV_FILE, bench_dir / MD_FILE, *images, *pdfs, bench_dir / HTML_FILE]
     return BenchReport(finished=len(cells), total=len(meta["cells"]), files=files, tables=tables)
 
 
@@ -115,8 +119,10 @@ def build_run_report(run_dir: Path) -> BenchReport:
     rows = read_rounds(run_dir)
     summary_file = run_dir / SUMMARY_FILE
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
-    metrics = list(metric_directions(run_dir)) or CellResult(run_dir.name, {}, summary, rows).metrics
-    plot_curves(rows, run_dir / CURVES_FILE, metrics)
+    metrics = metric_directions(run_dir) or CellResult(run_dir.name, {}, summary, rows).metrics
+    name = summary.get("name") or (read_yaml(run_dir / CONFIG_FILE).get("name") if (run_dir / CONFIG_FILE).is_file()
+                                   else None)
+    figures = plot_curves(rows, run_dir / CURVES_FILE, metrics, title=run_title(run_dir, {**summary, "name": name}))
     summary_table = Table(title="summary" if summary else "summary (the run has not finished)",
                           headers=["key", "value"],
                           rows=[[k, fmt(v, 4) if isinstance(v, float) else str(v)] for k, v in summary.items()
@@ -126,7 +132,9 @@ def build_run_report(run_dir: Path) -> BenchReport:
                         rows=[[_cell_text(r.get(k)) for k in columns] for r in rows])
     done = max((int(r.get("round", 0)) for r in rows), default=0)
     intro = [f"{done} rounds recorded in {run_dir}."]
-    write_html(run_dir / HTML_FILE, f"fedsim run: {run_dir.name}", intro, [summary_table, round_table],
+    tables = [summary_table, provenance_table(None, [summary[PROVENANCE]])] if summary.get(PROVENANCE) \
+        else [summary_table]
+    write_html(run_dir / HTML_FILE, f"fedsim run: {run_dir.name}", intro, [*tables, round_table],
                [run_dir / CURVES_FILE])
-    return BenchReport(finished=1 if summary else 0, total=1, files=[run_dir / CURVES_FILE, run_dir / HTML_FILE],
-                       tables=[summary_table, round_table])
+    return BenchReport(finished=1 if summary else 0, total=1, files=[*figures, run_dir / HTML_FILE],
+                       tables=[*tables, round_table])

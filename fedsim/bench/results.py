@@ -3,7 +3,8 @@
 Nothing here names a metric: the declared metrics are those the summary reports
 (``<m>``, ``<m>_init``, ``<m>_best``, ``<m>_best_round``), the primary one is
 ``primary_metric``, a metric's round-0 baselines are the other ``<m>_<what>`` keys, and its
-direction comes from the task the cell's ``config.yaml`` names.
+direction comes from the task the cell's ``config.yaml`` names. The cell's process time is
+what the bench runner recorded in ``logs/<cell>.times.jsonl`` (one line per process).
 """
 
 from __future__ import annotations
@@ -13,10 +14,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedsim.bench.plan import LOG_DIR
 from fedsim.server.outputs import CONFIG_FILE, SUMMARY_FILE, read_rounds
 
 SUMMARY_SUFFIXES = ("_init", "_best", "_best_round")
-COST_COLUMNS = ("wall_seconds", "rounds_seconds", "updates_per_s", "bytes_down", "bytes_up")
+COST_COLUMNS = ("process_seconds", "wall_seconds", "rounds_seconds", "updates_per_s", "bytes_down", "bytes_up")
+TIMES_FILE = "{name}.times.jsonl"  # under LOG_DIR: {"started_at", "seconds", "returncode"} per cell process
+
+
+def times_path(bench_dir: Path, name: str) -> Path:
+    return bench_dir / LOG_DIR / TIMES_FILE.format(name=name)
+
+
+def record_process_time(bench_dir: Path, name: str, *, started_at: str, seconds: float, returncode: int) -> None:
+    """Append one cell process's wall time (start to exit) to its times file."""
+    path = times_path(bench_dir, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fh.write(json.dumps({"started_at": started_at, "seconds": seconds, "returncode": returncode}) + "\n")
+
+
+def process_seconds(bench_dir: Path, name: str) -> float | None:
+    """The summed wall time of every process that ran the cell (``None``: none recorded)."""
+    path = times_path(bench_dir, name)
+    if not path.is_file():
+        return None
+    total = None
+    for line in path.read_text().splitlines():
+        try:
+            total = (total or 0.0) + float(json.loads(line)["seconds"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut by a crash
+    return total
 
 
 @dataclass
@@ -28,6 +57,7 @@ class CellResult:
     summary: dict[str, Any]
     rounds: list[dict[str, Any]]
     higher_is_better: dict[str, bool] = field(default_factory=dict)
+    process_seconds: float | None = None
 
     @property
     def metrics(self) -> list[str]:
@@ -97,7 +127,8 @@ def read_cell(cell_dir: Path, name: str, values: dict[str, Any]) -> CellResult |
         return None
     summary = json.loads(path.read_text())
     return CellResult(name=name, values=values, summary=summary, rounds=read_rounds(cell_dir),
-                      higher_is_better=metric_directions(cell_dir))
+                      higher_is_better=metric_directions(cell_dir),
+                      process_seconds=process_seconds(cell_dir.parent, name))
 
 
 def csv_row(cell: CellResult, target: tuple[str, float] | None) -> dict[str, Any]:
@@ -114,6 +145,7 @@ def csv_row(cell: CellResult, target: tuple[str, float] | None) -> dict[str, Any
             row[f"{m}_{what}"] = value
     if target is not None:
         row[target_column(target)] = cell.rounds_to(*target)
+    row["process_seconds"] = cell.process_seconds
     row["wall_seconds"] = s.get("wall_seconds")
     row["rounds_seconds"] = sum(float(r.get("round_seconds", 0.0)) for r in cell.rounds)
     row["updates_per_s"] = s.get("updates_per_s")

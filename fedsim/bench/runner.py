@@ -2,7 +2,9 @@
 
 Each cell is a normal run directory, so an interrupted bench continues where it stopped:
 finished cells are skipped, interrupted ones resumed (see :mod:`fedsim.bench.plan`). A
-cell's stderr goes to ``logs/<cell>.log`` in the bench directory. Progress shows the cells
+cell's output goes to ``logs/<cell>.log`` in the bench directory, and the wall time of each
+of its processes, from start to exit, to ``logs/<cell>.times.jsonl`` (the cost table's
+process time). Progress shows the cells
 done, each running cell's round (read from its ``rounds.jsonl``) and an ETA from the rounds
 completed so far. Ctrl-C or SIGTERM is passed on to the running cells, which stop at a
 resumable point; the bench then exits 130/143.
@@ -19,9 +21,13 @@ from pathlib import Path
 from types import FrameType
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fedsim.bench.plan import DONE, LOG_DIR, PlannedCell
+from fedsim.bench.results import record_process_time
+from fedsim.provenance import now_utc
+from fedsim.server.progress import diagnostics
 from fedsim.server.outputs import SUMMARY_FILE, read_rounds
 
 POLL_SECONDS = 0.5
@@ -57,6 +63,7 @@ class _Running:
     proc: subprocess.Popen[bytes]
     log: Path
     started: float = field(default_factory=time.monotonic)
+    started_at: str = field(default_factory=now_utc)
 
 
 def _last_line(path: Path) -> str:
@@ -76,7 +83,7 @@ class BenchProgress:
     plain lines when stderr is not a terminal; nothing when quiet."""
 
     def __init__(self, cells: list[PlannedCell], *, quiet: bool, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or diagnostics()
         self.quiet = quiet
         self.total_cells = len(cells)
         self.cells_done = sum(1 for c in cells if c.state == DONE)
@@ -103,7 +110,7 @@ class BenchProgress:
                                                            completed=cell.rounds_done, note=f"round {cell.rounds_done}/{cell.rounds}")
         if not self.live and not self.quiet:
             what = f"resuming after round {cell.rounds_done}" if cell.rounds_done else "starting"
-            self.console.print(f"cell {index}/{self.total_cells} {cell.cell.name}: {what}", highlight=False)
+            self.console.print(f"cell {index}/{self.total_cells} {cell.cell.name}: {what}", markup=False)
 
     def rounds(self, cell: PlannedCell, done: int, new_rounds: int) -> None:
         row = self.rows.get(cell.cell.name)
@@ -122,9 +129,9 @@ class BenchProgress:
         if self.quiet:
             return
         if outcome.ok:
-            line = f"cell {name}: done in {outcome.seconds:.0f} s"
+            line = f"cell {escape(name)}: done in {outcome.seconds:.0f} s"
         else:
-            line = f"[red]cell {name}: failed (exit {outcome.returncode}): {outcome.message}"
+            line = f"[red]cell {escape(name)}: failed (exit {outcome.returncode}): {escape(outcome.message)}"
         self.console.print(line, highlight=False, soft_wrap=True)
 
 
@@ -135,6 +142,7 @@ class Runner:
                  parallel: int = 1, quiet: bool = False, console: Console | None = None) -> None:
         self.cells = cells
         self.command = command
+        self.bench_dir = bench_dir
         self.log_dir = bench_dir / LOG_DIR
         self.parallel = parallel
         self.progress = BenchProgress(cells, quiet=quiet, console=console)
@@ -190,6 +198,8 @@ class Runner:
             self.running.remove(run)
             outcome = CellOutcome(run.cell, returncode=code, seconds=time.monotonic() - run.started,
                                   message=_last_line(run.log))
+            record_process_time(self.bench_dir, run.cell.cell.name, started_at=run.started_at,
+                                seconds=outcome.seconds, returncode=code)
             self.progress.finished(outcome)
             finished.append(outcome)
         return finished
@@ -213,4 +223,6 @@ class Runner:
             except subprocess.TimeoutExpired:
                 run.proc.kill()
                 run.proc.wait()
+            record_process_time(self.bench_dir, run.cell.cell.name, started_at=run.started_at,
+                                seconds=time.monotonic() - run.started, returncode=run.proc.returncode)
         self.running = []

@@ -1,4 +1,5 @@
-"""Mean, sample standard deviation and the t-distribution confidence interval over seeds."""
+"""Mean, sample standard deviation and the t-distribution confidence interval over seeds;
+the paired comparison of two strategies over the seeds both ran."""
 
 from __future__ import annotations
 
@@ -38,3 +39,35 @@ def summarize(values: Iterable[float | None], *, confidence: float = 0.95) -> Su
     std = statistics.stdev(xs)
     half = t_quantile((1.0 + confidence) / 2.0, len(xs) - 1) * std / math.sqrt(len(xs))
     return Summary(len(xs), mean, std, mean - half, mean + half)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Per-seed differences ``x − reference`` over ``n`` shared seeds: their mean, the
+    ``confidence`` t-interval of the mean and the two-sided paired t-test's p-value
+    (``None`` with fewer than two seeds or when every difference is the same)."""
+
+    n: int
+    diffs: tuple[float, ...]
+    mean: float
+    low: float | None
+    high: float | None
+    p: float | None
+
+
+def paired(values: Iterable[tuple[float | None, float | None]], *, confidence: float = 0.95) -> Paired | None:
+    """Compare ``(x, reference)`` pairs (one per seed both ran; pairs with a missing or
+    non-finite value are left out): mean difference, its CI and the paired t-test."""
+    pairs = [(float(x), float(r)) for x, r in values
+             if x is not None and r is not None and math.isfinite(float(x)) and math.isfinite(float(r))]
+    if not pairs:
+        return None
+    diffs = tuple(x - r for x, r in pairs)
+    s = summarize(diffs, confidence=confidence)
+    assert s is not None
+    p = None
+    if s.std:  # the t statistic needs spread; scipy would return nan (and warn) without it
+        from scipy.stats import ttest_rel
+
+        p = float(ttest_rel([x for x, _ in pairs], [r for _, r in pairs]).pvalue)
+    return Paired(len(diffs), diffs, s.mean, s.low, s.high, p)

@@ -1,18 +1,21 @@
 """The bench's tables: per declared metric, mean ± std and 95 % CI over seeds for every
-combination of the other axes, with the initial encoder and the round-0 baselines beside;
-and the cost of a run (time, throughput, bytes). Rendered as markdown (``bench.md``) and,
-by :mod:`fedsim.bench.html`, as HTML."""
+combination of the other axes, with the initial encoder and the round-0 baselines beside,
+then the paired comparison of each strategy against a reference strategy over the seeds
+both ran; the cost of a run (process time, throughput, bytes); and the provenance of the
+results. Rendered as markdown (``bench.md``) and, by :mod:`fedsim.bench.html`, as HTML."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from fedsim.bench.results import CellResult
-from fedsim.bench.stats import Summary, summarize
+from fedsim.bench.stats import Summary, paired, summarize
 
 SEED_LABEL = "seed"
+STRATEGY_LABEL = "strategy"
+DEFAULT_REFERENCE = "fedavg"
 MB = 1e6
 
 
@@ -99,29 +102,102 @@ def metric_table(cells: Sequence[CellResult], labels: Sequence[str], metric: str
     return Table(title=title, headers=headers, rows=rows, note=note)
 
 
+def reference_strategy(cells: Sequence[CellResult]) -> str | None:
+    """The strategy others are compared with: fedavg when the grid has it, else its first
+    strategy; ``None`` unless the cells ran at least two strategies."""
+    names = list(dict.fromkeys(c.values.get(STRATEGY_LABEL) for c in cells if STRATEGY_LABEL in c.values))
+    if len(names) < 2:
+        return None
+    return DEFAULT_REFERENCE if DEFAULT_REFERENCE in names else names[0]
+
+
+def _signed(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:+.{digits}f}"
+
+
+def paired_table(cells: Sequence[CellResult], labels: Sequence[str], metric: str, reference: str) -> Table:
+    """Per combination of the other axes, each strategy's final ``metric`` minus the
+    reference's, seed by seed over the seeds both ran: the differences, their mean and 95 %
+    CI, and the paired t-test's p-value."""
+    having = [c for c in cells if metric in c.metrics]
+    others = [lb for lb in labels if lb != STRATEGY_LABEL]
+    rows = []
+    for key, members in groups(having, others).items():
+        by_strategy = groups(members, [STRATEGY_LABEL])
+        ref = {c.values.get(SEED_LABEL): c.summary.get(metric) for c in by_strategy.get((reference,), [])}
+        for (name,), runs in by_strategy.items():
+            if name == reference:
+                continue
+            mine = {c.values.get(SEED_LABEL): c.summary.get(metric) for c in runs}
+            seeds = [seed for seed in mine if seed in ref]
+            result = paired((mine[seed], ref[seed]) for seed in seeds)
+            per_seed = "; ".join(f"{seed}: {_signed(mine[seed] - ref[seed])}" for seed in seeds
+                                 if mine[seed] is not None and ref[seed] is not None)
+            rows.append([str(v) for v in key] + [str(name), str(result.n if result else 0), per_seed or "–",
+                                                 _signed(result.mean if result else None),
+                                                 "–" if result is None or result.low is None else
+                                                 f"[{_signed(result.low)}, {_signed(result.high)}]",
+                                                 "–" if result is None or result.p is None else f"{result.p:.3g}"])
+    higher = next((c.higher_is_better.get(metric) for c in having if metric in c.higher_is_better), True)
+    note = (f"Δ = strategy − {reference}, final {metric}, per seed over the seeds both ran (n); mean Δ with its "
+            f"95 % CI from the t-distribution (n − 1 degrees of freedom) and the two-sided paired t-test's p; "
+            f"{'positive' if higher else 'negative'} Δ is better; p needs two seeds whose Δ differ")
+    return Table(title=f"{metric}: paired difference against {reference}",
+                 headers=[*others, STRATEGY_LABEL, "n", "Δ per seed", "mean Δ", "95 % CI", "p"], rows=rows, note=note)
+
+
 def cost_table(cells: Sequence[CellResult], labels: Sequence[str]) -> Table:
-    """Per group (means over seeds): rounds, wall time, client-updates/s, MB down and up per run."""
-    headers = [*labels, "n", "rounds", "wall s", "client-updates/s", "MB down", "MB up"]
+    """Per group (means over seeds): rounds, the cell's process time, the round loop's time,
+    client-updates/s, MB down and up per run."""
+    headers = [*labels, "n", "rounds", "process s", "loop s", "client-updates/s", "MB down", "MB up"]
     rows = []
     for key, members in groups(cells, labels).items():
         rows.append([str(v) for v in key] + [
             str(len(members)), _mean(members, lambda c: c.summary.get("rounds"), 0),
+            _mean(members, lambda c: c.process_seconds, 1),
             _mean(members, lambda c: c.summary.get("wall_seconds"), 1),
             _mean(members, lambda c: c.summary.get("updates_per_s"), 1),
             _mean(members, lambda c: _mb(c.summary.get("bytes_down")), 2),
             _mean(members, lambda c: _mb(c.summary.get("bytes_up")), 2)])
-    note = ("means over seeds; wall s: the run's last invocation (a resumed cell counts its last part); "
+    note = ("means over seeds; process s: wall time of the cell's fedsim run processes from start to exit "
+            "(imports, Ray start-up and every invocation of a resumed cell included; – when the bench runner "
+            "did not time it); loop s: the round loop of the run's last invocation; "
             "bytes: tensor payload per run, counted per client (see docs/guides/benchmarking.md); MB = 10^6 bytes")
     return Table(title="cost per run", headers=headers, rows=rows, note=note)
+
+
+def provenance_table(own: Mapping[str, Any] | None, runs: Sequence[Mapping[str, Any]]) -> Table:
+    """Versions, commit, command, start time, host and device: of the bench's own command
+    (``own``, from ``bench.json``) beside those of its runs, or of one run (``own=None``)."""
+    from fedsim.provenance import describe
+
+    ran = describe([r for r in runs if r])
+    if own is None:
+        return Table(title="provenance", headers=["key", "value"], rows=[[k, v] for k, v in ran.items()])
+    mine = describe([own])
+    keys = list(dict.fromkeys([*mine, *ran]))
+    return Table(title="provenance", headers=["key", "bench command", "its runs"],
+                 rows=[[k, mine.get(k, "–"), ran.get(k, "–")] for k in keys],
+                 note="bench command: the last fedsim bench that wrote bench.json; its runs: the cells' "
+                      "summary.json (distinct values; a resumed cell: its last process)")
 
 
 def _mb(value: Any) -> float | None:
     return None if value is None else float(value) / MB
 
 
-def bench_tables(cells: Sequence[CellResult], labels: Sequence[str], target: tuple[str, float] | None) -> list[Table]:
-    """Every metric's table, then the cost table."""
-    return [*(metric_table(cells, labels, m, target) for m in metric_names(cells)), cost_table(cells, labels)]
+def bench_tables(cells: Sequence[CellResult], labels: Sequence[str], target: tuple[str, float] | None,
+                 reference: str | None = None) -> list[Table]:
+    """Every metric's table, each followed by its paired comparison against ``reference``
+    (default: :func:`reference_strategy`) when the cells ran several strategies; then the
+    cost table."""
+    reference = reference or reference_strategy(cells)
+    tables = []
+    for metric in metric_names(cells):
+        tables.append(metric_table(cells, labels, metric, target))
+        if reference is not None:
+            tables.append(paired_table(cells, labels, metric, reference))
+    return [*tables, cost_table(cells, labels)]
 
 
 def to_markdown(title: str, intro: Sequence[str], tables: Sequence[Table]) -> str:

@@ -28,7 +28,8 @@ from fedsim.seeding import derive_seed, sample_clients
 from fedsim.server.heterogeneity import unavailable
 from fedsim.server.metrics import improved, metric_summary
 from fedsim.server.outputs import RunWriter
-from fedsim.server.progress import RoundProgress
+from fedsim.provenance import KEY as PROVENANCE, now_utc, provenance
+from fedsim.server.progress import RoundProgress, note, print_summary
 from fedsim.server.resume import IDENTITY_KEY, identity
 from fedsim.server.trackers import open_trackers, trackers_from_env
 from fedsim.server.replies import RoundTally, fold_reply, payload_bytes
@@ -120,8 +121,10 @@ class RoundLoop:
 
     def __init__(self, grid: Grid, exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
                  resume: bool = False, verbose: bool = False, stop: StopFlag | None = None,
-                 whole_nodes: bool = False) -> None:
+                 whole_nodes: bool = False, show_summary: bool = True) -> None:
         self.grid = grid
+        self.started_at = now_utc()
+        self.show_summary = show_summary  # print the summary on stdout (the CLI prints its own)
         self.stop = stop or StopFlag()  # set by the launcher when the runtime ends or a signal comes
         self.verbose = verbose  # print the first client traceback of the run
         self.shown_traceback = False
@@ -197,6 +200,8 @@ class RoundLoop:
             self.trackers.log_round(row0)
         ready.wait(self.stop)  # round timeouts start after
         first_round_at = time.perf_counter() - started
+        if not self.quiet:
+            note(f"workers ready after {first_round_at:.1f}s; {fed.rounds - self.last_round} rounds to run")
         with RoundProgress(fed.rounds, fed.cohort_size(), metric=self.task.primary_metric.name,
                            quiet=self.quiet) as bar:
             for rnd in range(self.last_round + 1, fed.rounds + 1):
@@ -212,10 +217,10 @@ class RoundLoop:
                                      f"(federation.max_failed_rounds={fed.max_failed_rounds}); "
                                      f"last checkpoint is round {rnd - self.failed_streak}")
             summary = self._summary(first_round_at, time.perf_counter() - started)
-            self.writer.finish(summary, self.global_arrays, [m.name for m in self.task.metrics()])
+            self.writer.finish(summary, self.global_arrays, {m.name: m.higher_is_better for m in self.task.metrics()})
             self.trackers.finish(summary)
-            if not self.quiet:
-                bar.summary(summary)
+        if self.show_summary and not self.quiet:
+            print_summary(summary)
         if self.aggregations == 0 and fed.rounds > 0:  # fewer rounds than max_failed_rounds, all skipped
             raise RunAborted(f"all {fed.rounds} rounds were skipped, so the model is the initial one; "
                              f"see 'failed' and 'errors' in {self.writer.dir / 'rounds.jsonl'}")
@@ -226,7 +231,7 @@ class RoundLoop:
         rows = self.writer.rows[1:]
         steady = rows[1:] or rows
         return {
-            "strategy": self.exp.strategy.name, "task": self.exp.task.name,
+            "name": self.exp.name, "strategy": self.exp.strategy.name, "task": self.exp.task.name,
             "engine": self.engine.name, "rounds": fed.rounds, "clients": fed.clients,
             "clients_per_round": fed.cohort_size(), "seed": self.exp.seed,
             **metric_summary(self.writer.rows, self.task.metrics()),
@@ -238,6 +243,7 @@ class RoundLoop:
             "bytes_up": sum(r.get("bytes_up", 0) for r in rows),
             "first_round_start_seconds": first_round_at, "wall_seconds": wall,
             "run_dir": str(self.writer.dir),
+            PROVENANCE: provenance(device=self.engine.device, started_at=self.started_at),
         }
 
     def _messages(self, rnd: int, plan: list[tuple[int, list[int]]],

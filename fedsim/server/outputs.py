@@ -4,7 +4,8 @@
 ``checkpoint.pt`` (global model + strategy state + round, atomically replaced each round),
 ``data.json`` (the task's data: source, sizes, held-out items), ``best_<metric>.pt`` (the
 global model at the best value of each tracked metric, atomically replaced when it
-improves), and at the end ``metrics.csv``, ``summary.json``, ``model.pt`` and ``curves.png``.
+improves), and at the end ``metrics.csv``, ``summary.json``, ``model.pt`` and the figure of
+the curves, ``curves.png`` and ``curves.pdf``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import csv
 import json
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +30,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 MODEL_FILE = "model.pt"
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
-CURVES_FILE = "curves.png"
+CURVES_FILE = "curves.png"  # and the same figure as curves.pdf
 BEST_FILE = "best_{metric}.pt"
 DATA_FILE = "data.json"
 
@@ -78,14 +80,14 @@ def read_rounds(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON-safe: NaN/inf become null so every line parses with any JSON reader."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -123,7 +125,7 @@ class RunWriter:
 
     def round(self, row: dict[str, Any]) -> None:
         """Append one round's record to ``rounds.jsonl`` (flushed to disk)."""
-        row = _clean(row)
+        row = json_safe(row)
         self.rows.append(row)
         with open(self.dir / ROUNDS_FILE, "a") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -138,7 +140,7 @@ class RunWriter:
 
     def describe_data(self, description: dict[str, Any]) -> None:
         """Write ``data.json``: where the task's data came from and what was held out."""
-        (self.dir / DATA_FILE).write_text(json.dumps(_clean(description), indent=1) + "\n")
+        (self.dir / DATA_FILE).write_text(json.dumps(json_safe(description), indent=1) + "\n")
 
     def best_model(self, metric: str, arrays: dict[str, torch.Tensor]) -> None:
         """Atomically replace ``best_<metric>.pt`` with ``arrays``."""
@@ -147,15 +149,15 @@ class RunWriter:
         atomic_write_bytes(self.dir / BEST_FILE.format(metric=metric), lambda fh: torch.save(arrays, fh))
 
     def finish(self, summary: dict[str, Any], final_arrays: dict[str, torch.Tensor],
-               metrics: list[str]) -> None:
-        """Write ``metrics.csv``, ``summary.json``, ``model.pt`` and ``curves.png`` (``metrics``:
-        the task's declared metric names, plotted one panel each)."""
+               metrics: Mapping[str, bool]) -> None:
+        """Write ``metrics.csv``, ``summary.json``, ``model.pt`` and ``curves.png``/``.pdf``
+        (``metrics``: the task's declared metrics, name -> higher is better, one panel each)."""
         import torch
 
         atomic_write_bytes(self.dir / MODEL_FILE, lambda fh: torch.save(final_arrays, fh))
         self._metrics_csv()
-        (self.dir / SUMMARY_FILE).write_text(json.dumps(_clean(summary), indent=2) + "\n")
-        plot_curves(self.rows, self.dir / CURVES_FILE, metrics)
+        (self.dir / SUMMARY_FILE).write_text(json.dumps(json_safe(summary), indent=2) + "\n")
+        plot_curves(self.rows, self.dir / CURVES_FILE, metrics, title=run_title(self.dir, summary))
 
     def _metrics_csv(self) -> None:
         scalar_keys: list[str] = []
@@ -166,33 +168,79 @@ class RunWriter:
         with open(self.dir / METRICS_FILE, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=scalar_keys, extrasaction="ignore")
             writer.writeheader()
-            writer.writerows(self.rows)
+            writer.writerows({k: csv_value(v) for k, v in row.items()} for row in self.rows)
 
 
-def plot_curves(rows: list[dict[str, Any]], path: Path, metrics: list[str]) -> None:
+def csv_value(value: Any) -> Any:
+    """A CSV cell: booleans as ``true``/``false`` (as in JSON), not Python's ``True``."""
+    return ("true" if value else "false") if isinstance(value, bool) else value
+
+
+def run_title(run_dir: Path, summary: Mapping[str, Any]) -> str:
+    """A figure's title: the run's name and directory, strategy, task and seed (those known)."""
+    name = summary.get("name") or run_dir.name
+    title = name if name == run_dir.name else f"{name} ({run_dir.name})"
+    if summary.get("strategy") and summary.get("task"):
+        title += f": {summary['strategy']} on {summary['task']}"
+    return title + (f", seed {summary['seed']}" if summary.get("seed") is not None else "")
+
+
+def arrow(higher_is_better: bool | None) -> str:
+    """``↑`` (higher is better), ``↓`` (lower is better) or nothing (not known)."""
+    return "" if higher_is_better is None else " ↑" if higher_is_better else " ↓"
+
+
+def plot_curves(rows: list[dict[str, Any]], path: Path, metrics: Mapping[str, bool | None] | Sequence[str], *,
+                title: str | None = None) -> list[Path]:
+    """Write :func:`curves_figure` as ``path`` (PNG) and the same name with ``.pdf``; returns both paths."""
+    import matplotlib.pyplot as plt
+
+    fig = curves_figure(rows, metrics, title=title)
+    paths = [path, path.with_suffix(".pdf")]
+    for out in paths:
+        fig.savefig(out, dpi=150)
+    plt.close(fig)
+    return paths
+
+
+def curves_figure(rows: list[dict[str, Any]], metrics: Mapping[str, bool | None] | Sequence[str], *,
+                  title: str | None = None) -> Any:
     """Training loss, then one panel per declared metric (held-out, per evaluated round) with
-    its round-0 baselines (``<metric>_<what>``) as dashed lines."""
+    its round-0 baselines (``<metric>_<what>``) as dashed lines; ``metrics``: name -> higher
+    is better (``None`` or a plain list: direction not known), shown as ↑/↓ in the titles.
+    Every panel shares one x axis from round 0 (the initial model) to the last round, with
+    integer ticks."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, 1 + len(metrics), figsize=(4.5 * (1 + len(metrics)), 4), squeeze=False)
+    directions = dict(metrics) if isinstance(metrics, Mapping) else dict.fromkeys(metrics)
+    fig, axes = plt.subplots(1, 1 + len(directions), figsize=(4.5 * (1 + len(directions)), 4), squeeze=False,
+                             sharex=True)
     ax_loss, panels = axes[0][0], axes[0][1:]
     train = [r for r in rows if r.get("round", 0) > 0 and r.get("train_loss") is not None]
     ax_loss.plot([r["round"] for r in train], [r["train_loss"] for r in train], marker="o")
-    ax_loss.set(xlabel="round", ylabel="mean client training loss", title="training loss")
+    ax_loss.set(ylabel="mean client training loss", title=f"training loss{arrow(False)}")
     row0 = rows[0] if rows and rows[0].get("round") == 0 else {}
-    for ax, name in zip(panels, metrics):
+    for ax, (name, higher) in zip(panels, directions.items()):
         pts = [(r["round"], r[name]) for r in rows if r.get(name) is not None]
         if pts:
             ax.plot(*zip(*pts), marker="o", label="global encoder")
         for key, value in row0.items():
             if key.startswith(f"{name}_") and isinstance(value, (int, float)):
                 ax.axhline(value, linestyle="--", color="grey", label=key.removeprefix(f"{name}_"))
-        ax.set(xlabel="round", ylabel=name, title=f"{name} (held-out)")
+        ax.set(ylabel=name, title=f"{name}{arrow(higher)} (held-out)")
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="best")
+            ax.legend(loc="best", fontsize=8)
+    last = max((int(r.get("round", 0)) for r in rows), default=1)
+    for ax in axes[0]:
+        ax.set_xlabel("round (0 = initial model)")
+        ax.set_xlim(-0.25, max(1, last) + 0.25)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig

@@ -16,7 +16,7 @@ from tests.bench.conftest import BACKBONE_BYTES, HAS_TENSORBOARD, MODEL_BYTES, T
 CELLS = ["strategy=fedavg,task=synthetic,seed=0", "strategy=fedavg,task=synthetic,seed=1",
          "strategy=fedvssl,task=synthetic,seed=0", "strategy=fedvssl,task=synthetic,seed=1"]
 # columns that measure time, so differ between two runs of the same cell
-TIMING = {"wall_seconds", "rounds_seconds", "updates_per_s"}
+TIMING = {"process_seconds", "wall_seconds", "rounds_seconds", "updates_per_s"}
 
 
 def read_csv(path):
@@ -38,6 +38,11 @@ def test_a_tiny_grid_writes_csv_markdown_plots_and_html(tiny_bench):
     assert "| fedavg | synthetic | 2 |" in md and "| fedvssl | synthetic | 2 |" in md
     pngs = sorted(p.name for p in (tiny_bench / "plots").glob("*.png"))
     assert pngs == ["curves_task=synthetic.png", "final_knn_top1.png"]
+    assert all((tiny_bench / "plots" / png).with_suffix(".pdf").is_file() for png in pngs)
+    # the paired comparison against fedavg over both seeds, the cells' process time, provenance
+    assert "## knn_top1: paired difference against fedavg" in md and "| synthetic | fedvssl | 2 |" in md
+    assert all(float(r["process_seconds"]) >= float(r["wall_seconds"]) > 0 for r in rows)
+    assert "process s" in md and "## provenance" in md and "flwr_version" in md
     assert html.count("data:image/png;base64,") == 2  # self-contained: the plots are inside
     assert "http://" not in html and "https://" not in html and "<link" not in html
 
