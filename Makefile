@@ -11,6 +11,8 @@ PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check 
 
 $(STAMP): pyproject.toml setup.py constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# the distribution was called "fedsim" before it became "fedsim-ssl": drop it from an older .venv
+	@$(BIN)/python -m pip uninstall --quiet --yes fedsim >/dev/null 2>&1 || true
 	$(PIP_INSTALL) -e ".[test,docs]"
 	@touch $@
 

@@ -178,7 +178,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown system(s) {sorted(unknown)}; choose from {SYSTEMS}")
     if "pfl" in systems and importlib.util.find_spec("pfl") is None:
-        print("pfl-research is not installed (pip install -e '.[bench]'): skipping it")
+        print("pfl-research is not installed (pip install -c constraints.txt -e '.[bench]'): skipping it")
         systems.remove("pfl")
     if args.rounds < 2 or args.slow_rounds < 2:
         raise SystemExit("--rounds and --slow-rounds must be at least 2 (steady state = rounds after the first)")

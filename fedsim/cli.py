@@ -110,8 +110,8 @@ def _checked_task(exp: Any) -> None:
 def _warn_schedules(exps: list[Any]) -> None:
     """One line on stderr for each distinct warning the runs' strategies give about their own
     schedule, e.g. an L-DAWA warm-up that covers every round (the run is plain FedAvg)."""
-    warnings = dict.fromkeys(w for exp in exps if (w := exp.build_strategy().schedule_warning(exp.federation.rounds)))
-    for warning in warnings:
+    warnings = (exp.build_strategy().schedule_warning(exp.federation.rounds) for exp in exps)
+    for warning in dict.fromkeys(w for w in warnings if w):
         err.print(f"warning: {escape(warning)}", highlight=False, soft_wrap=True)
 
 

@@ -197,7 +197,7 @@ def _write_onnx(encoder: nn.Module, x: torch.Tensor, path: Path) -> tuple[Callab
         import onnxruntime as ort
     except ImportError:
         raise ExportError("--format onnx needs onnx, onnxscript and onnxruntime: "
-                          "pip install 'fedsim[export]'") from None
+                          "pip install 'fedsim-ssl[export]'") from None
     batch = torch.export.Dim("batch", min=1)
     torch.onnx.export(encoder, (x,), str(path), input_names=["input"], output_names=["features"],
                       dynamo=True, dynamic_shapes=({0: batch},), external_data=False, verbose=False)

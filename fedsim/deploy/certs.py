@@ -43,7 +43,7 @@ def _crypto():  # type: ignore[no-untyped-def]
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
     except ImportError:
-        raise DeployError("fedsim deploy needs the cryptography package: pip install 'fedsim[deploy]'") from None
+        raise DeployError("fedsim deploy needs the cryptography package: pip install 'fedsim-ssl[deploy]'") from None
     return x509, hashes, serialization, ec, ExtendedKeyUsageOID, NameOID
 
 

@@ -8,12 +8,12 @@ a metric. Which sinks run is a choice of outputs, not of the experiment (like ``
 ``flwr run .`` honours the variable too.
 
 * ``tensorboard``: ``torch.utils.tensorboard.SummaryWriter`` writing to ``<run>/tensorboard``
-  (``pip install 'fedsim[tensorboard]'``; view with ``tensorboard --logdir runs``).
+  (``pip install 'fedsim-ssl[tensorboard]'``; view with ``tensorboard --logdir runs``).
 * ``mlflow``: an ``MlflowClient`` on a local store in the run directory (SQLite,
   ``<run>/mlflow.db``; MLflow 3 refuses its legacy ``mlruns/`` file store unless
   ``MLFLOW_ALLOW_FILE_STORE=true``) unless ``MLFLOW_TRACKING_URI`` names another; one MLflow
   run per fedsim run (its id is kept in ``<run>/mlflow_run_id``, so a resumed run logs into
-  the same one); the resolved config as parameters (``pip install 'fedsim[mlflow]'``).
+  the same one); the resolved config as parameters (``pip install 'fedsim-ssl[mlflow]'``).
 
 A sink that fails while logging prints one line and is dropped; the run goes on.
 """
@@ -66,7 +66,7 @@ def parse_trackers(values: Iterable[str]) -> list[str]:
         module, extra = EXTRAS[name]
         if importlib.util.find_spec(module) is None:
             raise ConfigError(f"--tracker {name}: the {module} package is not installed; "
-                              f"install the extra: pip install 'fedsim[{extra}]'")
+                              f"install the extra: pip install 'fedsim-ssl[{extra}]'")
     return names
 
 

@@ -102,7 +102,7 @@ def test_an_interrupted_cell_resumes_to_the_same_table(tiny, tmp_path):
     assert strip(read_csv(copy / "bench.csv")) == strip(read_csv(tiny_bench / "bench.csv"))
 
 
-@pytest.mark.skipif(not HAS_TENSORBOARD, reason="tensorboard is not installed (pip install 'fedsim[tensorboard]')")
+@pytest.mark.skipif(not HAS_TENSORBOARD, reason="tensorboard is not installed (pip install 'fedsim-ssl[tensorboard]')")
 def test_cells_log_every_round_to_tensorboard(tiny_bench):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -24,7 +24,7 @@ def test_scalars_flatten_counts_and_skip_text():
 def test_a_missing_package_names_the_extra(monkeypatch):
     monkeypatch.setattr(trackers_module.importlib.util, "find_spec", lambda name: None)
 
-    with pytest.raises(ConfigError, match=r"pip install 'fedsim\[mlflow\]'"):
+    with pytest.raises(ConfigError, match=r"pip install 'fedsim-ssl\[mlflow\]'"):
         parse_trackers(["mlflow"])
 
 
@@ -34,7 +34,7 @@ def test_unknown_tracker_lists_the_known_ones():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None,
-                    reason="tensorboard is not installed (pip install 'fedsim[tensorboard]')")
+                    reason="tensorboard is not installed (pip install 'fedsim-ssl[tensorboard]')")
 def test_tensorboard_gets_every_round(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -52,7 +52,7 @@ def test_tensorboard_gets_every_round(tmp_path):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mlflow") is None,
-                    reason="mlflow is not installed (pip install 'fedsim[mlflow]')")
+                    reason="mlflow is not installed (pip install 'fedsim-ssl[mlflow]')")
 def test_mlflow_gets_every_round_in_a_local_store_and_a_resume_continues_the_run(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
@@ -83,4 +83,4 @@ def test_run_refuses_a_missing_tracker_with_one_line_naming_the_extra(monkeypatc
 
     assert result.exit_code == 2
     assert result.output.strip() == ("error: --tracker tensorboard: the tensorboard package is not installed; "
-                                     "install the extra: pip install 'fedsim[tensorboard]'")
+                                     "install the extra: pip install 'fedsim-ssl[tensorboard]'")
