@@ -352,7 +352,7 @@ def _run_bench(spec: Any, planned: list[Any], bench_dir: Path, *, parallel: int,
     todo = sum(1 for c in planned if c.state != DONE)
     if not quiet:
         err.print(f"fedsim bench: {len(planned)} cells ({len(planned) - todo} already done) -> {bench_dir}",
-                  highlight=False)
+                  highlight=False, markup=False)
     runner = Runner(planned, lambda cell: command(cell, spec, bench_dir), bench_dir, parallel=parallel, quiet=quiet)
     try:
         outcomes = runner.run()

@@ -25,6 +25,20 @@ def test_list_shows_every_registered_plugin():
         assert name in result.stdout
 
 
+def test_piped_list_rows_are_whole_lines_even_when_narrow():
+    from fedsim.plugins import load_plugins
+    from fedsim.registry import STRATEGIES
+
+    load_plugins()
+    result = runner.invoke(app, ["list"], env={"COLUMNS": "40"})
+
+    lines = result.stdout.splitlines()
+    assert result.exit_code == 0 and lines[0] == "strategies:"
+    for name, text in STRATEGIES.describe().items():
+        assert any(line.split() == [name, *text.split()] for line in lines), (name, result.stdout)
+    assert "─" not in result.stdout and "\x1b" not in result.stdout
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["--strategy", "nope"], "unknown strategy 'nope'; choose one of:"),  # case: unknown strategy
     (["--clients", "10", "--clients-per-round", "20"], "clients_per_round (20) is more than clients (10)"),

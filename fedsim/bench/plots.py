@@ -58,6 +58,11 @@ def fitted_range(values: Sequence[float], margin: float = 0.15) -> tuple[float, 
     return low - pad, high + pad
 
 
+def _spread(k: int, n: int, width: float) -> float:
+    """The ``k``-th of ``n`` offsets spread evenly over ``width`` (so seed points sit side by side)."""
+    return 0.0 if n < 2 else (k / (n - 1) - 0.5) * width
+
+
 def _key_text(labels: Sequence[str], key: tuple[Any, ...]) -> str:
     return ",".join(f"{lb}={v}" for lb, v in zip(labels, key))
 
@@ -98,7 +103,9 @@ def curve_plots(cells: Sequence[CellResult], labels: Sequence[str], out_dir: Pat
                 ax.axhline(s.mean, linestyle="--", color="grey", linewidth=1)
                 ax.annotate(what, (0, s.mean), textcoords="offset points", xytext=(2, 3), fontsize=8, color="grey")
         text = _key_text(panel_labels, key)
-        ax.set(xlabel="round", ylabel=metric, title=f"{metric}: mean ± std over seeds" + (f"\n{text}" if text else ""))
+        higher = next((c.higher_is_better.get(metric) for c in members if metric in c.higher_is_better), None)
+        ax.set(xlabel="round (0 = initial model)", ylabel=f"{metric}{arrow(higher)}",
+               title=f"{metric}{arrow(higher)}: mean ± std over seeds" + (f"\n{text}" if text else ""))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         _legend_outside(ax)
@@ -131,7 +138,8 @@ def bar_plots(cells: Sequence[CellResult], labels: Sequence[str], out_dir: Path)
                 xs.append(x)
                 means.append(s.mean)
                 errs.append(s.std or 0.0)
-                points += [(x, float(c.summary[metric])) for c in mine if c.summary.get(metric) is not None]
+                seeds = [float(c.summary[metric]) for c in mine if c.summary.get(metric) is not None]
+                points += [(x + _spread(k, len(seeds), slot * 0.5), y) for k, y in enumerate(seeds)]
             ax.bar(xs, means, width=slot * 0.8, yerr=errs, capsize=3, alpha=0.75,
                           label=str(name[0]) if name else "run")
             if points:

@@ -58,6 +58,7 @@ def test_report_of_one_run_writes_its_html_and_curves(tiny_bench, tmp_path):
     assert result.exit_code == 0, result.output
     assert (run / "curves.png").is_file()
     assert "knn_top1_best_round" in html and "bytes_up" in html and "data:image/png;base64," in html
+    assert "<h2>provenance</h2>" in html and "flwr_version" in html and (run / "curves.pdf").is_file()
 
 
 def test_report_of_a_directory_that_is_neither_exits_2(tmp_path):

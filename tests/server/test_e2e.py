@@ -22,9 +22,13 @@ def test_outputs_of_a_real_run(simulated, engine):
         assert row["train_loss"] > 0 and not row["skipped"]
     assert 0.0 <= rows[0]["knn_top1_raw_input"] <= 1.0 and 0.0 <= rows[-1]["knn_top1"] <= 1.0
     with open(run_dir / "metrics.csv") as fh:
-        assert [int(r["round"]) for r in csv.DictReader(fh)] == [0, 1, 2, 3]
+        table = list(csv.DictReader(fh))
+    assert [int(r["round"]) for r in table] == [0, 1, 2, 3]
+    assert [r["skipped"] for r in table] == ["", "false", "false", "false"]  # not Python's False
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["engine"] == engine and summary["rounds"] == 3 and summary["clients_per_round"] == 3
+    assert summary["provenance"]["device"] in ("cpu", "cuda") and summary["provenance"]["flwr_version"]
+    assert (run_dir / "curves.pdf").read_bytes()[:5] == b"%PDF-"
     assert summary["knn_top1"] == pytest.approx(rows[-1]["knn_top1"])
     assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "strategy:\n  name: fedavg" in (run_dir / "config.yaml").read_text()
