@@ -34,17 +34,28 @@ def record_process_time(bench_dir: Path, name: str, *, started_at: str, seconds:
         fh.write(json.dumps({"started_at": started_at, "seconds": seconds, "returncode": returncode}) + "\n")
 
 
+def counted(returncode: int) -> bool:
+    """Whether a cell process's time is part of the cell's cost: it finished (0) or was
+    stopped by a signal (128 + n, or −n) and its rounds were resumed; a failed attempt
+    (an error, exit 1–3) is not, since its rerun starts again from its last checkpoint."""
+    return returncode == 0 or returncode < 0 or returncode > 128
+
+
 def process_seconds(bench_dir: Path, name: str) -> float | None:
-    """The summed wall time of every process that ran the cell (``None``: none recorded)."""
+    """The summed wall time of the processes that ran the cell, failed attempts left out
+    (``None``: none recorded)."""
     path = times_path(bench_dir, name)
     if not path.is_file():
         return None
     total = None
     for line in path.read_text().splitlines():
         try:
-            total = (total or 0.0) + float(json.loads(line)["seconds"])
+            record = json.loads(line)
+            seconds, code = float(record["seconds"]), int(record["returncode"])
         except (ValueError, KeyError, TypeError):
             continue  # a line cut by a crash
+        if counted(code):
+            total = (total or 0.0) + seconds
     return total
 
 

@@ -160,8 +160,8 @@ def cost_table(cells: Sequence[CellResult], labels: Sequence[str]) -> Table:
             _mean(members, lambda c: _mb(c.summary.get("bytes_down")), 2),
             _mean(members, lambda c: _mb(c.summary.get("bytes_up")), 2)])
     note = ("means over seeds; process s: wall time of the cell's fedsim run processes from start to exit "
-            "(imports, Ray start-up and every invocation of a resumed cell included; – when the bench runner "
-            "did not time it); loop s: the round loop of the run's last invocation; "
+            "(imports, Ray start-up and every invocation of a resumed cell included, failed attempts not; – when "
+            "the bench runner did not time it); loop s: the round loop of the run's last invocation; "
             "bytes: tensor payload per run, counted per client (see docs/guides/benchmarking.md); MB = 10^6 bytes")
     return Table(title="cost per run", headers=headers, rows=rows, note=note)
 

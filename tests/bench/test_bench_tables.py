@@ -42,10 +42,11 @@ def test_paired_rows_use_only_the_seeds_both_strategies_ran():
     assert "positive Δ is better" in table.note
 
 
-def test_process_time_sums_every_process_of_a_cell_and_reaches_the_cost_table(tmp_path):
+def test_process_time_sums_the_cells_processes_but_failed_attempts_and_reaches_the_cost_table(tmp_path):
     run = tmp_path / "c0"
     run.mkdir()
     (run / "summary.json").write_text('{"primary_metric": "acc", "acc": 0.5, "wall_seconds": 4.0, "rounds": 2}')
+    record_process_time(tmp_path, "c0", started_at="2026-01-01T00:00:00Z", seconds=99.0, returncode=1)  # failed
     record_process_time(tmp_path, "c0", started_at="2026-01-01T00:00:00Z", seconds=5.5, returncode=130)
     record_process_time(tmp_path, "c0", started_at="2026-01-01T00:01:00Z", seconds=7.0, returncode=0)
     with open(tmp_path / "logs" / "c0.times.jsonl", "a") as fh:
