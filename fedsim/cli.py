@@ -81,6 +81,19 @@ def _checked_run_dir(exp: Any, resume: Path | None) -> Path:
     return run_dir
 
 
+def _finished(run_dir: Path, exp: Any, quiet: bool) -> bool:
+    """A resumed run that already completed its rounds is left as it is (its summary.json
+    keeps its wall time); say so."""
+    from fedsim.server.resume import is_finished
+
+    if not is_finished(run_dir, exp):
+        return False
+    if not quiet:
+        err.print(f"{run_dir} already finished its {exp.federation.rounds} rounds; nothing to do "
+                  f"(--rounds N with a larger N continues it)", highlight=False, soft_wrap=True)
+    return True
+
+
 def _checked_task(exp: Any) -> None:
     """Build the task and its model and scan a ``--data-dir`` before start-up, so a malformed
     folder, a bad ``model.params`` option or a model the task cannot use is one line, exit 2."""
@@ -153,6 +166,8 @@ def run(
                   f"add --ray-address {unused_address} to use it", highlight=False, soft_wrap=True)
     if check:
         typer.echo(exp.to_yaml(), nl=False)
+        return
+    if resume is not None and _finished(run_dir, exp, quiet):
         return
     if trackers:  # the round loop reads it (fedsim.server.trackers)
         os.environ[TRACKERS_ENV] = ",".join(trackers)

@@ -239,7 +239,9 @@ class EngineConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="where clients train and the server evaluates: auto (CUDA when present) or cpu/cuda")
     workers_per_gpu: int = Field(1, ge=1, description="cohort workers sharing one GPU (device cuda)")
-    num_cpus_per_client: float = Field(1.0, gt=0.0)
+    num_cpus_per_client: float = Field(
+        1.0, ge=0.5, description="Ray CPUs per worker (at least 0.5: Flower starts cores / this many actors, "
+                                 "each a process of its own; fedsim also caps them at the planned workers)")
     ray_address: str | None = Field(
         None, description="existing Ray cluster: HOST:PORT, ray://HOST:PORT, auto or local (Ray's forms)")
 

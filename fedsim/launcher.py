@@ -183,6 +183,31 @@ def workers_stop_with(stop: StopFlag) -> Iterator[None]:
         vce_api.worker, RayBackend.terminate = originals[1], originals[2]
 
 
+def planned_workers(exp: ExperimentConfig, engine: Engine) -> int:
+    """The most Ray actors a round can keep busy: the cohort engine's nodes, or the flower
+    engine's clients per round (one message, one actor each)."""
+    return engine.num_nodes if engine.name == "cohort" else min(engine.num_nodes, exp.federation.cohort_size())
+
+
+@contextlib.contextmanager
+def actor_pool_at_most(workers: int) -> Iterator[None]:
+    """Flower sizes its actor pool as the cluster's CPUs / ``num_cpus_per_client`` (each actor
+    a process holding the task and model); cap it at ``workers``, the most a round uses."""
+    from flwr.simulation.ray_transport.ray_actor import BasicActorPool
+
+    original = BasicActorPool.__init__
+
+    def init(pool: Any, *args: Any, **kwargs: Any) -> None:
+        original(pool, *args, **kwargs)
+        pool.actors_capacity = max(1, min(pool.actors_capacity, workers))
+
+    BasicActorPool.__init__ = init
+    try:
+        yield
+    finally:
+        BasicActorPool.__init__ = original
+
+
 # After the runtime stops, how long the ServerApp thread gets to leave its wait.
 JOIN_SECONDS = 20.0
 # Flower's wrapper around an exception of its runtime in the main thread
@@ -276,7 +301,7 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
             ray_cluster.start(backend["init_args"], num_cpus_per_client=exp.engine.num_cpus_per_client,
                               quiet_workers=not verbose, env=node_settings(exp, run_dir, engine))
             signals.reinstall()  # ray.init installed its own SIGTERM handler (sys.exit)
-            with fast, workers_stop_with(run.stop):
+            with fast, workers_stop_with(run.stop), actor_pool_at_most(planned_workers(exp, engine)):
                 run_simulation(server_app=run.app(), client_app=client_app, num_supernodes=engine.num_nodes,
                                backend_config=backend, verbose_logging=verbose)
         except Interrupted:

@@ -28,7 +28,8 @@ from typing import Any
 import torch
 
 from fedsim.config import ConfigError, ExperimentConfig
-from fedsim.server.outputs import CHECKPOINT_FILE, CONFIG_FILE, ROUNDS_FILE, is_run, read_checkpoint, read_rounds
+from fedsim.server.outputs import (CHECKPOINT_FILE, CONFIG_FILE, ROUNDS_FILE, SUMMARY_FILE, first_non_finite,
+                                   is_run, read_checkpoint, read_rounds)
 
 IDENTITY_KEY = "identity"  # checkpoint entry: what the checkpoint was trained as (see identity())
 
@@ -79,6 +80,10 @@ def check_resumable(run_dir: Path, exp: ExperimentConfig) -> None:
         return  # the run restarts from round 0
     _check_identity(state.get(IDENTITY_KEY), exp)
     _check_arrays(state["global"], exp)
+    bad = first_non_finite({"global": state["global"], "strategy": state["strategy"]})
+    if bad is not None:
+        raise ConfigError(f"resume: {run_dir / CHECKPOINT_FILE} (round {state['round']}) holds a non-finite "
+                          f"tensor {bad} (NaN or inf); it cannot be continued, start a new run")
     _check_strategy_state(state["strategy"], exp)
     last = int(state["round"])
     if not last <= completed <= last + 1:  # the line of round last + 1 may precede its checkpoint
@@ -87,6 +92,13 @@ def check_resumable(run_dir: Path, exp: ExperimentConfig) -> None:
     if exp.federation.rounds < last:
         raise ConfigError(f"federation.rounds: {exp.federation.rounds} is fewer than the {last} rounds this run "
                           f"completed; choose at least {last}")
+
+
+def is_finished(run_dir: Path, exp: ExperimentConfig) -> bool:
+    """Whether the run in ``run_dir`` (checked by :func:`check_resumable`) already completed
+    ``exp``'s rounds and wrote its summary: resuming it has nothing to do."""
+    completed = max((r["round"] for r in read_rounds(run_dir)), default=0)
+    return (run_dir / SUMMARY_FILE).is_file() and completed >= exp.federation.rounds
 
 
 def _check_identity(recorded: Any, exp: ExperimentConfig) -> None:
