@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from fedsim.config import ConfigError, load_config, parse_override
+from fedsim.config import ConfigError, load_config, one_line, parse_override
 from fedsim.plugins import load_plugins
 from fedsim.registry import MODELS, STRATEGIES, TASKS
 
@@ -38,8 +38,8 @@ RESUME_MAY_CHANGE = {"federation.rounds", "engine.ray_address"}
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print one line to stderr and exit with ``code``."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    """Print one line (at most ~300 characters) to stderr and exit with ``code``."""
+    err.print(f"[bold red]error:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -213,7 +213,7 @@ def end_run(message: str, code: int, *, leftover: set[threading.Thread]) -> None
     """Print ``message`` (one line) and exit with ``code``. A thread the runtime started (not
     in ``leftover``) and left stuck, in a Ray call say, would keep the interpreter from
     exiting; after THREAD_GRACE_SECONDS the process exits without it (outputs are on disk)."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True)
     deadline = time.monotonic() + THREAD_GRACE_SECONDS
     stuck = [t for t in threading.enumerate() if t not in leftover and not t.daemon]
     for thread in stuck:

@@ -27,6 +27,26 @@ class ConfigError(ValueError):
     """A user-caused configuration error; its message is one line and says what to do."""
 
 
+MAX_ERROR_CHARS = 300  # an error line longer than this is shortened in the middle
+
+
+def one_line(message: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``message`` as one printable line of at most ``limit`` characters: whitespace runs
+    (newlines too) become one space, characters that are not valid UTF-8 (an undecodable
+    file name's bytes) are shown as ``\\xNN`` escapes, and a long middle gives way
+    to `` ... `` (the start names the field or file, the end says what to do)."""
+    text = " ".join(str(message).split())
+    try:  # an undecodable name's bytes come back as os.fsdecode escaped them
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    text = raw.decode("utf-8", "backslashreplace")
+    if len(text) <= limit:
+        return text
+    head = (limit - 5) * 2 // 3
+    return f"{text[:head]} ... {text[-(limit - 5 - head):]}"
+
+
 # Bounds on a config's shape: YAML nested deeper than this, or expanding (through anchors)
 # to more values than this, is refused before pydantic sees it.
 MAX_DEPTH = 20

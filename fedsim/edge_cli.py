@@ -13,14 +13,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from fedsim.config import ConfigError
+from fedsim.config import ConfigError, one_line
 
 err = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print one line to stderr and exit with ``code``."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    """Print one line (at most ~300 characters) to stderr and exit with ``code``."""
+    err.print(f"[bold red]error:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -28,19 +28,24 @@ def export_command(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run directory written by fedsim run."),
     format: str = typer.Option("onnx", "--format", "-f", metavar="onnx|torchscript",
                                help="onnx (checked with onnxruntime) or torchscript (checked with torch.jit.load)."),
-    out: Path = typer.Option(None, "--out", "-o", metavar="FILE", show_default=False,
-                             help="Output file (default RUN_DIR/encoder.onnx or RUN_DIR/encoder.pt)."),
+    out: Path = typer.Option(None, "--out", "-o", metavar="FILE|DIR", show_default=False,
+                             help="Output file, or a folder to write encoder.onnx / encoder.pt into "
+                                  "(default RUN_DIR/encoder.onnx or RUN_DIR/encoder.pt)."),
     weights: str = typer.Option(None, "--weights", metavar="NAME", show_default=False,
                                 help="Weights file in RUN_DIR (default model.pt, else checkpoint.pt), "
                                      "e.g. best_knn_top1.pt."),
     samples: int = typer.Option(16, "--samples", metavar="N", help="Held-out inputs the output check runs on."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
+    external_weights: bool = typer.Option(False, "--external-weights",
+                                          help="Allow a --weights file outside RUN_DIR."),
 ) -> None:
     """Export the run's encoder, re-parameterised for inference, as ONNX or TorchScript; check the
     written file's outputs against PyTorch's (to 1e-5) and print its size and CPU latency."""
     from fedsim.export import ExportCheckFailed, export_run
 
     try:
-        report = export_run(run_dir, format, out=out, weights=weights, samples=samples)
+        report = export_run(run_dir, format, out=out, weights=weights, samples=samples, force=force,
+                            external_weights=external_weights)
     except ConfigError as e:
         fail(str(e))
     except ExportCheckFailed as e:

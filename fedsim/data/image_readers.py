@@ -59,14 +59,9 @@ def is_image_name(name: str) -> bool:
 
 
 def shown(path: str | os.PathLike | bytes) -> str:
-    """``path`` for a one-line message: a name that is not valid UTF-8 shows as its repr
-    (``os.fsdecode`` keeps the undecodable bytes as escapes a terminal cannot print)."""
-    text = os.fsdecode(path)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return repr(text)
-    return text
+    """``path`` for a message: ``os.fsdecode`` keeps an undecodable name's bytes (as surrogate
+    escapes, which :func:`fedsim.config.one_line` prints as ``\\xNN``)."""
+    return os.fsdecode(path)
 
 
 def image_header(path: str | os.PathLike) -> tuple[int, int]:
