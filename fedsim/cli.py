@@ -131,6 +131,8 @@ def run(
     set_: list[str] = typer.Option([], "--set", help="Override any key: --set federation.lr=0.01",
                                    metavar="KEY=VALUE"),
     check: bool = typer.Option(False, "--check", help="Validate the configuration, print it resolved, and exit."),
+    trust_plugins: bool = typer.Option(False, "--trust-plugins",
+                                       help="With --resume: import the plugin modules the run's config.yaml names."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     verbose: bool = typer.Option(False, "--verbose", help="Flower/Ray logs and tracebacks."),
     tracker: list[str] = typer.Option([], "--tracker", metavar="NAME",
@@ -155,7 +157,7 @@ def run(
         unused_address = None
         if resume is not None:
             config, unused_address = _resume_config(resume, config, overrides)
-        exp = load_config(config, overrides)
+        exp = load_config(config, overrides, trust_plugins=resume is None or trust_plugins)
         run_dir = _checked_run_dir(exp, resume)
         _checked_task(exp)
         trackers = parse_trackers(tracker)

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from fedsim.plugins import load_plugins
 from fedsim.registry import STRATEGIES, TASKS, MODELS, UnknownNameError, repopt_models
@@ -306,10 +307,13 @@ class ExperimentConfig(_Strict):
 
     @field_validator("plugins")
     @classmethod
-    def _import_plugins(cls, v: list[str]) -> list[str]:
+    def _import_plugins(cls, v: list[str], info: ValidationInfo) -> list[str]:
         # Fields validate in order: the plugins register before task/model/strategy are looked up.
         from fedsim.plugins import import_plugins
 
+        if v and not (info.context or {}).get("trust_plugins", True):
+            raise ValueError(f"names plugin modules {', '.join(v)}; plugins are code and are imported only "
+                             "from your own config: pass --trust-plugins to import them")
         import_plugins(v)
         return v
 
@@ -500,14 +504,17 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def load_config(path: str | os.PathLike[str] | None = None,
-                overrides: dict[str, Any] | None = None) -> ExperimentConfig:
-    """Build a validated :class:`ExperimentConfig` from a YAML file and ``key.path`` overrides."""
+                overrides: dict[str, Any] | None = None, *, trust_plugins: bool = True) -> ExperimentConfig:
+    """Build a validated :class:`ExperimentConfig` from a YAML file and ``key.path`` overrides.
+
+    ``trust_plugins=False`` (a config someone else may have written: a run directory's) refuses
+    a ``plugins:`` list instead of importing it."""
     raw = read_yaml(path) if path is not None else {}
     for key, value in (overrides or {}).items():
         _apply(raw, key, value)
     check_tree(raw)
     try:
-        exp = ExperimentConfig(**raw)
+        exp = ExperimentConfig.model_validate(raw, context={"trust_plugins": trust_plugins})
     except UnknownNameError as err:
         raise ConfigError(str(err)) from None
     except ValidationError as err:

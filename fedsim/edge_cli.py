@@ -38,6 +38,8 @@ def export_command(
     force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
     external_weights: bool = typer.Option(False, "--external-weights",
                                           help="Allow a --weights file outside RUN_DIR."),
+    trust_plugins: bool = typer.Option(False, "--trust-plugins",
+                                       help="Import the plugin modules the run's config.yaml names (they are code)."),
 ) -> None:
     """Export the run's encoder, re-parameterised for inference, as ONNX or TorchScript; check the
     written file's outputs against PyTorch's (to 1e-5) and print its size and CPU latency."""
@@ -45,7 +47,7 @@ def export_command(
 
     try:
         report = export_run(run_dir, format, out=out, weights=weights, samples=samples, force=force,
-                            external_weights=external_weights)
+                            external_weights=external_weights, trust_plugins=trust_plugins)
     except ConfigError as e:
         fail(str(e))
     except ExportCheckFailed as e:
@@ -162,6 +164,9 @@ def deploy_supernode(
     insecure: bool = typer.Option(False, "--insecure", help="Connect without TLS and authentication."),
     max_wait: float = typer.Option(None, "--max-wait", metavar="SECONDS", show_default=False,
                                    help="Give up connecting after this long (default: keep retrying)."),
+    plugins: str = typer.Option(None, "--plugins", metavar="MODULES", show_default=False,
+                                help="Plugin modules this box may import for a run, comma-separated "
+                                     "(default none: a run naming plugins fails on this box)."),
     log: Path = typer.Option(None, "--log", metavar="FILE", show_default=False, help="Also write Flower's log here."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not pass Flower's log through to stderr."),
 ) -> None:
@@ -174,7 +179,8 @@ def deploy_supernode(
             raise ConfigError(f"--device: {device!r} is not one of cpu, cuda, auto")
         argv = supernode_argv(superlink=superlink, certs=certs, key=key, data_dir=data_dir, state_dir=state_dir,
                               port=port or free_port(), device=device, partition_id=partition_id,
-                              num_partitions=num_partitions, insecure=insecure, max_wait=max_wait)
+                              num_partitions=num_partitions, insecure=insecure, max_wait=max_wait,
+                              plugins=plugins)
         handle = open_log(log)
     except ConfigError as e:
         fail(str(e))

@@ -115,8 +115,8 @@ def run_weights(run_dir: Path, weights: str | None = None, *, external: bool = F
     raise ExportError(f"{run_dir} has neither model.pt nor checkpoint.pt: the run completed no round")
 
 
-def load_run(run_dir: str | Path, weights: str | None = None, *,
-             external_weights: bool = False) -> tuple[Any, Any, nn.Module]:
+def load_run(run_dir: str | Path, weights: str | None = None, *, external_weights: bool = False,
+             trust_plugins: bool = False) -> tuple[Any, Any, nn.Module]:
     """``(experiment, task, trained model)`` of a run directory (:class:`ExportError` if unusable)."""
     from fedsim.config import load_config
     from fedsim.data.folders import DataFolderError
@@ -128,7 +128,7 @@ def load_run(run_dir: str | Path, weights: str | None = None, *,
         raise ExportError(f"{run_dir} holds no config.yaml: not a fedsim run directory")
     state = _load_weights(run_weights(run_dir, weights, external=external_weights))
     try:
-        exp = load_config(run_dir / "config.yaml")
+        exp = load_config(run_dir / "config.yaml", trust_plugins=trust_plugins)
         task = exp.build_task()
         model = task.build_model()
     except ConfigError as err:
@@ -296,7 +296,8 @@ def export_target(run_dir: Path, fmt: str, out: str | Path | None, *, force: boo
 
 
 def export_run(run_dir: str | Path, fmt: str, *, out: str | Path | None = None, weights: str | None = None,
-               samples: int = SAMPLES, force: bool = False, external_weights: bool = False) -> ExportReport:
+               samples: int = SAMPLES, force: bool = False, external_weights: bool = False,
+               trust_plugins: bool = False) -> ExportReport:
     """Export the encoder of the run in ``run_dir`` (default file: ``RUN_DIR/encoder.onnx`` or
     ``RUN_DIR/encoder.pt``; see :func:`export_target`). The file is written beside the target
     and moved into place only once its check passed, so a failed export replaces nothing."""
@@ -305,7 +306,7 @@ def export_run(run_dir: str | Path, fmt: str, *, out: str | Path | None = None, 
     if samples < 1:
         raise ExportError(f"--samples: {samples} must be at least 1")
     run_dir = Path(run_dir)
-    _, task, model = load_run(run_dir, weights, external_weights=external_weights)
+    _, task, model = load_run(run_dir, weights, external_weights=external_weights, trust_plugins=trust_plugins)
     target = export_target(run_dir, fmt, out, force=force,
                            weights_file=run_weights(run_dir, weights, external=external_weights))
     encoder, x = encoder_and_inputs(task, model, samples)

@@ -45,6 +45,8 @@ def node_settings(exp: ExperimentConfig, run_dir: str, engine: Engine) -> dict[s
     env = {R.NODE_STATE_DIR: str((Path(run_dir) / "client_state").resolve()), R.NODE_DEVICE: engine.device}
     if exp.task.data_dir is not None:
         env[R.NODE_DATA_DIR] = str(Path(exp.task.data_dir).resolve())
+    if exp.plugins:  # the simulated nodes belong to the user whose config named them
+        env[R.NODE_PLUGINS] = ",".join(exp.plugins)
     return {R.node_env_name(key): value for key, value in env.items()}
 
 
