@@ -14,7 +14,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
@@ -48,6 +48,12 @@ def one_line(message: str, limit: int = MAX_ERROR_CHARS) -> str:
     return f"{text[:head]} ... {text[-(limit - 5 - head):]}"
 
 
+# Upper bounds of counts (each far beyond a simulation's needs; a typo such as 10**30 rounds
+# is one line instead of an overflow deep in numpy or an endless run).
+MAX_ROUNDS = 1_000_000
+MAX_EPOCHS = 100_000
+MAX_SEED = 2 ** 32 - 1  # numpy's and torch's seeds
+
 # Bounds on a config's shape: YAML nested deeper than this, or expanding (through anchors)
 # to more values than this, is refused before pydantic sees it.
 MAX_DEPTH = 20
@@ -57,6 +63,17 @@ MAX_VALUES = 100_000
 class _Strict(BaseModel):
     # allow_inf_nan=False: config.yaml, summaries and bench tables hold the values as JSON/YAML text.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, v: Any, info: ValidationInfo) -> Any:
+        # pydantic reads true as 1 for an int or float field; `--clients true` is a mistake
+        if isinstance(v, bool) and info.field_name is not None:
+            kinds = set(get_args(cls.model_fields[info.field_name].annotation)) or {
+                cls.model_fields[info.field_name].annotation}
+            if kinds & {int, float} and bool not in kinds:
+                raise ValueError(f"expected a number, got {str(v).lower()}")
+        return v
 
 
 def _registered(registry: Any, name: str) -> str:
@@ -160,17 +177,17 @@ class FederationConfig(_Strict):
     """Population, sampling and local training."""
 
     clients: int = Field(20, ge=1, le=10_000_000)
-    clients_per_round: int | None = Field(5, ge=1)
+    clients_per_round: int | None = Field(5, ge=1, le=10_000_000)
     fraction: float | None = Field(None, gt=0.0, le=1.0)
-    rounds: int = Field(5, ge=1)
-    local_epochs: int = Field(1, ge=1)
-    batch_size: int = Field(32, ge=2)
+    rounds: int = Field(5, ge=1, le=MAX_ROUNDS)
+    local_epochs: int = Field(1, ge=1, le=MAX_EPOCHS)
+    batch_size: int = Field(32, ge=2, le=1_000_000)
     lr: float = Field(0.05, gt=0.0)
     lr_schedule: Literal["constant", "cosine", "step"] = Field(
         "constant", description="the clients' lr per round: constant, cosine (from lr to lr_min over the "
                                 "rounds) or step (times lr_gamma every lr_step_rounds rounds)")
     lr_min: float = Field(0.0, ge=0.0, description="cosine schedule: the lr it anneals towards")
-    lr_step_rounds: int = Field(10, ge=1, description="step schedule: rounds between lr drops")
+    lr_step_rounds: int = Field(10, ge=1, le=MAX_ROUNDS, description="step schedule: rounds between lr drops")
     lr_gamma: float = Field(0.1, gt=0.0, le=1.0, description="step schedule: factor of each drop")
     optimizer: Literal["sgd", "repopt-sgd"] = Field(
         "sgd", description="client optimiser; repopt-sgd needs a RepOpt backbone (repopt_vgg, repghost)")
@@ -178,7 +195,7 @@ class FederationConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0.0)
     round_timeout: float | None = Field(None, gt=0.0)
     min_success_fraction: float = Field(0.5, gt=0.0, le=1.0)
-    max_failed_rounds: int = Field(3, ge=1)
+    max_failed_rounds: int = Field(3, ge=1, le=MAX_ROUNDS)
 
     @model_validator(mode="after")
     def _schedule_fits(self) -> "FederationConfig":
@@ -244,8 +261,8 @@ FAULT_KINDS = ("nan", "inf", "wrong-shape", "wrong-dtype", "missing-tensor", "no
 class EvaluationConfig(_Strict):
     """Server-side evaluation of the global encoder."""
 
-    every: int = Field(1, ge=1)
-    knn_k: int = Field(20, ge=1, description="neighbours of the kNN metric (classification-style tasks)")
+    every: int = Field(1, ge=1, le=MAX_ROUNDS)
+    knn_k: int = Field(20, ge=1, le=100_000, description="neighbours of the kNN metric (classification-style tasks)")
     linear_probe: bool = Field(True, description="also report linear_top1 (classification-style tasks)")
     track: list[str] | None = Field(
         None, description="metrics whose best global model is kept as best_<metric>.pt (default: the primary)")
@@ -255,11 +272,11 @@ class EngineConfig(_Strict):
     """How a round's training is executed."""
 
     name: Literal["flower", "cohort"] = "cohort"
-    workers: int | None = Field(None, ge=1, description="cohort workers (default: one per core, or "
+    workers: int | None = Field(None, ge=1, le=4096, description="cohort workers (default: one per core, or "
                                                         "workers_per_gpu per GPU when training on CUDA)")
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="where clients train and the server evaluates: auto (CUDA when present) or cpu/cuda")
-    workers_per_gpu: int = Field(1, ge=1, description="cohort workers sharing one GPU (device cuda)")
+    workers_per_gpu: int = Field(1, ge=1, le=256, description="cohort workers sharing one GPU (device cuda)")
     num_cpus_per_client: float = Field(
         1.0, ge=0.5, description="Ray CPUs per worker (at least 0.5: Flower starts cores / this many actors, "
                                  "each a process of its own; fedsim also caps them at the planned workers)")
@@ -287,7 +304,7 @@ class ExperimentConfig(_Strict):
     """A whole experiment; ``fedsim run`` writes the resolved one to ``config.yaml``."""
 
     name: str = "quickstart"
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seeds sampling, data and training (0 .. 2**32 - 1)")
     out: str | None = None
     plugins: list[str] = Field(
         default_factory=list,
@@ -334,6 +351,15 @@ class ExperimentConfig(_Strict):
         if not TASKS.get(self.task.name).reads_data_dir:
             raise ValueError(f"task.data_dir: task {self.task.name!r} does not read data folders; leave "
                              f"--data-dir unset (tasks that do: {', '.join(readers) or 'none yet'})")
+        return self
+
+    @model_validator(mode="after")
+    def _fault_ids_are_clients(self) -> "ExperimentConfig":
+        for kind, ids in self.faults.items():
+            outside = [i for i in ids if not 0 <= i < self.federation.clients]
+            if outside:
+                raise ValueError(f"faults.{kind}: client id(s) {', '.join(map(str, outside[:5]))} are not among the "
+                                 f"{self.federation.clients} clients; ids run 0..{self.federation.clients - 1}")
         return self
 
     @model_validator(mode="after")

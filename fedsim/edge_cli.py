@@ -56,6 +56,12 @@ def export_command(
         typer.echo(line)
 
 
+def check_port(port: int, flag: str) -> None:
+    """A TCP port is 1..65535 (:class:`ConfigError` otherwise)."""
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{flag}: {port} is not a TCP port; choose one in 1..65535")
+
+
 deploy_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                          help="Run fedsim on edge boxes: TLS material and keys, a SuperLink, SuperNodes, runs.")
 
@@ -120,6 +126,7 @@ def deploy_superlink(
     import tempfile
 
     try:
+        check_port(port, "--port")
         plan = superlink_plan(certs=certs, keys=keys, host=host, port=port, insecure=insecure, database=database)
         handle = open_log(log)
     except ConfigError as e:
@@ -177,6 +184,8 @@ def deploy_supernode(
     try:
         if device not in ("cpu", "cuda", "auto"):
             raise ConfigError(f"--device: {device!r} is not one of cpu, cuda, auto")
+        if port != 0:  # 0: any free port
+            check_port(port, "--port")
         argv = supernode_argv(superlink=superlink, certs=certs, key=key, data_dir=data_dir, state_dir=state_dir,
                               port=port or free_port(), device=device, partition_id=partition_id,
                               num_partitions=num_partitions, insecure=insecure, max_wait=max_wait,

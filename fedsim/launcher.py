@@ -25,7 +25,7 @@ from typing import Any
 from fedsim import records as R
 from fedsim.config import ExperimentConfig
 from fedsim.engines import Engine, make_engine, ray_cluster
-from fedsim.engines.stop import Interrupted, RunStopped, SignalsStop, StopFlag
+from fedsim.engines.stop import STOP_SIGNALS, Interrupted, RunStopped, SignalsStop, StopFlag
 
 
 def backend_config(exp: ExperimentConfig, engine: Engine | None = None) -> dict[str, Any]:
@@ -275,6 +275,19 @@ class _ServerRun:
         return error
 
 
+@contextlib.contextmanager
+def _restored(handlers: dict[int, Any]) -> Iterator[None]:
+    """Put the process's signal handlers back as they were (Ray's ``init`` installs a SIGTERM
+    handler of its own; a process that runs fedsim in-process, a test say, keeps its own)."""
+    try:
+        yield
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for signum, handler in handlers.items():
+                if handler is not None:
+                    signal.signal(signum, handler)
+
+
 def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
              verbose: bool = False, resume: bool = False) -> dict[str, Any]:
     """Run ``exp`` on Flower's simulation runtime and return its summary.
@@ -298,10 +311,16 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
     error: BaseException | None = None
     signals = SignalsStop(run.stop)
     quiet_flower(verbose)
-    with signals.active():
+    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    with signals.active(), _restored(handlers):
         try:
-            ray_cluster.start(backend["init_args"], num_cpus_per_client=exp.engine.num_cpus_per_client,
-                              quiet_workers=not verbose, env=node_settings(exp, run_dir, engine))
+            try:
+                ray_cluster.start(backend["init_args"], num_cpus_per_client=exp.engine.num_cpus_per_client,
+                                  quiet_workers=not verbose, env=node_settings(exp, run_dir, engine))
+            except Exception as e:  # e.g. ray.init timing out: the runtime stopped before the run (exit 3)
+                if isinstance(e, ray_cluster.RayUnavailable):
+                    raise
+                raise RunStopped(f"Ray did not start ({_root_cause(e)})") from e
             signals.reinstall()  # ray.init installed its own SIGTERM handler (sys.exit)
             with fast, workers_stop_with(run.stop), actor_pool_at_most(planned_workers(exp, engine)):
                 run_simulation(server_app=run.app(), client_app=client_app, num_supernodes=engine.num_nodes,
@@ -316,7 +335,8 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
             error = e
         finally:  # whatever ended the runtime's part, the round loop must end too
             signals.armed = False
-            run.stop.set(f"the simulation runtime stopped ({_root_cause(error)})" if error else
+            run.stop.set(str(error) if isinstance(error, RunStopped) else
+                         f"the simulation runtime stopped ({_root_cause(error)})" if error else
                          "the simulation runtime stopped")
             if run.thread is not None:
                 run.thread.join(JOIN_SECONDS)

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -40,21 +41,35 @@ def identity(exp: ExperimentConfig) -> dict[str, str]:
 
 
 def check_new_run_dir(run_dir: Path) -> None:
-    """Refuse an ``--out`` that a new run would clobber or cannot create (:class:`ConfigError`)."""
+    """Refuse an ``--out`` that a new run would clobber or cannot create (:class:`ConfigError`):
+    a run or other files in it, a file, a dangling link, or a folder (or read-only
+    filesystem) where no file can be created, which is tried with a temporary file."""
     if run_dir.is_dir():
         if is_run(run_dir):
             raise ConfigError(f"out: {run_dir} already holds a run; choose another --out, or --resume {run_dir}")
         if any(run_dir.iterdir()):
             raise ConfigError(f"out: {run_dir} is not empty and holds no fedsim run; "
                               "choose a new or empty directory")
+        _check_writable(run_dir, run_dir)
         return
     existing = run_dir
     while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():
+            raise ConfigError(f"out: {existing} is a link to {os.readlink(existing)}, which does not exist; "
+                              "choose another --out")
         existing = existing.parent
     if existing == run_dir or not existing.is_dir():
         raise ConfigError(f"out: {existing} is a file, not a directory; choose another --out")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"out: cannot create {run_dir}: {existing} is not writable; choose another --out")
+    _check_writable(existing, run_dir)
+
+
+def _check_writable(folder: Path, run_dir: Path) -> None:
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ConfigError(f"out: cannot create {run_dir}: no file can be written in {folder} "
+                          f"({err.strerror or err}); choose another --out") from None
 
 
 def resume_config_path(run_dir: Path) -> Path:
