@@ -173,6 +173,7 @@ def run(
         return
     if trackers:  # the round loop reads it (fedsim.server.trackers)
         os.environ[TRACKERS_ENV] = ",".join(trackers)
+    from fedsim.atomic import DiskFull
     from fedsim.engines.ray_cluster import RayUnavailable
     from fedsim.launcher import simulate
     from fedsim.engines.stop import RunStopped
@@ -198,6 +199,9 @@ def run(
         end_run(str(e), code=2, leftover=own_threads)
     except RunAborted as e:
         end_run(f"run aborted: {e}", code=EXIT_RUN_ABORTED, leftover=own_threads)
+    except DiskFull as e:  # the last checkpoint is intact
+        end_run(f"{e}; free some space, then continue with: fedsim run --resume {run_dir}", code=1,
+                leftover=own_threads)
     except KeyboardInterrupt:  # before the runtime's own handlers were installed
         end_run(f"interrupted by SIGINT before the run started; nothing to resume in {run_dir}", code=130,
                 leftover=own_threads)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from fedsim.atomic import atomic_write_bytes
+from fedsim.atomic import as_disk_full, atomic_write_bytes
 from fedsim.config import ConfigError
 
 CONFIG_FILE = "config.yaml"
@@ -153,11 +153,14 @@ class RunWriter:
     def round(self, row: dict[str, Any]) -> None:
         """Append one round's record to ``rounds.jsonl`` (flushed to disk)."""
         row = _clean(row)
+        try:  # a line cut short by a full disk has no newline: read_rounds ignores it
+            with open(self.dir / ROUNDS_FILE, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as err:
+            raise (as_disk_full(err, self.dir / ROUNDS_FILE) or err) from None
         self.rows.append(row)
-        with open(self.dir / ROUNDS_FILE, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
 
     def checkpoint(self, state: dict[str, Any]) -> None:
         """Atomically replace ``checkpoint.pt`` with ``state``; a state with a NaN or inf

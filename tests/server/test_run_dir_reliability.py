@@ -93,3 +93,61 @@ def test_resuming_a_finished_run_leaves_it_alone(tmp_path):
     assert result.exit_code == 0, result.output
     assert "already finished its 3 rounds; nothing to do" in result.stderr
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_a_dangling_out_link_is_one_line_exit_2_before_start(tmp_path):
+    link = tmp_path / "out"
+    link.symlink_to(tmp_path / "gone" / "run")
+    result = CliRunner().invoke(app, ["run", "--check", "--out", str(link)])
+    line = one_line_exit_2(result)
+    assert "is a link to" in line and "which does not exist" in line
+
+
+def test_an_out_where_no_file_can_be_written_is_one_line_exit_2(tmp_path, monkeypatch):
+    # Prepare: the folder refuses new files as a read-only filesystem does (also for root)
+    import tempfile
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    for out in (tmp_path / "new" / "run", tmp_path):  # a new folder under it, and an empty one
+        line = one_line_exit_2(CliRunner().invoke(app, ["run", "--check", "--out", str(out)]))
+        assert "no file can be written in" in line and "Read-only file system" in line
+
+
+def test_a_full_disk_is_one_line_and_the_checkpoint_stays(tmp_path, monkeypatch):
+    # Prepare: a checkpoint, then a disk that is full for the next write
+    import errno
+
+    from fedsim.atomic import DiskFull
+
+    writer = RunWriter(tmp_path / "run", "name: x\n")
+    writer.checkpoint({"round": 1, "global": {"w": torch.ones(3)}, "strategy": {}})
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+
+    def full(state, fh):
+        fh.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    # Execute / Assert: one line naming the path, the old checkpoint byte for byte, no temp file
+    with pytest.raises(DiskFull) as info:
+        writer.checkpoint({"round": 2, "global": {"w": torch.zeros(3)}, "strategy": {}})
+    assert str(info.value) == f"no space left on device at {tmp_path / 'run' / 'checkpoint.pt'}"
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint.pt", "config.yaml", "rounds.jsonl"]
+
+
+def test_torch_s_write_failure_on_a_nearly_full_disk_is_disk_full(tmp_path, monkeypatch):
+    # torch.save reports a full disk as a RuntimeError without the errno
+    import shutil
+
+    from fedsim.atomic import DiskFull, as_disk_full
+
+    error = RuntimeError("[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file "
+                         "data/0: file write failed")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(100, 100, 0))
+    assert isinstance(as_disk_full(error, tmp_path / "checkpoint.pt"), DiskFull)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(2 ** 40, 0, 2 ** 40))
+    assert as_disk_full(error, tmp_path / "checkpoint.pt") is None  # plenty of space: another failure
