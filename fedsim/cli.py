@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fedsim import version
-from fedsim.config import ConfigError, load_config, parse_override
+from fedsim.config import ConfigError, load_config, one_line, parse_override
 from fedsim.plugins import builtin_listing
 from fedsim.specs import describe_specs, resolve_spec
 
@@ -51,8 +51,8 @@ RESUME_MAY_CHANGE = {"federation.rounds", "engine.ray_address"}
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print one line to stderr and exit with ``code``."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    """Print one line (at most ~300 characters) to stderr and exit with ``code``."""
+    err.print(f"[bold red]error:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -92,6 +92,19 @@ def _checked_run_dir(exp: Any, resume: Path | None) -> Path:
     run_dir = Path(exp.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{exp.strategy.name}")
     check_new_run_dir(run_dir)
     return run_dir
+
+
+def _finished(run_dir: Path, exp: Any, quiet: bool) -> bool:
+    """A resumed run that already completed its rounds is left as it is (its summary.json
+    keeps its wall time); say so."""
+    from fedsim.server.resume import is_finished
+
+    if not is_finished(run_dir, exp):
+        return False
+    if not quiet:
+        err.print(f"{run_dir} already finished its {exp.federation.rounds} rounds; nothing to do "
+                  f"(--rounds N with a larger N continues it)", highlight=False, soft_wrap=True)
+    return True
 
 
 def _checked_task(exp: Any) -> None:
@@ -141,6 +154,8 @@ def run(
     set_: list[str] = typer.Option([], "--set", help="Override any key: --set federation.lr=0.01",
                                    metavar="KEY=VALUE"),
     check: bool = typer.Option(False, "--check", help="Validate the configuration, print it resolved, and exit."),
+    trust_plugins: bool = typer.Option(False, "--trust-plugins",
+                                       help="With --resume: import the plugin modules the run's config.yaml names."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     verbose: bool = typer.Option(False, "--verbose", help="Flower/Ray logs and tracebacks."),
     as_json: bool = typer.Option(False, "--json", help="Print the end-of-run summary as JSON on stdout."),
@@ -168,7 +183,7 @@ def run(
             config, unused_address = _resume_config(resume, config, overrides)
         elif config is not None:
             config = resolve_spec(config)
-        exp = load_config(config, overrides)
+        exp = load_config(config, overrides, trust_plugins=resume is None or trust_plugins)
         run_dir = _checked_run_dir(exp, resume)
         _checked_task(exp)
         trackers = parse_trackers(tracker)
@@ -181,6 +196,8 @@ def run(
     if check:
         typer.echo(exp.to_yaml(), nl=False)
         return
+    if resume is not None and _finished(run_dir, exp, quiet):
+        return
     if trackers:  # the round loop reads it (fedsim.server.trackers)
         os.environ[TRACKERS_ENV] = ",".join(trackers)
     if not quiet:  # before the runtime's imports and Ray's start-up, which take seconds
@@ -190,6 +207,7 @@ def run(
         err.print(f"fedsim {fedsim_version() or ''}: {exp.strategy.name} on {exp.task.name}, {fed.clients} clients, "
                   f"{fed.cohort_size()} per round, {fed.rounds} rounds, engine {exp.engine.name} "
                   f"-> {run_dir}", highlight=False, markup=False)
+    from fedsim.atomic import DiskFull
     from fedsim.engines.ray_cluster import RayUnavailable
     from fedsim.launcher import simulate
     from fedsim.engines.stop import RunStopped
@@ -211,6 +229,9 @@ def run(
         end_run(str(e), code=2, leftover=own_threads)
     except RunAborted as e:
         end_run(f"run aborted: {e}", code=EXIT_RUN_ABORTED, leftover=own_threads)
+    except DiskFull as e:  # the last checkpoint is intact
+        end_run(f"{e}; free some space, then continue with: fedsim run --resume {run_dir}", code=1,
+                leftover=own_threads)
     except KeyboardInterrupt:  # before the runtime's own handlers were installed
         end_run(f"interrupted by SIGINT before the run started; nothing to resume in {run_dir}", code=130,
                 leftover=own_threads)
@@ -230,7 +251,7 @@ def end_run(message: str, code: int, *, leftover: set[threading.Thread]) -> None
     """Print ``message`` (one line) and exit with ``code``. A thread the runtime started (not
     in ``leftover``) and left stuck, in a Ray call say, would keep the interpreter from
     exiting; after THREAD_GRACE_SECONDS the process exits without it (outputs are on disk)."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True)
     deadline = time.monotonic() + THREAD_GRACE_SECONDS
     stuck = [t for t in threading.enumerate() if t not in leftover and not t.daemon]
     for thread in stuck:

@@ -14,10 +14,11 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from fedsim.plugins import load_plugins
 from fedsim.registry import STRATEGIES, TASKS, MODELS, UnknownNameError, repopt_models
@@ -26,6 +27,32 @@ from fedsim.registry import STRATEGIES, TASKS, MODELS, UnknownNameError, repopt_
 class ConfigError(ValueError):
     """A user-caused configuration error; its message is one line and says what to do."""
 
+
+MAX_ERROR_CHARS = 300  # an error line longer than this is shortened in the middle
+
+
+def one_line(message: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``message`` as one printable line of at most ``limit`` characters: whitespace runs
+    (newlines too) become one space, characters that are not valid UTF-8 (an undecodable
+    file name's bytes) are shown as ``\\xNN`` escapes, and a long middle gives way
+    to `` ... `` (the start names the field or file, the end says what to do)."""
+    text = " ".join(str(message).split())
+    try:  # an undecodable name's bytes come back as os.fsdecode escaped them
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    text = raw.decode("utf-8", "backslashreplace")
+    if len(text) <= limit:
+        return text
+    head = (limit - 5) * 2 // 3
+    return f"{text[:head]} ... {text[-(limit - 5 - head):]}"
+
+
+# Upper bounds of counts (each far beyond a simulation's needs; a typo such as 10**30 rounds
+# is one line instead of an overflow deep in numpy or an endless run).
+MAX_ROUNDS = 1_000_000
+MAX_EPOCHS = 100_000
+MAX_SEED = 2 ** 32 - 1  # numpy's and torch's seeds
 
 # Bounds on a config's shape: YAML nested deeper than this, or expanding (through anchors)
 # to more values than this, is refused before pydantic sees it.
@@ -36,6 +63,17 @@ MAX_VALUES = 100_000
 class _Strict(BaseModel):
     # allow_inf_nan=False: config.yaml, summaries and bench tables hold the values as JSON/YAML text.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, v: Any, info: ValidationInfo) -> Any:
+        # pydantic reads true as 1 for an int or float field; `--clients true` is a mistake
+        if isinstance(v, bool) and info.field_name is not None:
+            kinds = set(get_args(cls.model_fields[info.field_name].annotation)) or {
+                cls.model_fields[info.field_name].annotation}
+            if kinds & {int, float} and bool not in kinds:
+                raise ValueError(f"expected a number, got {str(v).lower()}")
+        return v
 
 
 def _registered(registry: Any, name: str) -> str:
@@ -139,18 +177,18 @@ class FederationConfig(_Strict):
     """Population, sampling and local training."""
 
     clients: int = Field(20, ge=1, le=10_000_000, description="registered clients (the population)")
-    clients_per_round: int | None = Field(5, ge=1, description="clients sampled per round")
+    clients_per_round: int | None = Field(5, ge=1, le=10_000_000, description="clients sampled per round")
     fraction: float | None = Field(None, gt=0.0, le=1.0,
                                    description="clients sampled per round as a fraction (overrides clients_per_round)")
-    rounds: int = Field(5, ge=1)
-    local_epochs: int = Field(1, ge=1, description="passes over its data a client makes per round")
-    batch_size: int = Field(32, ge=2)
+    rounds: int = Field(5, ge=1, le=MAX_ROUNDS)
+    local_epochs: int = Field(1, ge=1, le=MAX_EPOCHS, description="passes over its data a client makes per round")
+    batch_size: int = Field(32, ge=2, le=1_000_000)
     lr: float = Field(0.05, gt=0.0, description="the clients' learning rate (the first round's, with a schedule)")
     lr_schedule: Literal["constant", "cosine", "step"] = Field(
         "constant", description="the clients' lr per round: constant, cosine (from lr to lr_min over the "
                                 "rounds) or step (times lr_gamma every lr_step_rounds rounds)")
     lr_min: float = Field(0.0, ge=0.0, description="cosine schedule: the lr it anneals towards")
-    lr_step_rounds: int = Field(10, ge=1, description="step schedule: rounds between lr drops")
+    lr_step_rounds: int = Field(10, ge=1, le=MAX_ROUNDS, description="step schedule: rounds between lr drops")
     lr_gamma: float = Field(0.1, gt=0.0, le=1.0, description="step schedule: factor of each drop")
     optimizer: Literal["sgd", "repopt-sgd"] = Field(
         "sgd", description="client optimiser; repopt-sgd needs a RepOpt backbone (repopt_vgg, repghost)")
@@ -159,7 +197,8 @@ class FederationConfig(_Strict):
     round_timeout: float | None = Field(None, gt=0.0, description="seconds per client a round may take")
     min_success_fraction: float = Field(0.5, gt=0.0, le=1.0,
                                         description="a round aggregates when at least this fraction succeeded")
-    max_failed_rounds: int = Field(3, ge=1, description="failed rounds in a row that stop the run (exit 3)")
+    max_failed_rounds: int = Field(3, ge=1, le=MAX_ROUNDS,
+                                   description="failed rounds in a row that stop the run (exit 3)")
 
     @model_validator(mode="after")
     def _schedule_fits(self) -> "FederationConfig":
@@ -225,8 +264,9 @@ FAULT_KINDS = ("nan", "inf", "wrong-shape", "wrong-dtype", "missing-tensor", "no
 class EvaluationConfig(_Strict):
     """Server-side evaluation of the global encoder."""
 
-    every: int = Field(1, ge=1, description="evaluate the global encoder every this many rounds (and the last)")
-    knn_k: int = Field(20, ge=1, description="neighbours of the kNN metric (classification-style tasks)")
+    every: int = Field(1, ge=1, le=MAX_ROUNDS,
+                       description="evaluate the global encoder every this many rounds (and the last)")
+    knn_k: int = Field(20, ge=1, le=100_000, description="neighbours of the kNN metric (classification-style tasks)")
     linear_probe: bool = Field(True, description="also report linear_top1 (classification-style tasks)")
     track: list[str] | None = Field(
         None, description="metrics whose best global model is kept as best_<metric>.pt (default: the primary)")
@@ -237,12 +277,14 @@ class EngineConfig(_Strict):
 
     name: Literal["flower", "cohort"] = Field(
         "cohort", description="cohort: one worker per core trains many clients; flower: one node per client")
-    workers: int | None = Field(None, ge=1, description="cohort workers (default: one per core, or "
-                                                        "workers_per_gpu per GPU when training on CUDA)")
+    workers: int | None = Field(None, ge=1, le=4096, description="cohort workers (default: one per core, or "
+                                                                 "workers_per_gpu per GPU when training on CUDA)")
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="where clients train and the server evaluates: auto (CUDA when present) or cpu/cuda")
-    workers_per_gpu: int = Field(1, ge=1, description="cohort workers sharing one GPU (device cuda)")
-    num_cpus_per_client: float = Field(1.0, gt=0.0, description="CPUs Ray reserves per node (worker)")
+    workers_per_gpu: int = Field(1, ge=1, le=256, description="cohort workers sharing one GPU (device cuda)")
+    num_cpus_per_client: float = Field(
+        1.0, ge=0.5, description="Ray CPUs per worker (at least 0.5: Flower starts cores / this many actors, "
+                                 "each a process of its own; fedsim also caps them at the planned workers)")
     ray_address: str | None = Field(
         None, description="existing Ray cluster: HOST:PORT, ray://HOST:PORT, auto or local (Ray's forms)")
 
@@ -267,7 +309,8 @@ class ExperimentConfig(_Strict):
     """A whole experiment; ``fedsim run`` writes the resolved one to ``config.yaml``."""
 
     name: str = Field("quickstart", description="the experiment's name (run directory, reports)")
-    seed: int = Field(0, ge=0, description="every random choice derives from (seed, round, client id)")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seeds sampling, data and training (0 .. 2**32 - 1); "
+                                                        "every random choice derives from (seed, round, client id)")
     out: str | None = Field(None, description="run directory (default runs/<time>-<strategy>)")
     plugins: list[str] = Field(
         default_factory=list,
@@ -287,10 +330,13 @@ class ExperimentConfig(_Strict):
 
     @field_validator("plugins")
     @classmethod
-    def _import_plugins(cls, v: list[str]) -> list[str]:
+    def _import_plugins(cls, v: list[str], info: ValidationInfo) -> list[str]:
         # Fields validate in order: the plugins register before task/model/strategy are looked up.
         from fedsim.plugins import import_plugins
 
+        if v and not (info.context or {}).get("trust_plugins", True):
+            raise ValueError(f"names plugin modules {', '.join(v)}; plugins are code and are imported only "
+                             "from your own config: pass --trust-plugins to import them")
         import_plugins(v)
         return v
 
@@ -311,6 +357,15 @@ class ExperimentConfig(_Strict):
         if not TASKS.get(self.task.name).reads_data_dir:
             raise ValueError(f"task.data_dir: task {self.task.name!r} does not read data folders; leave "
                              f"--data-dir unset (tasks that do: {', '.join(readers) or 'none yet'})")
+        return self
+
+    @model_validator(mode="after")
+    def _fault_ids_are_clients(self) -> "ExperimentConfig":
+        for kind, ids in self.faults.items():
+            outside = [i for i in ids if not 0 <= i < self.federation.clients]
+            if outside:
+                raise ValueError(f"faults.{kind}: client id(s) {', '.join(map(str, outside[:5]))} are not among the "
+                                 f"{self.federation.clients} clients; ids run 0..{self.federation.clients - 1}")
         return self
 
     @model_validator(mode="after")
@@ -481,14 +536,17 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def load_config(path: str | os.PathLike[str] | None = None,
-                overrides: dict[str, Any] | None = None) -> ExperimentConfig:
-    """Build a validated :class:`ExperimentConfig` from a YAML file and ``key.path`` overrides."""
+                overrides: dict[str, Any] | None = None, *, trust_plugins: bool = True) -> ExperimentConfig:
+    """Build a validated :class:`ExperimentConfig` from a YAML file and ``key.path`` overrides.
+
+    ``trust_plugins=False`` (a config someone else may have written: a run directory's) refuses
+    a ``plugins:`` list instead of importing it."""
     raw = read_yaml(path) if path is not None else {}
     for key, value in (overrides or {}).items():
         _apply(raw, key, value)
     check_tree(raw)
     try:
-        exp = ExperimentConfig(**raw)
+        exp = ExperimentConfig.model_validate(raw, context={"trust_plugins": trust_plugins})
     except UnknownNameError as err:
         raise ConfigError(str(err)) from None
     except ValidationError as err:

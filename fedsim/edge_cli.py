@@ -13,14 +13,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from fedsim.config import ConfigError
+from fedsim.config import ConfigError, one_line
 
 err = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print one line to stderr and exit with ``code``."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    """Print one line (at most ~300 characters) to stderr and exit with ``code``."""
+    err.print(f"[bold red]error:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -28,25 +28,38 @@ def export_command(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run directory written by fedsim run."),
     format: str = typer.Option("onnx", "--format", "-f", metavar="onnx|torchscript",
                                help="onnx (checked with onnxruntime) or torchscript (checked with torch.jit.load)."),
-    out: Path = typer.Option(None, "--out", "-o", metavar="FILE", show_default=False,
-                             help="Output file (default RUN_DIR/encoder.onnx or RUN_DIR/encoder.pt)."),
+    out: Path = typer.Option(None, "--out", "-o", metavar="FILE|DIR", show_default=False,
+                             help="Output file, or a folder to write encoder.onnx / encoder.pt into "
+                                  "(default RUN_DIR/encoder.onnx or RUN_DIR/encoder.pt)."),
     weights: str = typer.Option(None, "--weights", metavar="NAME", show_default=False,
                                 help="Weights file in RUN_DIR (default model.pt, else checkpoint.pt), "
                                      "e.g. best_knn_top1.pt."),
     samples: int = typer.Option(16, "--samples", metavar="N", help="Held-out inputs the output check runs on."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
+    external_weights: bool = typer.Option(False, "--external-weights",
+                                          help="Allow a --weights file outside RUN_DIR."),
+    trust_plugins: bool = typer.Option(False, "--trust-plugins",
+                                       help="Import the plugin modules the run's config.yaml names (they are code)."),
 ) -> None:
     """Export the run's encoder, re-parameterised for inference, as ONNX or TorchScript; check the
     written file's outputs against PyTorch's (to 1e-5) and print its size and CPU latency."""
     from fedsim.export import ExportCheckFailed, export_run
 
     try:
-        report = export_run(run_dir, format, out=out, weights=weights, samples=samples)
+        report = export_run(run_dir, format, out=out, weights=weights, samples=samples, force=force,
+                            external_weights=external_weights, trust_plugins=trust_plugins)
     except ConfigError as e:
         fail(str(e))
     except ExportCheckFailed as e:
         fail(str(e), code=1)
     for line in report.lines():
         typer.echo(line)
+
+
+def check_port(port: int, flag: str) -> None:
+    """A TCP port is 1..65535 (:class:`ConfigError` otherwise)."""
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{flag}: {port} is not a TCP port; choose one in 1..65535")
 
 
 deploy_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -113,6 +126,7 @@ def deploy_superlink(
     import tempfile
 
     try:
+        check_port(port, "--port")
         plan = superlink_plan(certs=certs, keys=keys, host=host, port=port, insecure=insecure, database=database)
         handle = open_log(log)
     except ConfigError as e:
@@ -157,6 +171,9 @@ def deploy_supernode(
     insecure: bool = typer.Option(False, "--insecure", help="Connect without TLS and authentication."),
     max_wait: float = typer.Option(None, "--max-wait", metavar="SECONDS", show_default=False,
                                    help="Give up connecting after this long (default: keep retrying)."),
+    plugins: str = typer.Option(None, "--plugins", metavar="MODULES", show_default=False,
+                                help="Plugin modules this box may import for a run, comma-separated "
+                                     "(default none: a run naming plugins fails on this box)."),
     log: Path = typer.Option(None, "--log", metavar="FILE", show_default=False, help="Also write Flower's log here."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not pass Flower's log through to stderr."),
 ) -> None:
@@ -167,9 +184,12 @@ def deploy_supernode(
     try:
         if device not in ("cpu", "cuda", "auto"):
             raise ConfigError(f"--device: {device!r} is not one of cpu, cuda, auto")
+        if port != 0:  # 0: any free port
+            check_port(port, "--port")
         argv = supernode_argv(superlink=superlink, certs=certs, key=key, data_dir=data_dir, state_dir=state_dir,
                               port=port or free_port(), device=device, partition_id=partition_id,
-                              num_partitions=num_partitions, insecure=insecure, max_wait=max_wait)
+                              num_partitions=num_partitions, insecure=insecure, max_wait=max_wait,
+                              plugins=plugins)
         handle = open_log(log)
     except ConfigError as e:
         fail(str(e))

@@ -24,7 +24,9 @@ Steps:
 from __future__ import annotations
 
 import copy
+import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -95,11 +97,14 @@ def _load_weights(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def run_weights(run_dir: Path, weights: str | None = None) -> Path:
-    """The weights file to export: ``weights`` (a file name in the run directory), else
-    ``model.pt``, else ``checkpoint.pt``."""
+def run_weights(run_dir: Path, weights: str | None = None, *, external: bool = False) -> Path:
+    """The weights file to export: ``weights`` (a file name in the run directory; a path
+    elsewhere only with ``external``), else ``model.pt``, else ``checkpoint.pt``."""
     if weights is not None:
         path = run_dir / weights
+        if not external and run_dir.resolve() not in path.resolve().parents:
+            raise ExportError(f"--weights {weights}: not a file in {run_dir}; weights from elsewhere may not fit "
+                              "the run's config, pass --external-weights to use them anyway")
         if not path.is_file():
             found = sorted(p.name for p in run_dir.glob("*.pt"))
             raise ExportError(f"{path} does not exist; weights files in {run_dir}: {', '.join(found) or 'none'}")
@@ -110,7 +115,8 @@ def run_weights(run_dir: Path, weights: str | None = None) -> Path:
     raise ExportError(f"{run_dir} has neither model.pt nor checkpoint.pt: the run completed no round")
 
 
-def load_run(run_dir: str | Path, weights: str | None = None) -> tuple[Any, Any, nn.Module]:
+def load_run(run_dir: str | Path, weights: str | None = None, *, external_weights: bool = False,
+             trust_plugins: bool = False) -> tuple[Any, Any, nn.Module]:
     """``(experiment, task, trained model)`` of a run directory (:class:`ExportError` if unusable)."""
     from fedsim.config import load_config
     from fedsim.data.folders import DataFolderError
@@ -120,9 +126,9 @@ def load_run(run_dir: str | Path, weights: str | None = None) -> tuple[Any, Any,
         raise ExportError(f"{run_dir} is not a directory; give a run directory written by fedsim run")
     if not (run_dir / "config.yaml").is_file():
         raise ExportError(f"{run_dir} holds no config.yaml: not a fedsim run directory")
-    state = _load_weights(run_weights(run_dir, weights))
+    state = _load_weights(run_weights(run_dir, weights, external=external_weights))
     try:
-        exp = load_config(run_dir / "config.yaml")
+        exp = load_config(run_dir / "config.yaml", trust_plugins=trust_plugins)
         task = exp.build_task()
         model = task.build_model()
     except ConfigError as err:
@@ -133,7 +139,9 @@ def load_run(run_dir: str | Path, weights: str | None = None) -> tuple[Any, Any,
         model.load_state_dict(state)
     except RuntimeError as err:
         first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+        first = first if len(first) <= 120 else first[:117] + "..."  # torch lists every key
         raise ExportError(f"the weights do not fit the run's model {exp.model.name!r} ({first})") from None
+    task.registered_name = exp.task.name
     return exp, task, model.eval()
 
 
@@ -144,8 +152,9 @@ def encoder_and_inputs(task: Any, model: nn.Module, samples: int = SAMPLES) -> t
     prefixes = tuple(task.encoder_prefixes)
     data = task.eval_data() if prefixes == ("backbone.",) and hasattr(task, "eval_data") else None
     if not isinstance(data, EvalData) or not hasattr(model, "backbone"):
-        raise ExportError(f"task {task.name!r}: export writes a single-input encoder (model.backbone); this "
-                          f"task's encoder is {', '.join(prefixes)} with its own inputs")
+        name = getattr(task, "registered_name", type(task).__name__)
+        raise ExportError(f"task {name!r}: not supported by export, which writes a single-input encoder "
+                          f"(model.backbone); this task's encoder is {', '.join(prefixes)} with inputs of its own")
     return model.backbone, data.query_x[:samples].float()
 
 
@@ -251,7 +260,7 @@ def export_encoder(trained: nn.Module, x: torch.Tensor, path: str | Path, fmt: s
     if not diff <= TOLERANCE:
         path.unlink(missing_ok=True)
         raise ExportCheckFailed(f"{fmt} outputs differ from PyTorch's by {diff:.2e} (> {TOLERANCE:g}) on "
-                                f"held-out inputs; {path} removed")
+                                f"held-out inputs; nothing written")
     one = x[:1]
     with torch.no_grad():
         torch_ms = _median_ms(lambda: folded(one))
@@ -264,15 +273,49 @@ def export_encoder(trained: nn.Module, x: torch.Tensor, path: str | Path, fmt: s
                         input_shape=tuple(x.shape))
 
 
+def export_target(run_dir: Path, fmt: str, out: str | Path | None, *, force: bool,
+                  weights_file: Path | None = None) -> Path:
+    """The file to write: ``out``, ``out/encoder.<ext>`` when ``out`` is a directory, or
+    ``RUN_DIR/encoder.<ext>``. An existing file (or link) is replaced only with ``force``, the
+    weights being exported never; the folder must be writable (:class:`ExportError`)."""
+    default = f"encoder{SUFFIX[fmt]}"
+    target = Path(out) if out is not None else run_dir / default
+    if target.is_dir() or (out is not None and str(out).endswith(os.sep)):
+        target = target / default
+    if weights_file is not None and target.exists() and target.resolve() == weights_file.resolve():
+        raise ExportError(f"--out {target} is the weights file being exported; choose another file")
+    if (target.exists() or target.is_symlink()) and not force:
+        raise ExportError(f"--out {target} already exists; choose another file, or pass --force to replace it")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target.parent):
+            pass
+    except OSError as err:
+        raise ExportError(f"--out {target}: cannot write in {target.parent} ({err.strerror or err})") from None
+    return target
+
+
 def export_run(run_dir: str | Path, fmt: str, *, out: str | Path | None = None, weights: str | None = None,
-               samples: int = SAMPLES) -> ExportReport:
+               samples: int = SAMPLES, force: bool = False, external_weights: bool = False,
+               trust_plugins: bool = False) -> ExportReport:
     """Export the encoder of the run in ``run_dir`` (default file: ``RUN_DIR/encoder.onnx`` or
-    ``RUN_DIR/encoder.pt``)."""
+    ``RUN_DIR/encoder.pt``; see :func:`export_target`). The file is written beside the target
+    and moved into place only once its check passed, so a failed export replaces nothing."""
     if fmt not in FORMATS:
         raise ExportError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
     if samples < 1:
         raise ExportError(f"--samples: {samples} must be at least 1")
-    _, task, model = load_run(run_dir, weights)
+    run_dir = Path(run_dir)
+    _, task, model = load_run(run_dir, weights, external_weights=external_weights, trust_plugins=trust_plugins)
+    target = export_target(run_dir, fmt, out, force=force,
+                           weights_file=run_weights(run_dir, weights, external=external_weights))
     encoder, x = encoder_and_inputs(task, model, samples)
-    target = Path(out) if out is not None else Path(run_dir) / f"encoder{SUFFIX[fmt]}"
-    return export_encoder(encoder, x, target, fmt)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=SUFFIX[fmt])
+    os.close(fd)
+    try:
+        report = export_encoder(encoder, x, tmp, fmt)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    report.path = target
+    return report

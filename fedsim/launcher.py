@@ -25,7 +25,7 @@ from typing import Any
 from fedsim import records as R
 from fedsim.config import ExperimentConfig
 from fedsim.engines import Engine, make_engine, ray_cluster
-from fedsim.engines.stop import Interrupted, RunStopped, SignalsStop, StopFlag
+from fedsim.engines.stop import STOP_SIGNALS, Interrupted, RunStopped, SignalsStop, StopFlag
 
 
 def backend_config(exp: ExperimentConfig, engine: Engine | None = None) -> dict[str, Any]:
@@ -45,6 +45,8 @@ def node_settings(exp: ExperimentConfig, run_dir: str, engine: Engine) -> dict[s
     env = {R.NODE_STATE_DIR: str((Path(run_dir) / "client_state").resolve()), R.NODE_DEVICE: engine.device}
     if exp.task.data_dir is not None:
         env[R.NODE_DATA_DIR] = str(Path(exp.task.data_dir).resolve())
+    if exp.plugins:  # the simulated nodes belong to the user whose config named them
+        env[R.NODE_PLUGINS] = ",".join(exp.plugins)
     return {R.node_env_name(key): value for key, value in env.items()}
 
 
@@ -183,6 +185,31 @@ def workers_stop_with(stop: StopFlag) -> Iterator[None]:
         vce_api.worker, RayBackend.terminate = originals[1], originals[2]
 
 
+def planned_workers(exp: ExperimentConfig, engine: Engine) -> int:
+    """The most Ray actors a round can keep busy: the cohort engine's nodes, or the flower
+    engine's clients per round (one message, one actor each)."""
+    return engine.num_nodes if engine.name == "cohort" else min(engine.num_nodes, exp.federation.cohort_size())
+
+
+@contextlib.contextmanager
+def actor_pool_at_most(workers: int) -> Iterator[None]:
+    """Flower sizes its actor pool as the cluster's CPUs / ``num_cpus_per_client`` (each actor
+    a process holding the task and model); cap it at ``workers``, the most a round uses."""
+    from flwr.simulation.ray_transport.ray_actor import BasicActorPool
+
+    original = BasicActorPool.__init__
+
+    def init(pool: Any, *args: Any, **kwargs: Any) -> None:
+        original(pool, *args, **kwargs)
+        pool.actors_capacity = max(1, min(pool.actors_capacity, workers))
+
+    BasicActorPool.__init__ = init
+    try:
+        yield
+    finally:
+        BasicActorPool.__init__ = original
+
+
 # After the runtime stops, how long the ServerApp thread gets to leave its wait.
 JOIN_SECONDS = 20.0
 # Flower's wrapper around an exception of its runtime in the main thread
@@ -248,6 +275,19 @@ class _ServerRun:
         return error
 
 
+@contextlib.contextmanager
+def _restored(handlers: dict[int, Any]) -> Iterator[None]:
+    """Put the process's signal handlers back as they were (Ray's ``init`` installs a SIGTERM
+    handler of its own; a process that runs fedsim in-process, a test say, keeps its own)."""
+    try:
+        yield
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for signum, handler in handlers.items():
+                if handler is not None:
+                    signal.signal(signum, handler)
+
+
 def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
              verbose: bool = False, resume: bool = False) -> dict[str, Any]:
     """Run ``exp`` on Flower's simulation runtime and return its summary.
@@ -277,12 +317,18 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
         where = f"the Ray cluster at {exp.engine.ray_address}" if exp.engine.ray_address else "Ray"
         note(f"starting {where} with {engine.num_nodes} {'worker' if engine.name == 'cohort' else 'SuperNode'}"
              f"{'s' if engine.num_nodes != 1 else ''} on {engine.device} ...")
-    with signals.active():
+    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    with signals.active(), _restored(handlers):
         try:
-            ray_cluster.start(backend["init_args"], num_cpus_per_client=exp.engine.num_cpus_per_client,
-                              quiet_workers=not verbose, env=node_settings(exp, run_dir, engine))
+            try:
+                ray_cluster.start(backend["init_args"], num_cpus_per_client=exp.engine.num_cpus_per_client,
+                                  quiet_workers=not verbose, env=node_settings(exp, run_dir, engine))
+            except Exception as e:  # e.g. ray.init timing out: the runtime stopped before the run (exit 3)
+                if isinstance(e, ray_cluster.RayUnavailable):
+                    raise
+                raise RunStopped(f"Ray did not start ({_root_cause(e)})") from e
             signals.reinstall()  # ray.init installed its own SIGTERM handler (sys.exit)
-            with fast, workers_stop_with(run.stop):
+            with fast, workers_stop_with(run.stop), actor_pool_at_most(planned_workers(exp, engine)):
                 run_simulation(server_app=run.app(), client_app=client_app, num_supernodes=engine.num_nodes,
                                backend_config=backend, verbose_logging=verbose)
         except Interrupted:
@@ -295,7 +341,8 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
             error = e
         finally:  # whatever ended the runtime's part, the round loop must end too
             signals.armed = False
-            run.stop.set(f"the simulation runtime stopped ({_root_cause(error)})" if error else
+            run.stop.set(str(error) if isinstance(error, RunStopped) else
+                         f"the simulation runtime stopped ({_root_cause(error)})" if error else
                          "the simulation runtime stopped")
             if run.thread is not None:
                 run.thread.join(JOIN_SECONDS)

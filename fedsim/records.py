@@ -53,7 +53,8 @@ NODE_DATA_DIR = "data-dir"
 NODE_STATE_DIR = "state-dir"
 NODE_DEVICE = "device"
 NODE_PARTITION_ID = "partition-id"  # Flower's own key: the client a deployed SuperNode trains
-NODE_KEYS = (NODE_DATA_DIR, NODE_STATE_DIR, NODE_DEVICE, NODE_PARTITION_ID)
+NODE_PLUGINS = "plugins"  # comma-separated plugin modules this node may import (its owner's choice)
+NODE_KEYS = (NODE_DATA_DIR, NODE_STATE_DIR, NODE_DEVICE, NODE_PARTITION_ID, NODE_PLUGINS)
 
 
 def node_env_name(key: str) -> str:

@@ -221,6 +221,8 @@ def command(cell: PlannedCell, spec: BenchSpec, bench_dir: Path) -> list[str]:
         cmd += ["--resume", str(cell.dir), "--rounds", str(cell.rounds)]
         if cell.exp.engine.ray_address:
             cmd += ["--ray-address", cell.exp.engine.ray_address]
+        if cell.exp.plugins:  # named by the bench's own config, which the plan validated
+            cmd += ["--trust-plugins"]
     else:
         cmd += ["--config", str(bench_dir / BASE_FILE)]
         for key, value in {**spec.overrides, **cell.cell.values}.items():

@@ -124,7 +124,8 @@ def metric_directions(cell_dir: Path) -> dict[str, bool]:
         raw = read_yaml(cell_dir / CONFIG_FILE)
         key = json.dumps([raw.get("plugins"), raw.get("task"), raw.get("model")], sort_keys=True)
         if key not in _DIRECTIONS:
-            task = ExperimentConfig(**raw).build_task()
+            # a cell's config.yaml may come from anyone: its plugins are not imported
+            task = ExperimentConfig.model_validate(raw, context={"trust_plugins": False}).build_task()
             _DIRECTIONS[key] = {m.name: m.higher_is_better for m in task.metrics()}
         return _DIRECTIONS[key]
     except Exception:  # a report still works from the numbers alone

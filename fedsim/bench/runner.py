@@ -135,6 +135,13 @@ class BenchProgress:
         self.console.print(line, highlight=False, soft_wrap=True)
 
 
+def default_sigint() -> None:
+    """In a cell's process before it starts: SIGINT back to its default. A bench started with
+    SIGINT ignored (``nohup``, some CI runners) would pass that on, and its cells would
+    ignore the SIGINT the bench forwards to stop them at a resumable point."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Runner:
     """Starts cells up to ``parallel`` at a time and waits for them."""
 
@@ -157,6 +164,9 @@ class Runner:
         outcomes = [CellOutcome(c, skipped=True) for c in self.cells if c.state == DONE]
         todo = [c for c in self.cells if c.state != DONE]
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        previous_int = signal.getsignal(signal.SIGINT)
+        if previous_int == signal.SIG_IGN:  # started ignoring SIGINT: Ctrl-C still stops the bench
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             with self.progress:
                 try:
@@ -171,6 +181,8 @@ class Runner:
                     raise BenchInterrupted(signum) from None
         finally:
             signal.signal(signal.SIGTERM, previous)
+            if previous_int == signal.SIG_IGN:
+                signal.signal(signal.SIGINT, previous_int)
         return outcomes
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
@@ -183,7 +195,8 @@ class Runner:
         with open(log, "ab") as fh:
             fh.write(f"$ {' '.join(cmd)}\n".encode())
             fh.flush()
-            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    preexec_fn=default_sigint)
         self.running.append(_Running(cell, proc, log))
         self.seen_rounds[cell.cell.name] = cell.rounds_done
         self.progress.started(cell, index)

@@ -34,7 +34,7 @@ from fedsim.client.faults import apply_fault, fault_of
 from fedsim.client.state import ClientStateStore
 from fedsim.client.trainer import load_global, train_client
 from fedsim.factory import build_strategy, build_task
-from fedsim.plugins import import_plugins
+from fedsim.plugins import allowed_plugins, import_plugins
 from fedsim.records import REPLY_WEIGHTS, RoundSpec, RunSpec
 from fedsim.strategies.base import Arrays, ClientUpdate
 from fedsim.strategies.validation import check_update
@@ -64,12 +64,13 @@ def resolve_device(setting: str | None) -> torch.device:
 class Resident:
     """What a worker process keeps between messages: the run's task, model and strategy."""
 
-    def __init__(self, spec: RunSpec, *, data_dir: str | None = None, device: str | None = None) -> None:
+    def __init__(self, spec: RunSpec, *, data_dir: str | None = None, device: str | None = None,
+                 plugins: str | None = None) -> None:
         torch.set_num_threads(1)
         if (spec.folder_data or spec.whole_node) and data_dir is None:
             raise ValueError(f"this run trains task {spec.task!r} on each node's own data folder; give this "
                              f"node one with --node-config {R.NODE_DATA_DIR}=PATH")
-        import_plugins(spec.plugins)
+        import_plugins(allowed_plugins(spec.plugins, plugins))  # only what this node's config lists
         from fedsim.config import PartitionConfig
 
         self.spec = spec
@@ -127,11 +128,12 @@ def resident_for(msg: Message, context: Context | None) -> Resident:
     """The resident task/model/strategy of the message's run (built on first use)."""
     spec = RunSpec.from_record(msg.content.config_records[R.RUN])
     data_dir, device = node_setting(context, R.NODE_DATA_DIR), node_setting(context, R.NODE_DEVICE)
-    key = f"{spec.key()}|{data_dir}|{device}"
+    plugins = node_setting(context, R.NODE_PLUGINS)
+    key = f"{spec.key()}|{data_dir}|{device}|{plugins}"
     if key not in _RESIDENTS:
         while len(_RESIDENTS) >= 2:  # a run's model is rebuilt, never shared with another run
             _RESIDENTS.pop(next(iter(_RESIDENTS)))
-        _RESIDENTS[key] = Resident(spec, data_dir=data_dir, device=device)
+        _RESIDENTS[key] = Resident(spec, data_dir=data_dir, device=device, plugins=plugins)
     return _RESIDENTS[key]
 
 

@@ -35,8 +35,10 @@ the speaker; otherwise the stem up to the first ``_`` or ``-`` under the image-f
 ESC-50 has none (its ``src_file`` is a source recording, not a device or a person).
 
 The scan reads names (and up to :data:`AUDIO_PROBES` WAV headers spread over the items, to
-refuse a folder of broken files before anything starts); another unreadable WAV is reported
-by :func:`load_clips`, naming the file. Clip rule: :mod:`fedsim.data.audio_readers`.
+refuse a folder of broken files early); :meth:`AudioIndex.check_files`, run before a run
+starts, reads every WAV header (and refuses files longer than ``MAX_AUDIO_FRAMES``). A WAV
+whose header reads but whose samples do not is reported by :func:`load_clips`, naming the
+file, and fails the client that holds it. Clip rule: :mod:`fedsim.data.audio_readers`.
 """
 
 from __future__ import annotations
@@ -107,6 +109,11 @@ class AudioIndex(FolderIndex):
     def item_name(self, item_id: int) -> str:
         """The file of an item, relative to ``root``."""
         return self.files[int(item_id)]
+
+    def check_files(self) -> None:
+        """Every WAV header (length bound: :data:`MAX_AUDIO_FRAMES`)."""
+        for name in self.files:
+            probe_wav(os.path.join(self.root, name))
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able record of the data for the run directory, held-out items included."""

@@ -25,13 +25,14 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from fedsim.data.image_readers import DataFolderError
+from fedsim.data.image_readers import MAX_AUDIO_FRAMES, DataFolderError, check_pixels, shown
 
 WAV_SUFFIX = ".wav"  # compared case-insensitively
 OTHER_AUDIO_SUFFIXES = (".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma", ".aif", ".aiff")
 IGNORED_FOLDERS = ("_background_noise_",)  # Speech Commands' long noise recordings
 ESC50_COLUMNS = ("filename", "fold", "target", "category")
 _RESAMPLE_MARGIN = 32  # extra input samples read on each side for the resampling filter
+MAX_SAMPLE_RATE = 768_000  # Hz; a higher rate in a header would make the clip window huge
 
 
 def is_wav_name(name: str) -> bool:
@@ -139,14 +140,20 @@ def read_esc50_csv(path: Path) -> Esc50Rows:
 
 
 def probe_wav(path: str | os.PathLike) -> tuple[int, int, int]:
-    """``(frames, sample_rate, channels)`` from a WAV header; DataFolderError naming the file."""
+    """``(frames, sample_rate, channels)`` from a WAV header; DataFolderError naming the file,
+    also for a file longer than ``MAX_AUDIO_FRAMES`` or faster than ``MAX_SAMPLE_RATE``."""
     try:
-        info = sf.info(str(path))
+        info = sf.info(path if isinstance(path, str) else os.fsdecode(path))
     except Exception as exc:  # libsndfile reports a bad file in several ways
-        raise DataFolderError(f"audio file {path} cannot be read ({type(exc).__name__}: {exc}); "
+        raise DataFolderError(f"audio file {shown(path)} cannot be read ({type(exc).__name__}: {exc}); "
                               "re-encode it as WAV or remove it") from exc
     if info.frames <= 0 or info.samplerate <= 0:
-        raise DataFolderError(f"audio file {path} has no samples; re-encode it or remove it")
+        raise DataFolderError(f"audio file {shown(path)} has no samples; re-encode it or remove it")
+    check_pixels(path, int(info.frames) * max(1, int(info.channels)), MAX_AUDIO_FRAMES,
+                 f"{info.frames} frames x {info.channels} channels")
+    if info.samplerate > MAX_SAMPLE_RATE:
+        raise DataFolderError(f"audio file {shown(path)} claims {info.samplerate} Hz (more than "
+                              f"{MAX_SAMPLE_RATE}); re-encode it or remove it")
     return int(info.frames), int(info.samplerate), int(info.channels)
 
 

@@ -24,7 +24,8 @@ import numpy as np
 import soundfile as sf
 
 from fedsim.data.cardio_timeline import Recording, skin_trace
-from fedsim.data.image_readers import DataFolderError
+from fedsim.data.audio_readers import probe_wav
+from fedsim.data.image_readers import DataFolderError, shown
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 POOL_WIDTH = 64  # frames are scaled to this width before pooling (a mean barely changes)
@@ -35,6 +36,9 @@ def read_video_trace(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Pooled skin colour ``(T, 3)`` and frame times ``(T,)`` (s, from 0) of a video, decoded with PyAV."""
     import av
 
+    from fedsim.data.video_folders import video_header
+
+    video_header(path)
     traces, times, chunk = [], [], []
     try:
         with av.open(str(path)) as container:
@@ -48,7 +52,7 @@ def read_video_trace(path: Path) -> tuple[np.ndarray, np.ndarray]:
                     traces.append(skin_trace(np.stack(chunk)))
                     chunk = []
     except (av.error.FFmpegError, IndexError) as err:
-        raise DataFolderError(f"cannot read video {path}: {err}") from None
+        raise DataFolderError(f"cannot read video {shown(path)}: {err}") from None
     if chunk:
         traces.append(skin_trace(np.stack(chunk)))
     if len(times) < 2 or np.any(np.diff(times) <= 0):
@@ -68,8 +72,8 @@ def read_bpm_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError("needs columns time (s) and bpm")
         t = np.asarray([float(r[tcol]) for r in rows])
         bpm = np.asarray([float(r[cols["bpm"]]) for r in rows])
-    except (OSError, ValueError, TypeError) as err:
-        raise DataFolderError(f"cannot read reference BPM {path}: {err}") from None
+    except (OSError, ValueError, TypeError, csv.Error) as err:
+        raise DataFolderError(f"cannot read reference BPM {shown(path)}: {err}") from None
     if len(t) < 1 or not np.all(np.isfinite(bpm)) or np.any(np.diff(t) <= 0) or np.any(bpm <= 0):
         raise DataFolderError(f"reference BPM {path}: need increasing times and positive finite bpm values")
     return t, bpm
@@ -78,6 +82,7 @@ def read_bpm_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def read_recording(files: dict[str, Path]) -> Recording:
     """One subject's :class:`Recording` from its video, WAV and CSV files."""
     trace, times = read_video_trace(files["video"])
+    probe_wav(files["audio"])  # length bound before the whole file is read
     try:
         audio, rate = sf.read(str(files["audio"]), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as err:
@@ -133,7 +138,19 @@ class CardioFolder:
         """The held-out subjects' recordings."""
         return [read_recording(_subject_files(s)) for s in self.split()[1]]
 
+    def check_files(self) -> None:
+        """Every subject's video header, WAV header and reference-BPM CSV (parsed whole: it is
+        small), so a bad file is one line before a run starts, not a failed client."""
+        from fedsim.data.video_folders import video_header
+
+        for subject in sorted(s for part in self.split() for s in part):
+            files = _subject_files(subject)
+            video_header(files["video"])
+            probe_wav(files["audio"])
+            read_bpm_csv(files["bpm"])
+
     def describe(self) -> dict[str, Any]:
+        self.check_files()
         train, held = self.split()
         return {"path": str(self.root), "num_subjects": len(train) + len(held), "num_eval_subjects": len(held),
                 "eval_subjects": [s.name for s in held], "partitioning": "subjects dealt round-robin"}

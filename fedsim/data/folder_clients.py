@@ -117,7 +117,9 @@ class FolderClients:
             yield x[idx], y[idx]
 
     def describe(self) -> dict[str, Any]:
-        """The index's record plus how clients and evaluation draw on it."""
+        """The index's record plus how clients and evaluation draw on it, after every file's
+        header was checked (the pre-check before start-up and a new run's ``data.json``)."""
+        self.index.check_files()
         bank, query = self.eval_split()
         return {**self.index.describe(), "partitioning": getattr(self.partitioning, "kind", "iid"),
                 "eval_bank": int(len(bank)), "eval_query": int(len(query))}

@@ -32,8 +32,10 @@ Channels: ``index.channels`` is 3 for CIFAR, and for an image folder 3 if any of
 across R, G, B, else 1 (a grey scan saved as RGB counts as grey). The task may still ask
 :func:`load_images` for either.
 
-The scan reads names only (and the probed files): a corrupt image elsewhere is reported by
-:func:`load_images`, naming the file. Resizing: shorter side to ``image_size``, then a center
+The scan reads names only (and the probed files); :meth:`ImageIndex.check_files`, run before
+a run starts, reads every image's header (format and size: no image over
+:data:`MAX_IMAGE_PIXELS` is ever decoded). A file whose header reads but whose pixels do not is
+reported by :func:`load_images`, naming the file, and fails the client that holds it. Resizing: shorter side to ``image_size``, then a center
 crop (:mod:`fedsim.data.image_readers`).
 """
 
@@ -47,12 +49,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from fedsim.data.image_readers import (CHANNEL_PROBES, DataFolderError, cifar_pixels, find_cifar,
-                                       list_class_files, load_image_files, probe_channels,
-                                       read_cifar_batch, read_cifar_folder)
+from fedsim.data.image_readers import (CHANNEL_PROBES, MAX_IMAGE_PIXELS, DataFolderError, cifar_pixels,
+                                       find_cifar, image_header, list_class_files, load_image_files,
+                                       probe_channels, read_cifar_batch, read_cifar_folder)
 from fedsim.data.splits import FolderIndex, stratified_split, writer_ids
 
-__all__ = ["CHANNEL_PROBES", "DataFolderError", "ImageIndex", "load_images", "natural_id_groups",
+__all__ = ["CHANNEL_PROBES", "MAX_IMAGE_PIXELS", "DataFolderError", "ImageIndex", "load_images", "natural_id_groups",
            "scan_image_folder"]
 
 
@@ -110,6 +112,13 @@ class ImageIndex(FolderIndex):
         name = self.files[int(self.item_file[item_id])]
         row = int(self.item_row[item_id])
         return name if row < 0 else f"{name}#{row}"
+
+    def check_files(self) -> None:
+        """Every image's header (size bound: :data:`MAX_IMAGE_PIXELS`); CIFAR batches were
+        read whole by the scan."""
+        if self.kind == "image-folder":
+            for name in self.files:
+                image_header(os.path.join(self.root, name))
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able record of the data for the run directory, held-out items included."""

@@ -1,7 +1,7 @@
 """Reading the files of a local data folder: image files and CIFAR python batches.
 
 The layer under :mod:`fedsim.data.folders`: it lists class folders, decodes an image file
-with torchvision's reader, brings any image to a square ``image_size``, tells grey from
+with Pillow (PNG) or torchvision's reader (JPEG), brings any image to a square ``image_size``, tells grey from
 colour, and reads CIFAR-10/100 python batches. It knows nothing of splits or natural ids.
 
 Resize rule: an image is resized with antialiasing so that its *shorter* side is
@@ -32,6 +32,11 @@ from torchvision.transforms.v2 import functional as F
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # compared case-insensitively
 CIFAR_SIDE = 32
 CHANNEL_PROBES = 16  # files decoded by probe_channels
+# Bounds on what one file may make a reader allocate, checked from its header before decoding
+# (a 388 KB PNG can claim 20000 x 20000 pixels: 1.2 GB decoded, 10 GB after float conversion).
+MAX_IMAGE_PIXELS = 8192 * 8192  # width x height of one image or video frame
+MAX_VIDEO_PIXELS = 2 ** 28  # frames x width x height of one video (~0.8 GB as RGB bytes)
+MAX_AUDIO_FRAMES = 2 ** 27  # samples (frames x channels) of one audio file (~47 min of 48 kHz mono)
 _COLOUR_SPREAD = 2.0  # mean over pixels of max-min across R, G, B (0..255) above which an image is colour
 
 # torchvision 0.29 deprecates its image codecs in favour of TorchCodec, which has no wheel that
@@ -53,21 +58,86 @@ def is_image_name(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
 
 
-def decode_file(path: str | os.PathLike, channels: int) -> torch.Tensor:
-    """One image file as float32 ``(channels, h, w)`` in [0, 1]; 8- or 16-bit, any mode.
+def shown(path: str | os.PathLike | bytes) -> str:
+    """``path`` for a message: ``os.fsdecode`` keeps an undecodable name's bytes (as surrogate
+    escapes, which :func:`fedsim.config.one_line` prints as ``\\xNN``)."""
+    return os.fsdecode(path)
+
+
+def image_header(path: str | os.PathLike) -> tuple[int, int]:
+    """``(width, height)`` of an image file from its header (Pillow reads no pixels), refused
+    past :data:`MAX_IMAGE_PIXELS` before anything is decoded.
 
     Raises
     ------
     DataFolderError
-        The file cannot be read or decoded.
+        The header cannot be read, or claims more pixels than the bound; names the file.
     """
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+    except Image.DecompressionBombError as exc:  # Pillow's own bound (above ours): too large as well
+        pixels = int("".join(c for c in str(exc).split("pixels")[0] if c.isdigit()) or 0)
+        check_pixels(path, max(pixels, MAX_IMAGE_PIXELS + 1), MAX_IMAGE_PIXELS, f"{pixels:,} pixels")
+        raise  # not reached
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DataFolderError(f"image {shown(path)} cannot be decoded ({type(exc).__name__}: {exc}); "
+                              "remove or replace the file") from None
+    check_pixels(path, width * height, MAX_IMAGE_PIXELS, f"{width}x{height} = {width * height:,} pixels")
+    return width, height
+
+
+def check_pixels(path: str | os.PathLike, count: int, limit: int, what: str) -> None:
+    """Refuse a file whose header claims more than ``limit`` (pixels or samples)."""
+    if count > limit:
+        raise DataFolderError(f"{shown(path)} is too large to decode ({what}, more than {limit:,}); "
+                              "shrink or remove the file")
+
+
+def decode_file(path: str | os.PathLike, channels: int) -> torch.Tensor:
+    """One image file as float32 ``(channels, h, w)`` in [0, 1]; 8- or 16-bit, any mode.
+    Its header is checked against :data:`MAX_IMAGE_PIXELS` first.
+
+    Raises
+    ------
+    DataFolderError
+        The file cannot be read or decoded, or is too large.
+    """
+    image_header(path)
+    if Path(os.fsdecode(path)).suffix.lower() == ".png":
+        return _decode_png(path, channels)
     mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
     try:
-        image = decode_image(read_file(str(path)), mode=mode)
+        image = decode_image(read_file(os.fsdecode(path)), mode=mode)
     except (RuntimeError, ValueError, OSError) as exc:
-        raise DataFolderError(f"image {path} cannot be decoded ({exc}); "
+        raise DataFolderError(f"image {shown(path)} cannot be decoded ({exc}); "
                               "remove or replace the file") from exc
     return F.to_dtype(image, torch.float32, scale=True)
+
+
+def _decode_png(path: str | os.PathLike, channels: int) -> torch.Tensor:
+    """A PNG decoded by Pillow: torchvision 0.29's PNG reader ends the process (SIGSEGV) on a
+    libpng error such as a truncated or scrambled IDAT, which Pillow raises as an exception.
+    16-bit grey keeps its 16 bits; other modes go through Pillow's L/RGB conversion."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode.startswith("I"):  # 16-bit grey ("I;16", "I;16B") or 32-bit integer
+                grey = torch.from_numpy(np.asarray(image, dtype=np.float32) / 65535.0).clamp_(0.0, 1.0)
+                return grey.expand(channels, *grey.shape).contiguous()
+            pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"))
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, zlib.error, ValueError, ...
+        raise DataFolderError(f"image {shown(path)} cannot be decoded ({type(exc).__name__}: {exc}); "
+                              "remove or replace the file") from None
+    tensor = torch.from_numpy(pixels.copy())
+    tensor = tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)
+    return tensor.float().div_(255.0)
 
 
 def to_square(images: torch.Tensor, image_size: int) -> torch.Tensor:

@@ -48,6 +48,11 @@ class FolderIndex:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def check_files(self) -> None:
+        """Read every item's header (cheap: no samples decoded) and raise
+        :class:`DataFolderError` naming the first bad or too-large file; the pre-check
+        before a run starts calls it (:meth:`fedsim.data.folder_clients.FolderClients.describe`)."""
+
     def seeded_split_rule(self) -> str:
         """The held-out rule of :func:`stratified_split`, in words, for ``data.json``."""
         return (f"stratified: round({self.eval_fraction} * n) of each class, "

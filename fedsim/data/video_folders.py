@@ -37,7 +37,8 @@ import torch
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2.functional import center_crop, resize
 
-from fedsim.data.image_readers import DataFolderError
+from fedsim.data.image_readers import (MAX_IMAGE_PIXELS, MAX_VIDEO_PIXELS, DataFolderError, check_pixels,
+                                       image_header, shown)
 from fedsim.data.splits import FolderIndex, number_ids, stratified_split, writer_ids
 
 __all__ = ["DataFolderError", "VIDEO_EXTENSIONS", "VideoIndex", "load_clips", "scan_video_folder"]
@@ -66,6 +67,19 @@ class VideoIndex(FolderIndex):
     eval_fraction: float
     natural_ids: np.ndarray | None = None
     natural_id_names: tuple[str, ...] = ()
+
+    def check_files(self) -> None:
+        """Every video's header (frame size and frames x size bounds); for frame folders, the
+        first frame of each clip (every frame is checked again before it is decoded)."""
+        for name in self.files:
+            path = Path(self.root) / name
+            if self.kind == "video-files":
+                video_header(path)
+            else:
+                first = min((p for p in path.iterdir() if p.suffix.lower() in FRAME_EXTENSIONS), default=None)
+                if first is None:
+                    raise DataFolderError(f"frame folder {shown(path)} holds no {', '.join(FRAME_EXTENSIONS)} images")
+                image_header(first)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able record of the data for the run directory."""
@@ -157,14 +171,43 @@ def _square(x: torch.Tensor, size: int) -> torch.Tensor:
     return (x.float() / 255).transpose(0, 1).contiguous()
 
 
-def _decode_video(path: Path, *, frames: int, size: int) -> torch.Tensor:
+def video_header(path: Path) -> tuple[int, int, int]:
+    """``(frames, width, height)`` of a video's first stream from its container (PyAV; nothing
+    decoded; frames estimated from the duration when the container does not count them),
+    refused past :data:`MAX_IMAGE_PIXELS` per frame or :data:`MAX_VIDEO_PIXELS` in all."""
+    import math
+
     import av
 
     try:
+        with av.open(os.fsdecode(path)) as container:
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            frames = int(stream.frames or 0)
+            if not frames:
+                seconds = (float(stream.duration * stream.time_base) if stream.duration and stream.time_base
+                           else (container.duration or 0) / av.time_base)
+                frames = math.ceil(seconds * float(stream.average_rate or stream.guessed_rate or 0))
+    except (av.error.FFmpegError, IndexError, ValueError, TypeError, ZeroDivisionError) as err:
+        raise DataFolderError(f"cannot read video {shown(path)}: {err}") from None
+    check_pixels(path, width * height, MAX_IMAGE_PIXELS, f"frames of {width}x{height} pixels")
+    check_pixels(path, frames * width * height, MAX_VIDEO_PIXELS, f"{frames} frames of {width}x{height} pixels")
+    return frames, width, height
+
+
+def _decode_video(path: Path, *, frames: int, size: int) -> torch.Tensor:
+    import av
+
+    video_header(path)
+    decoded, pixels = [], 0
+    try:
         with av.open(str(path)) as container:
-            decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+            for frame in container.decode(video=0):  # the header may understate the frames
+                pixels += frame.width * frame.height
+                check_pixels(path, pixels, MAX_VIDEO_PIXELS, f"more than {len(decoded)} frames")
+                decoded.append(frame.to_ndarray(format="rgb24"))
     except (av.error.FFmpegError, IndexError, ValueError) as err:
-        raise DataFolderError(f"cannot read video {path}: {err}") from None
+        raise DataFolderError(f"cannot read video {shown(path)}: {err}") from None
     if not decoded:
         raise DataFolderError(f"video {path} has no frames")
     chosen = np.stack([decoded[i] for i in _window(len(decoded), frames)])  # (t, h, w, 3)
@@ -176,7 +219,10 @@ def _decode_frames(folder: Path, *, frames: int, size: int) -> torch.Tensor:
     if not names:
         raise DataFolderError(f"frame folder {folder} holds no {', '.join(FRAME_EXTENSIONS)} images")
     try:
-        chosen = [decode_image(str(names[i]), mode=ImageReadMode.RGB) for i in _window(len(names), frames)]
+        picked = [names[i] for i in _window(len(names), frames)]
+        for name in picked:
+            image_header(name)
+        chosen = [decode_image(str(name), mode=ImageReadMode.RGB) for name in picked]
     except RuntimeError as err:
         raise DataFolderError(f"cannot read a frame of {folder}: {err}") from None
     return _square(torch.stack(chosen), size)

@@ -126,7 +126,7 @@ def public_key_files(items: list[Path]) -> list[Path]:
 
 
 def node_config(*, data_dir: Path, state_dir: Path, device: str, partition_id: int | None,
-                num_partitions: int | None) -> str:
+                num_partitions: int | None, plugins: str | None = None) -> str:
     """The SuperNode's node config as TOML: its own data folder, state folder and device (what
     :func:`fedsim.client.app.node_setting` reads), and Flower's partition keys when given.
 
@@ -137,6 +137,8 @@ def node_config(*, data_dir: Path, state_dir: Path, device: str, partition_id: i
                                 R.NODE_DEVICE: device}
     if partition_id is not None:
         items.update({R.NODE_PARTITION_ID: partition_id, "num-partitions": num_partitions})
+    if plugins:  # the only plugin modules this box imports for a run
+        items[R.NODE_PLUGINS] = plugins
     # json.dumps of a str is a valid TOML basic string; ints are TOML ints
     return "".join(f"{json.dumps(k)} = {json.dumps(v)}\n" for k, v in items.items())
 
@@ -147,7 +149,7 @@ NODE_CONFIG_FILE = "node-config.toml"
 def supernode_argv(*, superlink: str, certs: Path | None, key: Path | None, data_dir: Path, state_dir: Path,
                    port: int, device: str = "cpu", partition_id: int | None = None,
                    num_partitions: int | None = None, insecure: bool = False,
-                   max_wait: float | None = None) -> list[str]:
+                   max_wait: float | None = None, plugins: str | None = None) -> list[str]:
     """The SuperNode's command line, its inputs checked first (one :class:`DeployError` line)."""
     parse_address(superlink)
     if not data_dir.is_dir():
@@ -175,7 +177,7 @@ def supernode_argv(*, superlink: str, certs: Path | None, key: Path | None, data
         raise DeployError(f"--state-dir: cannot create {state_dir}: {e.strerror}") from None
     config_file = state_dir.resolve() / NODE_CONFIG_FILE
     config_file.write_text(node_config(data_dir=data_dir.resolve(), state_dir=state_dir.resolve(), device=device,
-                                       partition_id=partition_id, num_partitions=num_partitions))
+                                       partition_id=partition_id, num_partitions=num_partitions, plugins=plugins))
     argv = [flower_exe("flower-supernode"), "--superlink", superlink, "--port", str(port),
             "--node-config", str(config_file), *security]
     return argv + (["--max-wait-time", str(max_wait)] if max_wait is not None else [])

@@ -27,7 +27,7 @@ from fedsim.engines.stop import StopFlag
 from fedsim.seeding import derive_seed, sample_clients
 from fedsim.server.heterogeneity import unavailable
 from fedsim.server.metrics import improved, metric_summary
-from fedsim.server.outputs import RunWriter
+from fedsim.server.outputs import NonFiniteCheckpoint, RunWriter
 from fedsim.provenance import KEY as PROVENANCE, now_utc, provenance
 from fedsim.server.progress import RoundProgress, note, print_summary
 from fedsim.server.resume import IDENTITY_KEY, identity
@@ -213,9 +213,11 @@ class RoundLoop:
                                       f"clients succeeded (need {fed.min_success_fraction:.0%}); "
                                       "round skipped, global model unchanged", highlight=False, soft_wrap=True)
                 if self.failed_streak >= fed.max_failed_rounds:
+                    # every round writes its checkpoint, a failed one too (the model unchanged)
                     raise RunAborted(f"{self.failed_streak} consecutive rounds failed "
-                                     f"(federation.max_failed_rounds={fed.max_failed_rounds}); "
-                                     f"last checkpoint is round {rnd - self.failed_streak}")
+                                     f"(federation.max_failed_rounds={fed.max_failed_rounds}); the global "
+                                     f"model last changed in round {rnd - self.failed_streak}, last "
+                                     f"checkpoint is round {rnd}")
             summary = self._summary(first_round_at, time.perf_counter() - started)
             self.writer.finish(summary, self.global_arrays, {m.name: m.higher_is_better for m in self.task.metrics()})
             self.trackers.finish(summary)
@@ -351,10 +353,13 @@ class RoundLoop:
         row["round_seconds"] = time.perf_counter() - t0
         # The line first, then the checkpoint: a resume truncates lines past the checkpoint.
         self.writer.round(row)
-        self.writer.checkpoint({"round": rnd, "global": self.global_arrays,
-                                "strategy": self.strategy.state_dict(),
-                                "failed_streak": self.failed_streak, "aggregations": self.aggregations,
-                                IDENTITY_KEY: identity(self.exp)})
+        try:
+            self.writer.checkpoint({"round": rnd, "global": self.global_arrays,
+                                    "strategy": self.strategy.state_dict(),
+                                    "failed_streak": self.failed_streak, "aggregations": self.aggregations,
+                                    IDENTITY_KEY: identity(self.exp)})
+        except NonFiniteCheckpoint as e:  # e.g. a strategy's server momentum diverged
+            raise RunAborted(str(e)) from None
         self.last_round = rnd
         self._report_errors(rnd, tally, bar)
         return row

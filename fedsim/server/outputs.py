@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fedsim.atomic import atomic_write_bytes
+from fedsim.atomic import as_disk_full, atomic_write_bytes
 from fedsim.config import ConfigError
 
 if TYPE_CHECKING:
@@ -40,6 +40,27 @@ CHECKPOINT_KEYS = ("round", "global", "strategy", "failed_streak")
 
 class RunDirError(ConfigError):
     """A run directory that cannot be used as asked (foreign files, a corrupt checkpoint)."""
+
+
+class NonFiniteCheckpoint(RuntimeError):
+    """A checkpoint about to be written holds NaN or inf; the previous one is kept."""
+
+
+def first_non_finite(value: Any, where: str = "") -> str | None:
+    """The key path of the first floating tensor in ``value`` (nested dicts, lists and
+    tuples of a checkpoint: the global model and the strategy's state) with a NaN or inf,
+    else ``None``."""
+    if isinstance(value, torch.Tensor):
+        finite = not value.is_floating_point() or value.numel() == 0 or bool(torch.isfinite(value).all())
+        return None if finite else where
+    if isinstance(value, float):
+        return None if math.isfinite(value) else where
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for key, child in items:
+        found = first_non_finite(child, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def is_run(run_dir: str | os.PathLike[str]) -> bool:
@@ -69,14 +90,25 @@ def read_checkpoint(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 def read_rounds(run_dir: Path) -> list[dict[str, Any]]:
-    """The complete lines of ``rounds.jsonl`` (a line cut by a crash is ignored)."""
+    """The complete lines of ``rounds.jsonl``: a last line without its newline (cut by a
+    crash) is ignored; any other line that is not a round record raises :class:`RunDirError`
+    naming its line number."""
     path = Path(run_dir) / ROUNDS_FILE
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+    except (OSError, UnicodeDecodeError) as err:
+        raise RunDirError(f"{path} cannot be read as text ({type(err).__name__}); restore it from a backup") from None
+    lines = text.split("\n")
     rows = []
-    for line in path.read_text().splitlines() if path.exists() else []:
+    for number, line in enumerate(lines[:-1], start=1):  # lines[-1]: after the last newline
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
+            row = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            row = None
+        if not isinstance(row, dict) or type(row.get("round")) is not int:
+            raise RunDirError(f"{path} line {number} is not a round record (a JSON object with an integer "
+                              "'round'); remove or restore that line")
+        rows.append(row)
     return rows
 
 
@@ -126,14 +158,22 @@ class RunWriter:
     def round(self, row: dict[str, Any]) -> None:
         """Append one round's record to ``rounds.jsonl`` (flushed to disk)."""
         row = json_safe(row)
+        try:  # a line cut short by a full disk has no newline: read_rounds ignores it
+            with open(self.dir / ROUNDS_FILE, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as err:
+            raise (as_disk_full(err, self.dir / ROUNDS_FILE) or err) from None
         self.rows.append(row)
-        with open(self.dir / ROUNDS_FILE, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
 
     def checkpoint(self, state: dict[str, Any]) -> None:
-        """Atomically replace ``checkpoint.pt`` with ``state``."""
+        """Atomically replace ``checkpoint.pt`` with ``state``; a state with a NaN or inf
+        tensor is refused (:class:`NonFiniteCheckpoint`) and the previous checkpoint kept."""
+        bad = first_non_finite({"global": state.get("global"), "strategy": state.get("strategy")})
+        if bad is not None:
+            raise NonFiniteCheckpoint(f"round {state.get('round')}: checkpoint tensor {bad} is not finite (NaN or "
+                                      f"inf); not written, {self.dir / CHECKPOINT_FILE} keeps the previous round")
         import torch
 
         atomic_write_bytes(self.dir / CHECKPOINT_FILE, lambda fh: torch.save(state, fh))

@@ -22,11 +22,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from fedsim.config import ConfigError, ExperimentConfig
-from fedsim.server.outputs import CHECKPOINT_FILE, CONFIG_FILE, ROUNDS_FILE, is_run, read_checkpoint, read_rounds
+from fedsim.server.outputs import (CHECKPOINT_FILE, CONFIG_FILE, ROUNDS_FILE, SUMMARY_FILE, first_non_finite,
+                                   is_run, read_checkpoint, read_rounds)
 
 IDENTITY_KEY = "identity"  # checkpoint entry: what the checkpoint was trained as (see identity())
 
@@ -37,21 +39,35 @@ def identity(exp: ExperimentConfig) -> dict[str, str]:
 
 
 def check_new_run_dir(run_dir: Path) -> None:
-    """Refuse an ``--out`` that a new run would clobber or cannot create (:class:`ConfigError`)."""
+    """Refuse an ``--out`` that a new run would clobber or cannot create (:class:`ConfigError`):
+    a run or other files in it, a file, a dangling link, or a folder (or read-only
+    filesystem) where no file can be created, which is tried with a temporary file."""
     if run_dir.is_dir():
         if is_run(run_dir):
             raise ConfigError(f"out: {run_dir} already holds a run; choose another --out, or --resume {run_dir}")
         if any(run_dir.iterdir()):
             raise ConfigError(f"out: {run_dir} is not empty and holds no fedsim run; "
                               "choose a new or empty directory")
+        _check_writable(run_dir, run_dir)
         return
     existing = run_dir
     while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():
+            raise ConfigError(f"out: {existing} is a link to {os.readlink(existing)}, which does not exist; "
+                              "choose another --out")
         existing = existing.parent
     if existing == run_dir or not existing.is_dir():
         raise ConfigError(f"out: {existing} is a file, not a directory; choose another --out")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"out: cannot create {run_dir}: {existing} is not writable; choose another --out")
+    _check_writable(existing, run_dir)
+
+
+def _check_writable(folder: Path, run_dir: Path) -> None:
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ConfigError(f"out: cannot create {run_dir}: no file can be written in {folder} "
+                          f"({err.strerror or err}); choose another --out") from None
 
 
 def resume_config_path(run_dir: Path) -> Path:
@@ -77,6 +93,10 @@ def check_resumable(run_dir: Path, exp: ExperimentConfig) -> None:
         return  # the run restarts from round 0
     _check_identity(state.get(IDENTITY_KEY), exp)
     _check_arrays(state["global"], exp)
+    bad = first_non_finite({"global": state["global"], "strategy": state["strategy"]})
+    if bad is not None:
+        raise ConfigError(f"resume: {run_dir / CHECKPOINT_FILE} (round {state['round']}) holds a non-finite "
+                          f"tensor {bad} (NaN or inf); it cannot be continued, start a new run")
     _check_strategy_state(state["strategy"], exp)
     last = int(state["round"])
     if not last <= completed <= last + 1:  # the line of round last + 1 may precede its checkpoint
@@ -85,6 +105,13 @@ def check_resumable(run_dir: Path, exp: ExperimentConfig) -> None:
     if exp.federation.rounds < last:
         raise ConfigError(f"federation.rounds: {exp.federation.rounds} is fewer than the {last} rounds this run "
                           f"completed; choose at least {last}")
+
+
+def is_finished(run_dir: Path, exp: ExperimentConfig) -> bool:
+    """Whether the run in ``run_dir`` (checked by :func:`check_resumable`) already completed
+    ``exp``'s rounds and wrote its summary: resuming it has nothing to do."""
+    completed = max((r["round"] for r in read_rounds(run_dir)), default=0)
+    return (run_dir / SUMMARY_FILE).is_file() and completed >= exp.federation.rounds
 
 
 def _check_identity(recorded: Any, exp: ExperimentConfig) -> None:

@@ -13,6 +13,7 @@ trained encoder must beat it, and the random-init one, by a clear margin).
 from __future__ import annotations
 
 import itertools
+import warnings
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,7 +67,15 @@ def knn_top1(bank_f: torch.Tensor, bank_y: torch.Tensor, query_f: torch.Tensor,
 
 def linear_probe_top1(bank_f: torch.Tensor, bank_y: torch.Tensor, query_f: torch.Tensor,
                       query_y: torch.Tensor, seed: int = 0) -> float:
-    """Top-1 accuracy of a logistic-regression probe fitted on standardised bank features."""
+    """Top-1 accuracy of a logistic-regression probe fitted on standardised bank features;
+    NaN, with a warning, when the bank holds fewer than two classes (a tiny folder's held-out
+    split): there is no probe to fit, and the run goes on with kNN."""
+    classes = int(torch.unique(bank_y).numel())
+    if classes < 2:
+        warnings.warn(f"linear probe skipped: the held-out bank has {len(bank_y)} item(s) of {classes} class; "
+                      "linear_top1 is left empty (a bigger folder or test/ split gives it more)",
+                      RuntimeWarning, stacklevel=2)
+        return float("nan")
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler

@@ -94,6 +94,9 @@ def test_run_stops_with_exit_code_3_after_max_failed_rounds(tmp_path):
 
     assert proc.returncode == 3, stderr
     assert "2 consecutive rounds failed" in stderr
+    # every round wrote its checkpoint (the model unchanged since round 0)
+    assert "model last changed in round 0, last checkpoint is round 2" in stderr
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["round"] == 2
     rows = read_rows(tmp_path / "run")
     assert [r["skipped"] for r in rows[1:]] == [True, True]
     assert all(r["failed"] == {"client-exception": 3} for r in rows[1:])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -264,3 +265,13 @@ def test_retrieval_map_is_one_for_perfectly_separated_classes_and_skips_unknown_
     assert evaluation.retrieval_map(bank, bank_y, _t([[1.0, 0.05], [0.1, 1.0], [1.0, 1.0]]), _y([0, 1, 7])) == 1.0
     with pytest.raises(ValueError, match="at least one query"):
         evaluation.retrieval_map(bank, bank_y, _t([[1.0, 0.0]]), _y([5]))
+
+
+def test_a_bank_of_one_class_skips_the_linear_probe_with_a_warning():
+    # a tiny folder (2 classes x 8 images) can hold out a bank of one class: no probe to fit
+    from fedsim.tasks.classification import linear_probe_top1
+
+    bank_f, bank_y = torch.randn(2, 4), torch.tensor([1, 1])
+    with pytest.warns(RuntimeWarning, match="linear probe skipped: the held-out bank has 2 item\\(s\\) of 1 class"):
+        value = linear_probe_top1(bank_f, bank_y, torch.randn(2, 4), torch.tensor([0, 1]))
+    assert math.isnan(value)
