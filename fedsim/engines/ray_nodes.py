@@ -69,7 +69,7 @@ class RayNodes:
         active = out.stdout.split("Active:", 1)[-1].split("Pending:", 1)[0]
         return len(re.findall(r"^\s*1 node_", active, flags=re.MULTILINE))
 
-    def wait_for(self, count: int, timeout: float = 120.0) -> bool:
+    def wait_for(self, count: int, timeout: float = 240.0) -> bool:
         """Whether ``count`` nodes are alive within ``timeout`` seconds (and every node process runs)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
