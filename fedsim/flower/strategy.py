@@ -57,7 +57,7 @@ weighted_by_key, arrayrecord_key, configrecord_key, train_metrics_aggr_fn, evalu
         Central DP with fixed clipping around the rule (decomposable rules only), as
         fedsim's ``--dp-clip`` / ``--dp-noise``.
     **params
-        The rule's parameters (``fedsim list`` shows them), validated by its pydantic model.
+        The rule's parameters (an experiment's ``strategy.params``), validated by its pydantic model.
     """
 
     rule: ClassVar[type[base.Strategy]]
