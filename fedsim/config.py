@@ -570,7 +570,8 @@ def check_this_machine(exp: ExperimentConfig) -> None:
 
     ``task.data_dir`` must be an existing folder (the task checks its layout when it reads
     it; the server reads it too, for evaluation), and without a Ray cluster one client must
-    fit in this machine's cores, and ``engine.device: cuda`` needs a visible GPU. Workers
+    fit in this machine's cores, and ``engine.device: cuda`` needs a visible GPU (an attached
+    cluster is checked when the run attaches: :func:`fedsim.engines.cluster_device`). Workers
     build the run from its records without these checks.
     """
     data_dir = exp.task.data_dir
@@ -584,7 +585,7 @@ def check_this_machine(exp: ExperimentConfig) -> None:
         raise ConfigError(f"engine.num_cpus_per_client: {exp.engine.num_cpus_per_client:g} is more than the "
                           f"{cores} CPU cores of this machine; choose at most {cores} (or attach a Ray "
                           "cluster with --ray-address)")
-    if exp.engine.device == "cuda":
+    if exp.engine.device == "cuda" and exp.engine.ray_address in (None, "local"):  # else: the cluster's GPUs
         from fedsim.engines import training_device
 
         try:

@@ -28,26 +28,89 @@ from fedsim.engines import Engine, make_engine, ray_cluster
 from fedsim.engines.stop import STOP_SIGNALS, Interrupted, RunStopped, SignalsStop, StopFlag
 
 
+def ray_init_args(exp: ExperimentConfig) -> dict[str, Any]:
+    """``ray.init`` arguments: quiet start-up, and the cluster to attach to — only the one
+    ``--ray-address`` names; without it a local Ray of the run's own (``"local"``), never a
+    cluster that happens to run on this host (:func:`fedsim.engines.ray_cluster.is_attached`)."""
+    return {"logging_level": "ERROR", "log_to_driver": True, "address": exp.engine.ray_address or "local"}
+
+
 def backend_config(exp: ExperimentConfig, engine: Engine | None = None) -> dict[str, Any]:
-    """Ray backend settings: CPUs (and GPU share) per SuperNode, optional existing cluster,
-    quiet start-up."""
+    """Ray backend settings: CPUs (and GPU share) per SuperNode, the cluster (see
+    :func:`ray_init_args`), quiet start-up."""
     engine = engine or make_engine(exp)
-    init_args: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": True}
-    if exp.engine.ray_address:
-        init_args["address"] = exp.engine.ray_address
     return {"client_resources": {"num_cpus": exp.engine.num_cpus_per_client, "num_gpus": engine.gpus_per_node},
-            "init_args": init_args}
+            "init_args": ray_init_args(exp)}
 
 
-def node_settings(exp: ExperimentConfig, run_dir: str, engine: Engine) -> dict[str, str]:
+def node_settings(exp: ExperimentConfig, run_dir: str, device: str) -> dict[str, str]:
     """The simulated nodes' own settings as ``FEDSIM_<KEY>`` environment variables (read by
-    :func:`fedsim.client.app.node_setting`): Flower's simulation has no per-node config."""
-    env = {R.NODE_STATE_DIR: str((Path(run_dir) / "client_state").resolve()), R.NODE_DEVICE: engine.device}
+    :func:`fedsim.client.app.node_setting`): Flower's simulation has no per-node config.
+    ``device``: the engine's, or on an attached cluster the ``engine.device`` setting itself
+    (``auto`` resolves on each worker: CUDA where Ray gave it a GPU)."""
+    env = {R.NODE_STATE_DIR: str((Path(run_dir) / "client_state").resolve()), R.NODE_DEVICE: device}
     if exp.task.data_dir is not None:
         env[R.NODE_DATA_DIR] = str(Path(exp.task.data_dir).resolve())
     if exp.plugins:  # the simulated nodes belong to the user whose config named them
         env[R.NODE_PLUGINS] = ",".join(exp.plugins)
     return {R.node_env_name(key): value for key, value in env.items()}
+
+
+def keeps_client_state(exp: ExperimentConfig) -> bool:
+    """Whether the run's clients keep tensors of their own between rounds (FedVSSL's heads):
+    its strategy lets clients load only part of the global model."""
+    from fedsim.strategies.base import Strategy
+
+    strategy = exp.build_strategy()
+    rule = getattr(strategy, "inner", strategy)  # under DP: the wrapped rule
+    return type(rule).load_keys is not Strategy.load_keys
+
+
+@contextlib.contextmanager
+def shared_paths(exp: ExperimentConfig, run_dir: str) -> Iterator[dict[str, str]]:
+    """The paths every node of an attached cluster must see (setting -> path).
+
+    ``--data-dir``: each worker opens it at the driver's path. Client state (FedVSSL's
+    heads): any worker may train any client, because Flower's actor pool gives each message
+    to whichever actor is free, so a client's state must be where every node reads and
+    writes the same files: under ``--out`` on a filesystem all nodes share. That is checked
+    with a marker file the driver writes next to the run directory, not with the directory
+    itself (a ``/tmp`` path exists on every node without being shared).
+    """
+    paths: dict[str, str] = {}
+    if exp.task.data_dir is not None:
+        paths["task.data_dir (--data-dir)"] = str(Path(exp.task.data_dir).resolve())
+    marker = None
+    if keeps_client_state(exp):
+        folder = Path(run_dir).resolve()
+        while not folder.exists():
+            folder = folder.parent
+        marker = folder / f".fedsim-shared-{os.getpid()}-{time.time_ns()}"
+        marker.touch()
+        paths["client state (under --out)"] = str(marker)
+    try:
+        yield paths
+    finally:
+        if marker is not None:
+            marker.unlink(missing_ok=True)
+
+
+def attached_engine(exp: ExperimentConfig, run_dir: str, *, quiet: bool) -> Engine:
+    """The engine sized by the attached cluster (its nodes' CPUs and GPUs, not the driver's),
+    after checking that every node sees the paths its workers open; says that it attached."""
+    import sys
+
+    cluster = ray_cluster.cluster()
+    try:
+        engine = make_engine(exp, cluster)
+    except ValueError as e:
+        raise ray_cluster.RayUnavailable(str(e)) from None
+    with shared_paths(exp, run_dir) as paths:
+        ray_cluster.check_nodes_see(paths)
+    if not quiet:
+        print(f"attached to the Ray cluster at {exp.engine.ray_address}: {cluster.describe()}; "
+              f"{engine.num_nodes} {engine.name} worker(s) training on {engine.device}", file=sys.stderr)
+    return engine
 
 
 # Flower 1.41's simulation dispatcher (``vce_api.add_messages_to_queue``) moves the ServerApp's
@@ -236,7 +299,7 @@ def quiet_flower(verbose: bool) -> None:
 class _ServerRun:
     """The round loop as a ServerApp, and what the launcher needs to stop and report it."""
 
-    def __init__(self, exp: ExperimentConfig, run_dir: str, **loop_options: bool) -> None:
+    def __init__(self, exp: ExperimentConfig, run_dir: str, **loop_options: Any) -> None:
         self.exp, self.run_dir, self.loop_options = exp, run_dir, loop_options
         self.stop = StopFlag()
         self.thread: threading.Thread | None = None  # Flower's ServerApp thread, once started
@@ -304,30 +367,37 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    attached = ray_cluster.is_attached(exp.engine.ray_address)
+    local = None if attached else make_engine(exp)
     run = _ServerRun(exp, run_dir, quiet=quiet, verbose=verbose, resume=resume, show_summary=False)
-    engine = make_engine(exp)
-    backend = backend_config(exp, engine)
-    fast = dispatch_every(DISPATCH_INTERVAL, run.stop) if engine.name == "cohort" else contextlib.nullcontext()
     error: BaseException | None = None
     signals = SignalsStop(run.stop)
     quiet_flower(verbose)
     if not quiet:
         from fedsim.server.progress import note
 
-        where = f"the Ray cluster at {exp.engine.ray_address}" if exp.engine.ray_address else "Ray"
-        note(f"starting {where} with {engine.num_nodes} {'worker' if engine.name == 'cohort' else 'SuperNode'}"
-             f"{'s' if engine.num_nodes != 1 else ''} on {engine.device} ...")
+        if local is None:
+            note(f"attaching to the Ray cluster at {exp.engine.ray_address} ...")
+        else:
+            note(f"starting Ray with {local.num_nodes} {'worker' if local.name == 'cohort' else 'SuperNode'}"
+                 f"{'s' if local.num_nodes != 1 else ''} on {local.device} ...")
     handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     with signals.active(), _restored(handlers):
         try:
+            device = local.device if local is not None else exp.engine.device
             try:
-                ray_cluster.start(backend["init_args"], num_cpus_per_client=exp.engine.num_cpus_per_client,
-                                  quiet_workers=not verbose, env=node_settings(exp, run_dir, engine))
+                ray_cluster.start(ray_init_args(exp), num_cpus_per_client=exp.engine.num_cpus_per_client,
+                                  quiet_workers=not verbose, env=node_settings(exp, run_dir, device))
             except Exception as e:  # e.g. ray.init timing out: the runtime stopped before the run (exit 3)
                 if isinstance(e, ray_cluster.RayUnavailable):
                     raise
                 raise RunStopped(f"Ray did not start ({_root_cause(e)})") from e
             signals.reinstall()  # ray.init installed its own SIGTERM handler (sys.exit)
+            engine = local or attached_engine(exp, run_dir, quiet=quiet)
+            run.loop_options["engine"] = engine
+            backend = backend_config(exp, engine)
+            fast = (dispatch_every(DISPATCH_INTERVAL, run.stop) if engine.name == "cohort"
+                    else contextlib.nullcontext())
             with fast, workers_stop_with(run.stop), actor_pool_at_most(planned_workers(exp, engine)):
                 run_simulation(server_app=run.app(), client_app=client_app, num_supernodes=engine.num_nodes,
                                backend_config=backend, verbose_logging=verbose)

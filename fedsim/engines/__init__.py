@@ -64,12 +64,55 @@ def default_workers(device: str = "cpu", workers_per_gpu: int = 1) -> int:
     return gpu_count() * workers_per_gpu if device == "cuda" else usable_cores()
 
 
-def make_engine(exp: ExperimentConfig) -> Engine:
-    """The engine configured by ``exp.engine`` on this machine."""
-    device = training_device(exp.engine.device)
+@dataclass(frozen=True)
+class Cluster:
+    """What an attached Ray cluster offers: each alive node's ``(name, CPUs, GPUs)``."""
+
+    nodes: tuple[tuple[str, float, float], ...]
+
+    @property
+    def gpus(self) -> float:
+        return sum(g for _, _, g in self.nodes)
+
+    def describe(self) -> str:
+        cpus = sum(c for _, c, _ in self.nodes)
+        return f"{len(self.nodes)} node{'s' * (len(self.nodes) != 1)}, {cpus:g} CPUs, {self.gpus:g} GPUs"
+
+
+def cluster_device(setting: str, cluster: Cluster) -> str:
+    """``engine.device`` resolved against an attached cluster, not the driver: ``auto`` is
+    ``cuda`` when any node has a GPU, and ``cuda`` needs one somewhere."""
+    if setting == "auto":
+        return "cuda" if cluster.gpus else "cpu"
+    if setting == "cuda" and not cluster.gpus:
+        raise ValueError(f"engine.device: 'cuda' but the Ray cluster ({cluster.describe()}) has no GPU; "
+                         "use auto or cpu")
+    return setting
+
+
+def cluster_workers(cluster: Cluster, device: str, workers_per_gpu: int, num_cpus_per_client: float) -> int:
+    """Cohort workers an attached cluster holds at once: ``workers_per_gpu`` per GPU on CUDA,
+    else on every node as many as its CPUs fit ``num_cpus_per_client`` (at least one)."""
+    if device == "cuda":
+        return max(1, int(cluster.gpus * workers_per_gpu))
+    return max(1, sum(int(cpus // num_cpus_per_client) for _, cpus, _ in cluster.nodes))
+
+
+def server_device(device: str) -> str:
+    """Where the server evaluates: the workers' device if the driver has it too (a CPU head
+    of a GPU cluster evaluates on its CPU)."""
+    return "cuda" if device == "cuda" and gpu_count() else "cpu"
+
+
+def make_engine(exp: ExperimentConfig, cluster: Cluster | None = None) -> Engine:
+    """The engine configured by ``exp.engine``: on this machine, or sized by the attached
+    Ray ``cluster`` (its nodes' CPUs and GPUs, not the driver's)."""
+    device = training_device(exp.engine.device) if cluster is None else cluster_device(exp.engine.device, cluster)
     if exp.engine.name == "flower":
         return Engine("flower", num_nodes=exp.federation.clients, reply=REPLY_WEIGHTS, device=device)
     per_gpu = exp.engine.workers_per_gpu
-    workers = exp.engine.workers or default_workers(device, per_gpu)
+    sized = (default_workers(device, per_gpu) if cluster is None
+             else cluster_workers(cluster, device, per_gpu, exp.engine.num_cpus_per_client))
+    workers = exp.engine.workers or sized
     return Engine("cohort", num_nodes=workers, reply=REPLY_SUMS, device=device,
                   gpus_per_node=1.0 / per_gpu if device == "cuda" else 0.0)

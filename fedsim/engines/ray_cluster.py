@@ -105,3 +105,53 @@ def stop() -> None:
     import ray
 
     ray.shutdown()  # also when ray.init was interrupted half-way: it stops what that started
+
+
+def is_attached(address: str | None) -> bool:
+    """Whether ``engine.ray_address`` attaches to an existing cluster. Without one a run
+    starts its own local Ray (``address="local"``), even when ``ray start`` left a cluster
+    on this host or ``RAY_ADDRESS`` is set: it never attaches by accident."""
+    return address not in (None, "local")
+
+
+def cluster() -> Any:
+    """The connected cluster's alive nodes and their CPUs and GPUs (:class:`fedsim.engines.Cluster`)."""
+    import ray
+
+    from fedsim.engines import Cluster
+
+    return Cluster(tuple((f"{n['NodeManagerAddress']} ({n['NodeID'][:8]})", float(n["Resources"].get("CPU", 0)),
+                          float(n["Resources"].get("GPU", 0))) for n in ray.nodes() if n.get("Alive")))
+
+
+def _missing(paths: dict[str, str]) -> list[str]:
+    """The settings among ``paths`` (setting -> path) whose path is not on this node."""
+    return [what for what, path in paths.items() if not os.path.exists(path)]
+
+
+NODE_CHECK_SECONDS = 60.0
+
+
+def check_nodes_see(paths: dict[str, str], *, timeout: float = NODE_CHECK_SECONDS) -> None:
+    """Raise :class:`RayUnavailable` naming the first alive node that does not see one of
+    ``paths`` (setting -> path; e.g. ``--data-dir``): every node's workers open them at the
+    same path. One zero-CPU task runs pinned to each node, so busy nodes answer too."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    if not paths:
+        return
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    probe_task = ray.remote(num_cpus=0)(_missing)
+    refs = [probe_task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+            .remote(paths) for n in nodes]
+    try:
+        answers = ray.get(refs, timeout=timeout)
+    except ray.exceptions.GetTimeoutError:
+        raise RayUnavailable(f"the Ray nodes did not answer the path check within {timeout:.0f}s") from None
+    for node, missing in zip(nodes, answers, strict=True):
+        if missing:
+            what = missing[0]
+            raise RayUnavailable(f"{what}: Ray node {node['NodeManagerAddress']} ({node['NodeID'][:8]}) does not "
+                                 f"see {paths[what]}; every node needs it at the same path (a shared "
+                                 "filesystem or a copy)")

@@ -22,7 +22,7 @@ from torch import nn
 
 from fedsim import records as R
 from fedsim.config import ExperimentConfig
-from fedsim.engines import Engine, make_engine
+from fedsim.engines import Engine, make_engine, server_device
 from fedsim.engines.stop import StopFlag
 from fedsim.seeding import derive_seed, sample_clients
 from fedsim.server.heterogeneity import unavailable
@@ -121,7 +121,7 @@ class RoundLoop:
 
     def __init__(self, grid: Grid, exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
                  resume: bool = False, verbose: bool = False, stop: StopFlag | None = None,
-                 whole_nodes: bool = False, show_summary: bool = True) -> None:
+                 whole_nodes: bool = False, show_summary: bool = True, engine: Engine | None = None) -> None:
         self.grid = grid
         self.started_at = now_utc()
         self.show_summary = show_summary  # print the summary on stdout (the CLI prints its own)
@@ -131,10 +131,10 @@ class RoundLoop:
         self.exp = exp
         self.task: Task = exp.build_task()
         self.strategy: Strategy = exp.build_strategy()
-        self.engine: Engine = make_engine(exp)
+        self.engine: Engine = engine or make_engine(exp)  # the launcher's, sized by an attached cluster
         self.model = initial_model(self.task, exp.seed)
         self.global_arrays = copy_arrays(self.model)
-        self.model.to(self.engine.device)  # the server evaluates where the workers train
+        self.model.to(server_device(self.engine.device))  # where the workers train, if the driver can
         self.writer = RunWriter(run_dir, exp.to_yaml(), resume=resume)
         # whole_nodes (deployment): every SuperNode is one client training all of its own data
         self.run_record = ConfigRecord(RunSpec.from_experiment(exp, whole_node=whole_nodes).to_record())
@@ -234,7 +234,7 @@ class RoundLoop:
         steady = rows[1:] or rows
         return {
             "name": self.exp.name, "strategy": self.exp.strategy.name, "task": self.exp.task.name,
-            "engine": self.engine.name, "rounds": fed.rounds, "clients": fed.clients,
+            "engine": self.engine.name, "workers": self.engine.num_nodes, "rounds": fed.rounds, "clients": fed.clients,
             "clients_per_round": fed.cohort_size(), "seed": self.exp.seed,
             **metric_summary(self.writer.rows, self.task.metrics()),
             "final_train_loss": rows[-1].get("train_loss") if rows else None,

@@ -43,6 +43,6 @@ def test_simulated_nodes_get_their_own_settings(tmp_path, monkeypatch):
     monkeypatch.setattr(engines, "gpu_count", lambda: 0)
     exp = load_config(None, {})
 
-    env = node_settings(exp, str(tmp_path / "run"), make_engine(exp))
+    env = node_settings(exp, str(tmp_path / "run"), make_engine(exp).device)
 
     assert env == {"FEDSIM_STATE_DIR": str((tmp_path / "run" / "client_state").resolve()), "FEDSIM_DEVICE": "cpu"}
