@@ -145,13 +145,16 @@ def deploy_supernode(
                                help="Folder holding the deployment's ca.crt (copied from the server)."),
     key: Path = typer.Option(None, "--key", metavar="FILE", show_default=False,
                              help="This box's private key (supernode-<i>.key from fedsim deploy keys)."),
-    data_dir: Path = typer.Option(..., "--data-dir", metavar="DIR", help="This box's own data folder."),
+    data_dir: Path = typer.Option(None, "--data-dir", metavar="DIR", show_default=False,
+                                  help="This box's own data folder (runs of folder tasks need it; generated "
+                                       "tasks train --partition-id of --num-partitions instead)."),
     state_dir: Path = typer.Option(Path("fedsim-state"), "--state-dir", metavar="DIR",
                                    help="Where this box keeps its clients' own state between rounds."),
     partition_id: int = typer.Option(None, "--partition-id", metavar="K", show_default=False,
-                                     help="Flower's partition-id of this box (trained when the server names no client)."),
+                                     help="Which share of a generated task this box trains (box K trains what "
+                                          "simulated client K would)."),
     num_partitions: int = typer.Option(None, "--num-partitions", metavar="N", show_default=False,
-                                       help="Flower's num-partitions (with --partition-id)."),
+                                       help="How many shares the generated task is split into (with --partition-id)."),
     port: int = typer.Option(0, "--port", help="Local port of this SuperNode's app runtime (0: any free port)."),
     device: str = typer.Option("cpu", "--device", help="Where this box trains: cpu, cuda or auto."),
     insecure: bool = typer.Option(False, "--insecure", help="Connect without TLS and authentication."),
@@ -160,7 +163,8 @@ def deploy_supernode(
     log: Path = typer.Option(None, "--log", metavar="FILE", show_default=False, help="Also write Flower's log here."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not pass Flower's log through to stderr."),
 ) -> None:
-    """Start a SuperNode on this box: fedsim's ClientApp trains on --data-dir, serve until stopped."""
+    """Start a SuperNode on this box: fedsim's ClientApp trains on --data-dir (folder tasks) or on share
+    --partition-id of --num-partitions (generated tasks), serve until stopped."""
     from fedsim.deploy.processes import flower_env, free_port, quoted, supernode_argv
     from fedsim.deploy.supervise import Supervised, open_log, run_service
 

@@ -52,8 +52,9 @@ REPLY_SUMS = "sums"  # a cohort's validated partial sums (engine cohort)
 NODE_DATA_DIR = "data-dir"
 NODE_STATE_DIR = "state-dir"
 NODE_DEVICE = "device"
-NODE_PARTITION_ID = "partition-id"  # Flower's own key: the client a deployed SuperNode trains
-NODE_KEYS = (NODE_DATA_DIR, NODE_STATE_DIR, NODE_DEVICE, NODE_PARTITION_ID)
+NODE_PARTITION_ID = "partition-id"  # Flower's own keys: a deployed box of a generated task trains
+NODE_NUM_PARTITIONS = "num-partitions"  # share partition-id of the task split among num-partitions
+NODE_KEYS = (NODE_DATA_DIR, NODE_STATE_DIR, NODE_DEVICE, NODE_PARTITION_ID, NODE_NUM_PARTITIONS)
 
 
 def node_env_name(key: str) -> str:
