@@ -195,20 +195,35 @@ def deploy_run_command(
                              help="Run directory on this (the SuperLink's) host (default runs/<time>-deploy-<strategy>)."),
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override any config key."),
     timeout: float = typer.Option(24 * 3600.0, "--timeout", metavar="SECONDS", help="Stop following after this long."),
+    max_failed_fraction: float = typer.Option(
+        0.5, "--max-failed-fraction", metavar="F",
+        help="Exit 4 when more than this fraction of all client updates failed (a box that failed every "
+             "round it was sampled for exits 4 anyway)."),
 ) -> None:
-    """Submit an experiment through Flower's run API, follow its rounds, write the run directory."""
+    """Submit an experiment through Flower's run API, follow its rounds, write the run directory.
+
+    Exit codes: 0 the run finished and every box did its part; 1 the run failed or stopped
+    without a summary; 2 bad input; 4 the run finished but a box failed every round it was
+    sampled for, or more than --max-failed-fraction of the updates failed (one line per box).
+    """
     import time as _time
 
     from fedsim.config import parse_override
-    from fedsim.deploy.submit import deploy_run
+    from fedsim.deploy.submit import EXIT_BOXES_FAILED, BoxesFailed, deploy_run
 
     try:
         overrides = dict(parse_override(item) for item in set_)
         run_dir = out or Path(f"runs/{_time.strftime('%Y%m%d-%H%M%S')}-deploy")
         summary = deploy_run(superlink=superlink, config=config, overrides=overrides, run_dir=run_dir, certs=certs,
-                             insecure=insecure, timeout=timeout, echo=lambda s: err.print(s, highlight=False))
+                             insecure=insecure, timeout=timeout, max_failed_fraction=max_failed_fraction,
+                             echo=lambda s: err.print(s, highlight=False, markup=False, soft_wrap=True))
     except ConfigError as e:
         fail(str(e))
+    except BoxesFailed as e:
+        for line in e.lines:
+            err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+        typer.echo(e.summary.get("run_dir", str(run_dir)))
+        raise typer.Exit(EXIT_BOXES_FAILED) from None
     except RuntimeError as e:
         fail(str(e), code=1)
     typer.echo(summary.get("run_dir", str(run_dir)))
