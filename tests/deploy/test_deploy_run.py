@@ -53,9 +53,14 @@ class Started:
         self.output: dict[int, list[str]] = {}
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
+        """``fedsim ARGS`` in its own process group."""
+        return self.launch(name, [sys.executable, "-m", "fedsim", *args])
+
+    def launch(self, name: str, argv: list[str], **env_extra: str) -> subprocess.Popen:
+        """``argv`` in its own process group, FLWR_HOME a folder of its own, this Python's bin on PATH."""
         env = {**os.environ, "FLWR_HOME": str(self.tmp / f"flwr-home-{name}"), "FEDSIM_TEST_TAG": self.tag,
-               "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-        proc = subprocess.Popen([sys.executable, "-m", "fedsim", *args], env=env, stdout=subprocess.PIPE,
+               "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]), **env_extra}
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self.procs.append(proc)
         lines = self.output[proc.pid] = []
