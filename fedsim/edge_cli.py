@@ -199,6 +199,9 @@ def deploy_run_command(
         0.5, "--max-failed-fraction", metavar="F",
         help="Exit 4 when more than this fraction of all client updates failed (a box that failed every "
              "round it was sampled for exits 4 anyway)."),
+    cold: bool = typer.Option(False, "--cold-clientapp",
+                              help="Run fedsim's ClientApp in Flower's fresh process per message (imports and "
+                                   "model build every round) instead of each box's warm fedsim process."),
 ) -> None:
     """Submit an experiment through Flower's run API, follow its rounds, write the run directory.
 
@@ -215,7 +218,7 @@ def deploy_run_command(
         overrides = dict(parse_override(item) for item in set_)
         run_dir = out or Path(f"runs/{_time.strftime('%Y%m%d-%H%M%S')}-deploy")
         summary = deploy_run(superlink=superlink, config=config, overrides=overrides, run_dir=run_dir, certs=certs,
-                             insecure=insecure, timeout=timeout, max_failed_fraction=max_failed_fraction,
+                             insecure=insecure, timeout=timeout, max_failed_fraction=max_failed_fraction, warm=not cold,
                              echo=lambda s: err.print(s, highlight=False, markup=False, soft_wrap=True))
     except ConfigError as e:
         fail(str(e))

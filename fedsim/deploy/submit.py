@@ -47,7 +47,11 @@ def toml_string(text: str) -> str:
     return json.dumps(text)
 
 
-def write_app(folder: Path, exp: ExperimentConfig, run_dir: Path) -> Path:
+WARM_CLIENTAPP = "fedsim.deploy.warm:app"  # hands each message to the box's long-lived fedsim process
+COLD_CLIENTAPP = "fedsim.client.app:app"  # fedsim's ClientApp itself: imports and builds per message
+
+
+def write_app(folder: Path, exp: ExperimentConfig, run_dir: Path, *, clientapp: str = WARM_CLIENTAPP) -> Path:
     """Write the Flower app that runs ``exp`` into ``folder``; returns it."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "pyproject.toml").write_text(f"""\
@@ -66,7 +70,7 @@ publisher = "fedsim"
 
 [tool.flwr.app.components]
 serverapp = "fedsim.deploy.serverapp:app"
-clientapp = "fedsim.client.app:app"
+clientapp = "{clientapp}"
 
 [tool.flwr.app.config]
 {CONFIG_KEY} = {toml_string(exp.to_yaml())}
@@ -168,7 +172,7 @@ def box_failures(run_dir: Path, max_failed_fraction: float, *, wait: float = 30.
 
 def deploy_run(*, superlink: str, config: Path | None, overrides: dict[str, Any], run_dir: Path,
                certs: Path | None, insecure: bool, timeout: float, max_failed_fraction: float = 0.5,
-               echo: Callable[[str], None] = print) -> dict[str, Any]:
+               warm: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Check everything, submit, follow; returns the run's summary.
 
     Raises :class:`BoxesFailed` when the run finished but a box failed every round it was
@@ -191,7 +195,8 @@ def deploy_run(*, superlink: str, config: Path | None, overrides: dict[str, Any]
     exp = deployment_experiment(config, overrides, run_dir)
     with tempfile.TemporaryDirectory(prefix="fedsim-deploy-") as tmp:
         cli = FlwrCli(superlink, ca, Path(tmp) / "flwr-home")
-        run_id = submit(cli, write_app(Path(tmp) / "app", exp, run_dir))
+        app_dir = write_app(Path(tmp) / "app", exp, run_dir, clientapp=WARM_CLIENTAPP if warm else COLD_CLIENTAPP)
+        run_id = submit(cli, app_dir)
         echo(f"submitted run {run_id} to {superlink}: {exp.strategy.name} on {exp.task.name}, "
              f"{exp.federation.clients} SuperNodes, {exp.federation.rounds} rounds -> {run_dir}")
         try:

@@ -88,7 +88,7 @@ def test_submitted_app_carries_the_experiment_and_fedsims_components(tmp_path: P
     # Assert
     project = tomllib.loads((folder / "pyproject.toml").read_text())
     assert project["tool"]["flwr"]["app"]["components"] == {"serverapp": "fedsim.deploy.serverapp:app",
-                                                            "clientapp": "fedsim.client.app:app"}
+                                                            "clientapp": "fedsim.deploy.warm:app"}
     run_config = project["tool"]["flwr"]["app"]["config"]
     assert run_config["config-yaml"] == exp.to_yaml() and run_config["run-dir"] == str(tmp_path / "run")
     assert parse_address("[::1]:8000") == ("::1", 8000)
