@@ -230,3 +230,33 @@ def deploy_run_command(
     except RuntimeError as e:
         fail(str(e), code=1)
     typer.echo(summary.get("run_dir", str(run_dir)))
+
+
+@deploy_app.command("unit", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def deploy_unit(
+    ctx: typer.Context,
+    role: str = typer.Argument(..., metavar="superlink|supernode", help="Which service."),
+    out: Path = typer.Option(None, "--out", "-o", metavar="FILE", show_default=False,
+                             help="Write the unit here (default: print it)."),
+    user: str = typer.Option(None, "--user", show_default=False, help="The service's user (default: you)."),
+    workdir: Path = typer.Option(None, "--workdir", metavar="DIR", show_default=False,
+                                 help="Its working directory (default: here); FLWR_HOME is DIR/flwr-home."),
+) -> None:
+    """Write a systemd unit that runs fedsim deploy superlink|supernode with the options after
+    the role (absolute paths), restarts it on failure and starts it at boot.
+
+    Example: fedsim deploy unit supernode --superlink server.local:8000 --certs /etc/fedsim/certs
+    --key /etc/fedsim/supernode-1.key --data-dir /data/box1 --state-dir /var/lib/fedsim -o fedsim-supernode.service
+    """
+    from fedsim.deploy.service import unit_text
+
+    try:
+        text = unit_text(role, list(ctx.args), user=user, workdir=workdir)
+    except ConfigError as e:
+        fail(str(e))
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        typer.echo(f"{out}: install with sudo cp {out} /etc/systemd/system/ && sudo systemctl daemon-reload && "
+                   f"sudo systemctl enable --now {out.stem}")

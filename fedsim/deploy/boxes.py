@@ -13,6 +13,7 @@ at the end, one line per failing box; :func:`failing_boxes` is the rule it exits
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,10 @@ class BoxLedger:
         self.path = Path(run_dir) / BOXES_FILE
         self.boxes: dict[int, dict[str, Any]] = {}
         self.sent: dict[str, tuple[int, str]] = {}  # message id -> (node id, message type)
+        self.sent_at: dict[str, float] = {}  # message id -> time.time() it was pushed
         self.replied: set[str] = set()
         self.ready_pending = 0
+        self.steps: dict[int, list[dict[str, float]]] = {}  # node id -> each round's steps (seconds)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._grid, name)
@@ -57,8 +60,10 @@ class BoxLedger:
 
     def push_messages(self, messages: Any) -> Any:
         messages = list(messages)
+        pushed = time.time()
         ids = list(self._grid.push_messages(messages))
         for mid, msg in zip(ids, messages):
+            self.sent_at[mid] = pushed
             node_id, kind = msg.metadata.dst_node_id, msg.metadata.message_type
             self.sent[mid] = (node_id, kind)
             box = self._box(node_id)
@@ -99,6 +104,27 @@ class BoxLedger:
                 self._fail(box, _error_line(reply))
             else:
                 box["ok"] += 1
+                self._time_steps(box, mid, reply)
+
+    def _time_steps(self, box: dict[str, Any], mid: str, reply: Message) -> None:
+        """Where the round's time went for this box (:data:`STEP_NAMES`); the box's medians
+        go to ``boxes.json``."""
+        sent, pulled = self.sent_at[mid], time.time()
+        stamps = reply.content.metric_records.get("deploy-steps")  # fedsim.deploy.warm.STEPS
+        metrics = reply.content.metric_records.get("metrics") or {}
+        if stamps is None:  # a ClientApp that does not stamp (--cold-clientapp): the whole trip
+            steps = {"round trip": pulled - sent, "train": float(metrics.get("train-seconds", 0.0))}
+        else:
+            t = {k: float(v) for k, v in stamps.items()}  # type: ignore[arg-type]
+            steps = {"to ClientApp process": t["process-started"] - sent,
+                     "ClientApp process start": t["entered"] - t["process-started"],
+                     "to warm process": t["handled"] - t["entered"],
+                     "warm process (train)": t["done"] - t["handled"],
+                     "back to ClientApp": t["returned"] - t["done"],
+                     "back to ServerApp": pulled - t["returned"], "round trip": pulled - sent}
+        self.steps.setdefault(box["node_id"], []).append(steps)
+        rows = self.steps[box["node_id"]]
+        box["step_seconds_median"] = {k: round(statistics.median(r[k] for r in rows), 4) for k in steps}
 
     @staticmethod
     def _fail(box: dict[str, Any], line: str) -> None:

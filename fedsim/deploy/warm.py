@@ -29,7 +29,7 @@ import time
 from multiprocessing.connection import Client, Listener
 from pathlib import Path
 
-from flwr.app import Context, Message
+from flwr.app import Context, Message, MetricRecord
 from flwr.clientapp import ClientApp
 
 IDLE_SECONDS = 1800.0  # a box's warm process ends after this long without a message
@@ -87,10 +87,25 @@ def _connect(sock: Path, *, start: bool) -> object:
                        f"its log: {sock.with_suffix('.log')}")
 
 
+STEPS = "deploy-steps"  # MetricRecord of a reply: when each step on the box happened (time.time())
+
+
+def process_started() -> float:
+    """When this process started (``time.time()`` scale; Linux ``/proc``), else now."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(ln.split()[1]) for ln in Path("/proc/stat").read_text().splitlines() if ln.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.time()
+
+
 @app.train()
 @app.query()
 def forward(msg: Message, context: Context) -> Message:
-    """Have the box's warm process handle ``msg``; return its reply."""
+    """Have the box's warm process handle ``msg``; return its reply, stamped with when the
+    ClientApp process started, when this handler ran and when the warm process handled it."""
+    entered = time.time()
     sock = socket_path(context.node_id)
     try:
         conn = _connect(sock, start=True)
@@ -98,9 +113,12 @@ def forward(msg: Message, context: Context) -> Message:
         conn = _connect(sock, start=True)
     with conn:  # type: ignore[attr-defined]
         conn.send((msg, context))  # type: ignore[attr-defined]
-        reply = conn.recv()  # type: ignore[attr-defined]
+        reply, handled, done = conn.recv()  # type: ignore[attr-defined]
     if isinstance(reply, Exception):
         raise reply
+    if not reply.has_error():
+        reply.content[STEPS] = MetricRecord({"process-started": process_started(), "entered": entered,
+                                             "handled": handled, "done": done, "returned": time.time()})
     return reply
 
 
@@ -130,12 +148,13 @@ def serve(sock: Path, watch_pid: int) -> None:
         while True:
             with listener.accept() as conn:
                 msg, context = conn.recv()
+                handled = time.time()
                 TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = context.run_id, context.node_id, 0
                 try:
                     reply: object = fedsim_app(message=msg, context=context)
                 except Exception as e:  # noqa: BLE001 - handed to the ClientApp process, which raises it
                     reply = e
-                conn.send(reply)
+                conn.send((reply, handled, time.time()))
             last[0] = time.monotonic()
 
 
