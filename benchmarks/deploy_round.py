@@ -5,6 +5,13 @@ SuperLink and two stock ``flower-supernode`` processes.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/deploy_round.py --rounds 6 [--out benchmarks/results/deploy_round.json]
 
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/deploy_round.py --straggler 30 --round-timeout 15 --rounds 2
+
+adds a third box whose ClientApp processes start ``--straggler`` seconds late (a
+``flwr-clientapp`` shim first on its PATH) and runs only fedsim with three boxes and
+``federation.round_timeout``: the slow box counts as ``timeout`` every round, the others are
+aggregated, as in a simulation with the same deadline.
+
 Per run: the median of each round's push-to-last-reply seconds (``train_seconds`` for fedsim,
 the same span for the vanilla app) and, for the warm run, each box's median step times from
 ``boxes.json``. Everything it starts is stopped by pid; FLWR_HOME is a temporary folder.
@@ -77,8 +84,8 @@ def main(grid: Grid, context: Context) -> None:
 '''
 
 
-def start(argv: list[str], home: Path, log: Path) -> subprocess.Popen:
-    env = flower_env(FLWR_HOME=str(home), **POLL)
+def start(argv: list[str], home: Path, log: Path, **extra: str) -> subprocess.Popen:
+    env = flower_env(FLWR_HOME=str(home), **POLL, **extra)
     return subprocess.Popen(argv, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -116,22 +123,38 @@ out = "{out}"
     return json.loads(out.read_text())
 
 
-def fedsim_run(tmp: Path, link: str, rounds: int, name: str, *extra: str) -> dict:
+def fedsim_run(tmp: Path, link: str, rounds: int, name: str, *extra: str, check: bool = True) -> dict:
     config = tmp / "mlp.yaml"
     config.write_text(CONFIG)
     out = tmp / name
-    subprocess.run([sys.executable, "-m", "fedsim", "deploy", "run", "--superlink", link, "--insecure", "--config",
-                    str(config), "--out", str(out), "--set", f"federation.rounds={rounds}", *extra], check=True)
+    done = subprocess.run([sys.executable, "-m", "fedsim", "deploy", "run", "--superlink", link, "--insecure",
+                           "--config", str(config), "--out", str(out), "--set", f"federation.rounds={rounds}", *extra],
+                          check=check)
     rows = [json.loads(ln) for ln in (out / "rounds.jsonl").read_text().splitlines()][1:]
     boxes = json.loads((out / "boxes.json").read_text())["boxes"]
-    return {"round_seconds": [r["train_seconds"] for r in rows],
+    return {"round_seconds": [r["train_seconds"] for r in rows], "exit_code": done.returncode,
+            "rounds": [{k: r.get(k) for k in ("clients_ok", "failed", "train_loss", "train_seconds")} for r in rows],
+            "boxes": [{k: b.get(k) for k in ("node_id", "sampled", "ok", "failed", "errors")} for b in boxes],
             "steps_median": {b["node_id"]: b.get("step_seconds_median") for b in boxes}}
+
+
+def slow_box(tmp: Path, link: str, delay: float) -> subprocess.Popen:
+    """A third box whose flwr-clientapp processes start ``delay`` seconds late."""
+    shim = tmp / "slow-bin"
+    shim.mkdir()
+    (shim / "flwr-clientapp").write_text(f"#!/bin/sh\nsleep {delay}\nexec {flower_exe('flwr-clientapp')} \"$@\"\n")
+    (shim / "flwr-clientapp").chmod(0o755)
+    env_path = os.pathsep.join([str(shim), flower_env()["PATH"]])
+    return start([flower_exe("flower-supernode"), "--insecure", "--superlink", link, "--port", str(free_port()),
+                  "--node-config", "partition-id=2 num-partitions=3"], tmp / "box2", tmp / "box2.log", PATH=env_path)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--straggler", type=float, default=None, metavar="SECONDS")
+    parser.add_argument("--round-timeout", type=float, default=15.0, metavar="SECONDS")
     args = parser.parse_args()
     procs: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory(prefix="fedsim-deploy-bench-") as name:
@@ -146,10 +169,18 @@ def main() -> None:
                 procs.append(start([flower_exe("flower-supernode"), "--insecure", "--superlink", link, "--port",
                                     str(free_port()), "--node-config", f"partition-id={k} num-partitions=2"],
                                    tmp / f"box{k}", tmp / f"box{k}.log"))
+            if args.straggler is not None:
+                procs.append(slow_box(tmp, link, args.straggler))
             time.sleep(5)
-            results = {"warm": fedsim_run(tmp, link, args.rounds, "warm"),
-                       "cold": fedsim_run(tmp, link, args.rounds, "cold", "--cold-clientapp"),
-                       "vanilla": {"round_seconds": vanilla(tmp, link, args.rounds)}}
+            if args.straggler is not None:
+                results = {"straggler": fedsim_run(
+                    tmp, link, args.rounds, "straggler", "--set", "federation.clients=3", "--set",
+                    "federation.clients_per_round=3", "--set", f"federation.round_timeout={args.round_timeout}",
+                    "--set", "partitioning.kind=iid", check=False)}
+            else:
+                results = {"warm": fedsim_run(tmp, link, args.rounds, "warm"),
+                           "cold": fedsim_run(tmp, link, args.rounds, "cold", "--cold-clientapp"),
+                           "vanilla": {"round_seconds": vanilla(tmp, link, args.rounds)}}
         finally:
             for proc in reversed(procs):
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -161,8 +192,10 @@ def main() -> None:
     for name, res in results.items():
         res["median_round_seconds"] = statistics.median(res["round_seconds"])
         print(f"{name:8s} median round {res['median_round_seconds']:.2f} s  rounds {[round(s, 2) for s in res['round_seconds']]}")
-    for node, steps in results["warm"]["steps_median"].items():
+    for node, steps in results.get("warm", {}).get("steps_median", {}).items():
         print(f"warm box {node}: " + ", ".join(f"{k} {v:.2f}" for k, v in (steps or {}).items()))
+    if "straggler" in results:
+        print(json.dumps(results["straggler"], indent=1))
     results["load_average"] = os.getloadavg()
     if args.out:
         args.out.write_text(json.dumps(results, indent=1) + "\n")
