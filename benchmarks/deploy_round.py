@@ -7,8 +7,8 @@ SuperLink and two stock ``flower-supernode`` processes.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/deploy_round.py --straggler 30 --round-timeout 15 --rounds 2
 
-adds a third box whose ClientApp processes start ``--straggler`` seconds late (a
-``flwr-clientapp`` shim first on its PATH) and runs only fedsim with three boxes and
+adds a third box that waits ``--straggler`` seconds before training each round (node config
+``delay-seconds``) and runs only fedsim with three boxes and
 ``federation.round_timeout``: the slow box counts as ``timeout`` every round, the others are
 aggregated, as in a simulation with the same deadline.
 
@@ -139,14 +139,11 @@ def fedsim_run(tmp: Path, link: str, rounds: int, name: str, *extra: str, check:
 
 
 def slow_box(tmp: Path, link: str, delay: float) -> subprocess.Popen:
-    """A third box whose flwr-clientapp processes start ``delay`` seconds late."""
-    shim = tmp / "slow-bin"
-    shim.mkdir()
-    (shim / "flwr-clientapp").write_text(f"#!/bin/sh\nsleep {delay}\nexec {flower_exe('flwr-clientapp')} \"$@\"\n")
-    (shim / "flwr-clientapp").chmod(0o755)
-    env_path = os.pathsep.join([str(shim), flower_env()["PATH"]])
+    """A third box that waits ``delay`` seconds before training each round (node config
+    ``delay-seconds``; a late ClientApp process start would not do: Flower revokes its token)."""
     return start([flower_exe("flower-supernode"), "--insecure", "--superlink", link, "--port", str(free_port()),
-                  "--node-config", "partition-id=2 num-partitions=3"], tmp / "box2", tmp / "box2.log", PATH=env_path)
+                  "--node-config", f"partition-id=2 num-partitions=3 delay-seconds={delay}"], tmp / "box2",
+                 tmp / "box2.log")
 
 
 def main() -> None:
@@ -166,8 +163,9 @@ def main() -> None:
                                tmp / "link.log"))
             wait_for_port("127.0.0.1", port, timeout=120, process=procs[0])
             for k in (0, 1):
+                share = f"partition-id={k} num-partitions={2 if args.straggler is None else 3}"
                 procs.append(start([flower_exe("flower-supernode"), "--insecure", "--superlink", link, "--port",
-                                    str(free_port()), "--node-config", f"partition-id={k} num-partitions=2"],
+                                    str(free_port()), "--node-config", share],
                                    tmp / f"box{k}", tmp / f"box{k}.log"))
             if args.straggler is not None:
                 procs.append(slow_box(tmp, link, args.straggler))
@@ -190,8 +188,8 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
     for name, res in results.items():
-        res["median_round_seconds"] = statistics.median(res["round_seconds"])
-        print(f"{name:8s} median round {res['median_round_seconds']:.2f} s  rounds {[round(s, 2) for s in res['round_seconds']]}")
+        res["median_round_seconds"] = statistics.median(res["round_seconds"]) if res["round_seconds"] else None
+        print(f"{name:8s} median round {res['median_round_seconds']} s  rounds {[round(s, 2) for s in res['round_seconds']]}")
     for node, steps in results.get("warm", {}).get("steps_median", {}).items():
         print(f"warm box {node}: " + ", ".join(f"{k} {v:.2f}" for k, v in (steps or {}).items()))
     if "straggler" in results:

@@ -262,6 +262,8 @@ def train(msg: Message, context: Context) -> Message:
                              "before training started"), reply_to=msg)
     rnd = RoundSpec.from_record(msg.content.config_records[R.ROUND])
     resident = resident_for(msg, context)
+    if resident.spec.whole_node and (delay := node_setting(context, R.NODE_DELAY)):
+        time.sleep(float(delay))  # a test bed's slow box (node config delay-seconds)
     global_arrays = _on(msg.content[R.ARRAYS].to_torch_state_dict(), resident.device)
     ids = _client_ids(rnd, resident)
     store = state_store(context)

@@ -156,7 +156,9 @@ def read_boxes(run_dir: Path) -> dict[str, Any] | None:
 
 def describe(box: dict[str, Any]) -> str:
     """One line: a box as ``deploy run`` lists it before round 1."""
-    if box.get("ready") not in (None, "ok"):
+    if box.get("ready") is None:
+        return f"box {box['node_id']}: has not answered whether it is ready"
+    if box.get("ready") != "ok":
         return f"box {box['node_id']}: NOT READY: {box['ready']}"
     parts = [box.get(k) for k in ("host", "data", "device") if box.get(k)]
     return f"box {box['node_id']}: " + (", ".join(parts) if parts else "ready")
@@ -168,7 +170,10 @@ def failing_boxes(boxes: list[dict[str, Any]], max_failed_fraction: float) -> li
     run's boxes did their part."""
     lines = []
     for box in boxes:
-        if box["sampled"] and box["ok"] == 0:
+        if not box["sampled"] and box.get("ready") != "ok":
+            lines.append(f"box {box['node_id']} never became ready: "
+                         f"{box.get('ready') or 'no answer to the readiness query'}")
+        elif box["sampled"] and box["ok"] == 0:
             why = max(box["errors"], key=box["errors"].get) if box["errors"] else box.get("ready") or "unknown"
             lines.append(f"box {box['node_id']}{' (' + box['host'] + ')' if box.get('host') else ''} failed all "
                          f"{box['sampled']} rounds it was sampled for: {why}")

@@ -83,3 +83,6 @@ def test_the_ledger_counts_each_boxs_rounds_and_lists_the_boxes_before_round_1(t
         "box 22 failed all 2 rounds it was sampled for: ValueError: node config: partition-id=7 is not within 0..1"]
     assert failing_boxes(boxes, 0.5)[-1] == "3 of 4 client updates failed, more than --max-failed-fraction 0.5"
     assert failing_boxes(boxes[:1], 0.5) == []
+    silent = {"node_id": 33, "ready": None, "sampled": 0, "ok": 0, "failed": 0, "errors": {}}
+    assert describe(silent) == "box 33: has not answered whether it is ready"
+    assert failing_boxes([silent], 0.5) == ["box 33 never became ready: no answer to the readiness query"]
