@@ -180,6 +180,6 @@ engine: {{name: flower, device: cpu}}
                  "curves.png"):
         assert (run_dir / name).is_file(), name
     assert json.loads((run_dir / "data.json").read_text())["root"] == str(server_data)  # the server evaluates
-    assert "round 2:" in log and str(run_dir) in started.output[submit.pid][-1]
+    assert "round 2 (3 ok, 0 failed):" in log and str(run_dir) in started.output[submit.pid][-1]
     for i in (1, 2, 3):  # each box got its own folder through its node config
         assert f'"data-dir" = "{boxes[i - 1]}"' in (tmp_path / f"state{i}" / "node-config.toml").read_text()
