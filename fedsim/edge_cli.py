@@ -159,13 +159,16 @@ def deploy_supernode(
                                help="Folder holding the deployment's ca.crt (copied from the server)."),
     key: Path = typer.Option(None, "--key", metavar="FILE", show_default=False,
                              help="This box's private key (supernode-<i>.key from fedsim deploy keys)."),
-    data_dir: Path = typer.Option(..., "--data-dir", metavar="DIR", help="This box's own data folder."),
+    data_dir: Path = typer.Option(None, "--data-dir", metavar="DIR", show_default=False,
+                                  help="This box's own data folder (runs of folder tasks need it; generated "
+                                       "tasks train --partition-id of --num-partitions instead)."),
     state_dir: Path = typer.Option(Path("fedsim-state"), "--state-dir", metavar="DIR",
                                    help="Where this box keeps its clients' own state between rounds."),
     partition_id: int = typer.Option(None, "--partition-id", metavar="K", show_default=False,
-                                     help="Flower's partition-id of this box (trained when the server names no client)."),
+                                     help="Which share of a generated task this box trains (box K trains what "
+                                          "simulated client K would)."),
     num_partitions: int = typer.Option(None, "--num-partitions", metavar="N", show_default=False,
-                                       help="Flower's num-partitions (with --partition-id)."),
+                                       help="How many shares the generated task is split into (with --partition-id)."),
     port: int = typer.Option(0, "--port", help="Local port of this SuperNode's app runtime (0: any free port)."),
     device: str = typer.Option("cpu", "--device", help="Where this box trains: cpu, cuda or auto."),
     insecure: bool = typer.Option(False, "--insecure", help="Connect without TLS and authentication."),
@@ -177,7 +180,8 @@ def deploy_supernode(
     log: Path = typer.Option(None, "--log", metavar="FILE", show_default=False, help="Also write Flower's log here."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not pass Flower's log through to stderr."),
 ) -> None:
-    """Start a SuperNode on this box: fedsim's ClientApp trains on --data-dir, serve until stopped."""
+    """Start a SuperNode on this box: fedsim's ClientApp trains on --data-dir (folder tasks) or on share
+    --partition-id of --num-partitions (generated tasks), serve until stopped."""
     from fedsim.deploy.processes import flower_env, free_port, quoted, supernode_argv
     from fedsim.deploy.supervise import Supervised, open_log, run_service
 
@@ -211,20 +215,68 @@ def deploy_run_command(
                              help="Run directory on this (the SuperLink's) host (default runs/<time>-deploy-<strategy>)."),
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override any config key."),
     timeout: float = typer.Option(24 * 3600.0, "--timeout", metavar="SECONDS", help="Stop following after this long."),
+    max_failed_fraction: float = typer.Option(
+        0.5, "--max-failed-fraction", metavar="F",
+        help="Exit 4 when more than this fraction of all client updates failed (a box that failed every "
+             "round it was sampled for exits 4 anyway)."),
+    cold: bool = typer.Option(False, "--cold-clientapp",
+                              help="Run fedsim's ClientApp in Flower's fresh process per message (imports and "
+                                   "model build every round) instead of each box's warm fedsim process."),
 ) -> None:
-    """Submit an experiment through Flower's run API, follow its rounds, write the run directory."""
+    """Submit an experiment through Flower's run API, follow its rounds, write the run directory.
+
+    Exit codes: 0 the run finished and every box did its part; 1 the run failed or stopped
+    without a summary; 2 bad input; 4 the run finished but a box failed every round it was
+    sampled for, or more than --max-failed-fraction of the updates failed (one line per box).
+    """
     import time as _time
 
     from fedsim.config import parse_override
-    from fedsim.deploy.submit import deploy_run
+    from fedsim.deploy.submit import EXIT_BOXES_FAILED, BoxesFailed, deploy_run
 
     try:
         overrides = dict(parse_override(item) for item in set_)
         run_dir = out or Path(f"runs/{_time.strftime('%Y%m%d-%H%M%S')}-deploy")
         summary = deploy_run(superlink=superlink, config=config, overrides=overrides, run_dir=run_dir, certs=certs,
-                             insecure=insecure, timeout=timeout, echo=lambda s: err.print(s, highlight=False))
+                             insecure=insecure, timeout=timeout, max_failed_fraction=max_failed_fraction, warm=not cold,
+                             echo=lambda s: err.print(s, highlight=False, markup=False, soft_wrap=True))
     except ConfigError as e:
         fail(str(e))
+    except BoxesFailed as e:
+        for line in e.lines:
+            err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+        typer.echo(e.summary.get("run_dir", str(run_dir)))
+        raise typer.Exit(EXIT_BOXES_FAILED) from None
     except RuntimeError as e:
         fail(str(e), code=1)
     typer.echo(summary.get("run_dir", str(run_dir)))
+
+
+@deploy_app.command("unit", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def deploy_unit(
+    ctx: typer.Context,
+    role: str = typer.Argument(..., metavar="superlink|supernode", help="Which service."),
+    out: Path = typer.Option(None, "--out", "-o", metavar="FILE", show_default=False,
+                             help="Write the unit here (default: print it)."),
+    user: str = typer.Option(None, "--user", show_default=False, help="The service's user (default: you)."),
+    workdir: Path = typer.Option(None, "--workdir", metavar="DIR", show_default=False,
+                                 help="Its working directory (default: here); FLWR_HOME is DIR/flwr-home."),
+) -> None:
+    """Write a systemd unit that runs fedsim deploy superlink|supernode with the options after
+    the role (absolute paths), restarts it on failure and starts it at boot.
+
+    Example: fedsim deploy unit supernode --superlink server.local:8000 --certs /etc/fedsim/certs
+    --key /etc/fedsim/supernode-1.key --data-dir /data/box1 --state-dir /var/lib/fedsim -o fedsim-supernode.service
+    """
+    from fedsim.deploy.service import unit_text
+
+    try:
+        text = unit_text(role, list(ctx.args), user=user, workdir=workdir)
+    except ConfigError as e:
+        fail(str(e))
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        typer.echo(f"{out}: install with sudo cp {out} /etc/systemd/system/ && sudo systemctl daemon-reload && "
+                   f"sudo systemctl enable --now {out.stem}")

@@ -52,9 +52,12 @@ REPLY_SUMS = "sums"  # a cohort's validated partial sums (engine cohort)
 NODE_DATA_DIR = "data-dir"
 NODE_STATE_DIR = "state-dir"
 NODE_DEVICE = "device"
-NODE_PARTITION_ID = "partition-id"  # Flower's own key: the client a deployed SuperNode trains
+NODE_PARTITION_ID = "partition-id"  # Flower's own keys: a deployed box of a generated task trains
+NODE_NUM_PARTITIONS = "num-partitions"  # share partition-id of the task split among num-partitions
+NODE_DELAY = "delay-seconds"  # a deployed box waits this long before training each round (emulates a slow box)
 NODE_PLUGINS = "plugins"  # comma-separated plugin modules this node may import (its owner's choice)
-NODE_KEYS = (NODE_DATA_DIR, NODE_STATE_DIR, NODE_DEVICE, NODE_PARTITION_ID, NODE_PLUGINS)
+NODE_KEYS = (NODE_DATA_DIR, NODE_STATE_DIR, NODE_DEVICE, NODE_PARTITION_ID, NODE_NUM_PARTITIONS, NODE_DELAY,
+             NODE_PLUGINS)
 
 
 def node_env_name(key: str) -> str:

@@ -154,5 +154,5 @@ def test_a_deployed_node_trains_all_of_its_own_folder_under_its_client_id(tmp_pa
     assert set(whole.task._folder.client_items(0).tolist()) == train_ids
     assert all(len(pool) < len(train_ids) / 2 for pool in pools) and set().union(*pools) == train_ids
     assert update.client_id == 2 and update.num_examples == 400
-    with pytest.raises(ValueError, match="on each node's own data folder"):
+    with pytest.raises(ValueError, match="is generated and split among the boxes"):  # tests/deploy/test_partitions.py
         Resident(RunSpec.from_experiment(load_config(None, TINY), whole_node=True), data_dir=None)

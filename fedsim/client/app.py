@@ -61,26 +61,63 @@ def resolve_device(setting: str | None) -> torch.device:
     return torch.device(setting)
 
 
+def node_partition(context: Context | None) -> tuple[int, int] | None:
+    """The node's Flower partition keys ``(partition-id, num-partitions)``, checked; ``None``
+    when the node config has no ``partition-id``."""
+    pid, count = node_setting(context, R.NODE_PARTITION_ID), node_setting(context, R.NODE_NUM_PARTITIONS)
+    if pid is None and count is None:
+        return None
+    if pid is None or count is None:
+        raise ValueError(f"node config: {R.NODE_PARTITION_ID} and {R.NODE_NUM_PARTITIONS} go together "
+                         f"(got {R.NODE_PARTITION_ID}={pid}, {R.NODE_NUM_PARTITIONS}={count})")
+    try:
+        k, n = int(pid), int(count)
+    except ValueError:
+        raise ValueError(f"node config: {R.NODE_PARTITION_ID}={pid!r} and {R.NODE_NUM_PARTITIONS}={count!r} "
+                         "must be integers") from None
+    if not 0 <= k < n:
+        raise ValueError(f"node config: {R.NODE_PARTITION_ID}={k} is not within 0..{n - 1} "
+                         f"({R.NODE_NUM_PARTITIONS}={n})")
+    return k, n
+
+
 class Resident:
-    """What a worker process keeps between messages: the run's task, model and strategy."""
+    """What a worker process keeps between messages: the run's task, model and strategy.
+
+    Which data a client trains on: in simulation, client ``c``'s share of the task split
+    among ``spec.num_clients``. On a deployed box (``spec.whole_node``) of a folder task,
+    all of the box's own ``data_dir``. On a deployed box of a generated task, share
+    ``partition[0]`` of the task split among ``partition[1]`` clients, trained as that
+    client (its seeds too): box ``k`` trains exactly what simulated client ``k`` would.
+    """
 
     def __init__(self, spec: RunSpec, *, data_dir: str | None = None, device: str | None = None,
-                 plugins: str | None = None) -> None:
+                 partition: tuple[int, int] | None = None, plugins: str | None = None) -> None:
         torch.set_num_threads(1)
-        if (spec.folder_data or spec.whole_node) and data_dir is None:
-            raise ValueError(f"this run trains task {spec.task!r} on each node's own data folder; give this "
-                             f"node one with --node-config {R.NODE_DATA_DIR}=PATH")
-        import_plugins(allowed_plugins(spec.plugins, plugins))  # only what this node's config lists
         from fedsim.config import PartitionConfig
 
+        box_folder = spec.whole_node and spec.folder_data
+        if (spec.folder_data or box_folder) and data_dir is None:
+            raise ValueError(f"this run trains task {spec.task!r} on each node's own data folder; give this "
+                             f"node one with --node-config {R.NODE_DATA_DIR}=PATH")
+        self.partition = partition if spec.whole_node and not spec.folder_data else None
+        if spec.whole_node and not spec.folder_data and partition is None:
+            raise ValueError(f"this run's task {spec.task!r} is generated and split among the boxes; give this "
+                             f"node its share with --node-config '{R.NODE_PARTITION_ID}=K "
+                             f"{R.NODE_NUM_PARTITIONS}=N' (box K of N trains simulated client K's data)")
+        import_plugins(allowed_plugins(spec.plugins, plugins))  # only what this node's config lists
         self.spec = spec
         self.device = resolve_device(device)
         partitioning = PartitionConfig(**spec.partitioning)
-        if spec.whole_node:  # the node's folder is one client's data: all of it, no split
-            partitioning = PartitionConfig(kind="iid")
-        self.task = build_task(spec.task, spec.task_params, num_clients=1 if spec.whole_node else spec.num_clients,
+        num_clients = spec.num_clients
+        self.data_id: int | None = None  # whose share a client trains on (None: its own id's)
+        if box_folder:  # the node's folder is one client's data: all of it, no split
+            partitioning, num_clients, self.data_id = PartitionConfig(kind="iid"), 1, 0
+        elif self.partition is not None:
+            num_clients = self.partition[1]
+        self.task = build_task(spec.task, spec.task_params, num_clients=num_clients,
                                seed=spec.seed, partitioning=partitioning, backbone=spec.model,
-                               backbone_options=spec.model_params, data_dir=data_dir)
+                               backbone_options=spec.model_params, data_dir=data_dir if spec.folder_data else None)
         self.model = self.task.build_model().to(self.device)
         self.strategy = build_strategy(spec.strategy, spec.strategy_params, task=spec.task, seed=spec.seed,
                                        dp_clip=spec.dp_clip, dp_noise=spec.dp_noise)
@@ -105,7 +142,7 @@ class Resident:
             load_global(self.model, own)
         update = train_client(
             self.task, self.model, global_arrays, client_id=client_id, server_round=rnd.server_round,
-            data_id=0 if self.spec.whole_node else None,
+            data_id=self.data_id,
             seed=self.spec.seed, local_epochs=rnd.local_epochs, batch_size=rnd.batch_size,
             lr=rnd.lr, momentum=rnd.momentum, weight_decay=rnd.weight_decay,
             proximal_mu=rnd.proximal_mu, load_keys=load_keys, optimizer=rnd.optimizer, device=self.device)
@@ -129,11 +166,12 @@ def resident_for(msg: Message, context: Context | None) -> Resident:
     spec = RunSpec.from_record(msg.content.config_records[R.RUN])
     data_dir, device = node_setting(context, R.NODE_DATA_DIR), node_setting(context, R.NODE_DEVICE)
     plugins = node_setting(context, R.NODE_PLUGINS)
-    key = f"{spec.key()}|{data_dir}|{device}|{plugins}"
+    partition = node_partition(context) if spec.whole_node else None
+    key = f"{spec.key()}|{data_dir}|{device}|{partition}|{plugins}"
     if key not in _RESIDENTS:
         while len(_RESIDENTS) >= 2:  # a run's model is rebuilt, never shared with another run
             _RESIDENTS.pop(next(iter(_RESIDENTS)))
-        _RESIDENTS[key] = Resident(spec, data_dir=data_dir, device=device, plugins=plugins)
+        _RESIDENTS[key] = Resident(spec, data_dir=data_dir, device=device, partition=partition, plugins=plugins)
     return _RESIDENTS[key]
 
 
@@ -147,13 +185,12 @@ def state_store(context: Context | None) -> ClientStateStore:
     return ClientStateStore(path)
 
 
-def _client_ids(rnd: RoundSpec, context: Context | None) -> list[int]:
+def _client_ids(rnd: RoundSpec, resident: Resident) -> list[int]:
+    if resident.partition is not None:  # a deployed box of a generated task is simulated client K
+        return [resident.partition[0]]
     if rnd.client_ids:
         return list(rnd.client_ids)
-    partition = node_setting(context, R.NODE_PARTITION_ID)
-    if partition is None:
-        raise ValueError("the round names no clients and this node has no partition-id")
-    return [int(partition)]  # a deployed SuperNode trains its own data
+    raise ValueError("the round names no clients")
 
 
 def describe_exception(error: BaseException) -> str:
@@ -190,9 +227,26 @@ def expires_at(msg: Message) -> float:
 @replying_errors
 def query(msg: Message, context: Context) -> Message:
     """Readiness: build the run's task, model and strategy (kept resident), then answer."""
+    content = RecordDict({R.METRICS: MetricRecord({"ready": 1})})
     if R.RUN in msg.content.config_records:
-        resident_for(msg, context)
-    return Message(RecordDict({R.METRICS: MetricRecord({"ready": 1})}), reply_to=msg)
+        content[NODE_INFO] = ConfigRecord(describe_node(resident_for(msg, context), context))
+    return Message(content, reply_to=msg)
+
+
+NODE_INFO = "node"  # ConfigRecord of a readiness answer: what the box trains on, where
+
+
+def describe_node(resident: Resident, context: Context | None) -> dict[str, str]:
+    """The box as ``fedsim deploy run`` lists it before round 1: host, data and device."""
+    import socket
+
+    if resident.partition is not None:
+        data = f"partition {resident.partition[0]} of {resident.partition[1]}"
+    elif resident.spec.folder_data:
+        data = f"folder {node_setting(context, R.NODE_DATA_DIR)}"
+    else:
+        data = "the task's clients"
+    return {"host": socket.gethostname(), "data": data, "device": str(resident.device)}
 
 
 def _on(arrays: Arrays, device: torch.device) -> Arrays:
@@ -209,8 +263,10 @@ def train(msg: Message, context: Context) -> Message:
                              "before training started"), reply_to=msg)
     rnd = RoundSpec.from_record(msg.content.config_records[R.ROUND])
     resident = resident_for(msg, context)
+    if resident.spec.whole_node and (delay := node_setting(context, R.NODE_DELAY)):
+        time.sleep(float(delay))  # a test bed's slow box (node config delay-seconds)
     global_arrays = _on(msg.content[R.ARRAYS].to_torch_state_dict(), resident.device)
-    ids = _client_ids(rnd, context)
+    ids = _client_ids(rnd, resident)
     store = state_store(context)
     if rnd.reply == REPLY_WEIGHTS:
         if len(ids) != 1:

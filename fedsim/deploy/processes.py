@@ -30,6 +30,8 @@ from fedsim import records as R
 from fedsim.deploy.certs import CA_CERT, SERVER_CERT, SERVER_KEY, DeployError
 
 CONNECTION = "fedsim"  # the connection's name in the private FLWR_HOME
+SUPEREXEC_POLL_ENV = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL"  # Flower's own setting (seconds, default 1.0)
+SUPEREXEC_POLL_SECONDS = "0.1"
 INSECURE_MEANING = ("without TLS, model weights and run settings cross the network unencrypted, SuperNodes "
                     "cannot tell the real SuperLink from an impostor, and SuperNode authentication is off "
                     "(any machine that reaches the port can join and train)")
@@ -49,9 +51,10 @@ def flower_exe(name: str) -> str:
 def flower_env(**extra: str) -> dict[str, str]:
     """The environment for Flower's processes: this Python's bin folder first on ``PATH`` (the
     SuperLink and SuperNode start ``flower-superexec`` / ``flwr-serverapp`` / ``flwr-clientapp``
-    by name), plus ``extra``."""
+    by name), the SuperExec's task polling at 0.1 s unless set (Flower's default 1 s adds up
+    to a second to every round), plus ``extra``."""
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    return {**os.environ, "PATH": path, **extra}
+    return {SUPEREXEC_POLL_ENV: SUPEREXEC_POLL_SECONDS, **os.environ, "PATH": path, **extra}
 
 
 def parse_address(text: str, what: str = "--superlink") -> tuple[str, int]:
@@ -125,18 +128,20 @@ def public_key_files(items: list[Path]) -> list[Path]:
     return [p.resolve() for p in found]
 
 
-def node_config(*, data_dir: Path, state_dir: Path, device: str, partition_id: int | None,
+def node_config(*, data_dir: Path | None, state_dir: Path, device: str, partition_id: int | None,
                 num_partitions: int | None, plugins: str | None = None) -> str:
-    """The SuperNode's node config as TOML: its own data folder, state folder and device (what
-    :func:`fedsim.client.app.node_setting` reads), and Flower's partition keys when given.
+    """The SuperNode's node config as TOML: its own data folder (when given), state folder and
+    device (what :func:`fedsim.client.app.node_setting` reads), Flower's partition keys
+    (which share of a generated task the box trains) when given, and the plugin modules it may import.
 
     It goes to ``flower-supernode --node-config FILE.toml``: Flower's inline form
     (``k="v" ...``) cannot carry a path with a quote in it; a TOML file carries any path.
     """
-    items: dict[str, object] = {R.NODE_DATA_DIR: str(data_dir), R.NODE_STATE_DIR: str(state_dir),
-                                R.NODE_DEVICE: device}
+    items: dict[str, object] = {R.NODE_STATE_DIR: str(state_dir), R.NODE_DEVICE: device}
+    if data_dir is not None:
+        items[R.NODE_DATA_DIR] = str(data_dir)
     if partition_id is not None:
-        items.update({R.NODE_PARTITION_ID: partition_id, "num-partitions": num_partitions})
+        items.update({R.NODE_PARTITION_ID: partition_id, R.NODE_NUM_PARTITIONS: num_partitions})
     if plugins:  # the only plugin modules this box imports for a run
         items[R.NODE_PLUGINS] = plugins
     # json.dumps of a str is a valid TOML basic string; ints are TOML ints
@@ -146,13 +151,13 @@ def node_config(*, data_dir: Path, state_dir: Path, device: str, partition_id: i
 NODE_CONFIG_FILE = "node-config.toml"
 
 
-def supernode_argv(*, superlink: str, certs: Path | None, key: Path | None, data_dir: Path, state_dir: Path,
+def supernode_argv(*, superlink: str, certs: Path | None, key: Path | None, data_dir: Path | None, state_dir: Path,
                    port: int, device: str = "cpu", partition_id: int | None = None,
                    num_partitions: int | None = None, insecure: bool = False,
                    max_wait: float | None = None, plugins: str | None = None) -> list[str]:
     """The SuperNode's command line, its inputs checked first (one :class:`DeployError` line)."""
     parse_address(superlink)
-    if not data_dir.is_dir():
+    if data_dir is not None and not data_dir.is_dir():
         raise DeployError(f"--data-dir: {data_dir} is not a folder; give this box's own data folder")
     if (partition_id is None) != (num_partitions is None):
         raise DeployError("--partition-id and --num-partitions go together")
@@ -176,7 +181,8 @@ def supernode_argv(*, superlink: str, certs: Path | None, key: Path | None, data
     except OSError as e:
         raise DeployError(f"--state-dir: cannot create {state_dir}: {e.strerror}") from None
     config_file = state_dir.resolve() / NODE_CONFIG_FILE
-    config_file.write_text(node_config(data_dir=data_dir.resolve(), state_dir=state_dir.resolve(), device=device,
+    config_file.write_text(node_config(data_dir=data_dir.resolve() if data_dir else None,
+                                       state_dir=state_dir.resolve(), device=device,
                                        partition_id=partition_id, num_partitions=num_partitions, plugins=plugins))
     argv = [flower_exe("flower-supernode"), "--superlink", superlink, "--port", str(port),
             "--node-config", str(config_file), *security]

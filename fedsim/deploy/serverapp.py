@@ -11,7 +11,12 @@ How SuperNodes map to clients: the experiment runs the ``flower`` engine with
 nodes, orders them by node id and sends client ``c`` to the ``c``-th node. The run record says
 ``whole-node``: a SuperNode is one client that trains on all of its own ``data-dir``
 (:mod:`fedsim.client.app`) under client id ``c``, which is stable for the whole run (it seeds
-the node's augmentations and keys its own state) but not chosen by the box.
+the node's augmentations and keys its own state) but not chosen by the box. A box of a
+generated task trains its node config's share (``partition-id`` of ``num-partitions``) as
+that simulated client instead (:class:`fedsim.client.app.Resident`).
+
+What each box did is noted on the way (:class:`fedsim.deploy.boxes.BoxLedger`) and written to
+``boxes.json`` beside the rounds, also when the run fails.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from fedsim.config import load_config
+from fedsim.deploy.boxes import BoxLedger
 from fedsim.server.loop import RoundLoop
 
 CONFIG_KEY = "config-yaml"
@@ -42,4 +48,8 @@ def main(grid: Grid, context: Context) -> None:
         path = Path(tmp) / "config.yaml"
         path.write_text(text)
         exp = load_config(path)
-    RoundLoop(grid, exp, run_dir, quiet=True, whole_nodes=True).run()
+    ledger = BoxLedger(grid, Path(run_dir))
+    try:
+        RoundLoop(ledger, exp, run_dir, quiet=True, whole_nodes=True).run()  # type: ignore[arg-type]
+    finally:
+        ledger.finish()

@@ -25,7 +25,8 @@ from fedsim.deploy.processes import CONNECTION, INSECURE_MEANING, FlwrCli, _json
 from fedsim.deploy.serverapp import CONFIG_KEY, RUN_DIR_KEY
 
 APP_NAME = "fedsim-deploy"
-POLL_SECONDS = 1.0
+POLL_SECONDS = 0.1  # reading the run directory (local files)
+STATUS_SECONDS = 5.0  # asking Flower for the run's status (a flwr process each time)
 FINISHED = "finished"
 
 
@@ -46,7 +47,11 @@ def toml_string(text: str) -> str:
     return json.dumps(text)
 
 
-def write_app(folder: Path, exp: ExperimentConfig, run_dir: Path) -> Path:
+WARM_CLIENTAPP = "fedsim.deploy.warm:app"  # hands each message to the box's long-lived fedsim process
+COLD_CLIENTAPP = "fedsim.client.app:app"  # fedsim's ClientApp itself: imports and builds per message
+
+
+def write_app(folder: Path, exp: ExperimentConfig, run_dir: Path, *, clientapp: str = WARM_CLIENTAPP) -> Path:
     """Write the Flower app that runs ``exp`` into ``folder``; returns it."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "pyproject.toml").write_text(f"""\
@@ -65,7 +70,7 @@ publisher = "fedsim"
 
 [tool.flwr.app.components]
 serverapp = "fedsim.deploy.serverapp:app"
-clientapp = "fedsim.client.app:app"
+clientapp = "{clientapp}"
 
 [tool.flwr.app.config]
 {CONFIG_KEY} = {toml_string(exp.to_yaml())}
@@ -94,25 +99,50 @@ def run_status(cli: FlwrCli, run_id: int) -> str:
     return "unknown"
 
 
+class BoxesFailed(RuntimeError):
+    """The run finished but boxes failed (:func:`fedsim.deploy.boxes.failing_boxes`): ``deploy
+    run`` prints ``lines`` and exits with :data:`EXIT_BOXES_FAILED`."""
+
+    def __init__(self, lines: list[str], summary: dict[str, Any]) -> None:
+        super().__init__("; ".join(lines))
+        self.lines, self.summary = lines, summary
+
+
+EXIT_BOXES_FAILED = 4
+
+
+def _round_line(row: dict[str, Any]) -> str:
+    metrics = ", ".join(f"{k} {v:.3f}" for k, v in row.items()
+                        if isinstance(v, float) and k.endswith(("top1", "loss", "_map", "mae", "psnr")))
+    failed = sum(row.get("failed", {}).values()) if isinstance(row.get("failed"), dict) else 0
+    counts = f" ({row['clients_ok']} ok, {failed} failed)" if "clients_ok" in row else ""
+    return f"round {row['round']}{counts}: {metrics}"
+
+
 def follow(cli: FlwrCli, run_id: int, run_dir: Path, *, timeout: float,
            echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Print each round as it lands in ``rounds.jsonl`` until the run's ``summary.json`` is
-    written; return the summary.
+    """Print the boxes once they answered whether they are ready (before round 1), then each
+    round as soon as it lands in ``rounds.jsonl``, until the run's ``summary.json`` is written;
+    return the summary.
 
-    Raises :class:`RuntimeError` when Flower reports the run finished (failed, stopped)
-    without a summary, or after ``timeout`` seconds.
+    The run directory is read every ``POLL_SECONDS``; Flower's run status (a ``flwr`` call)
+    only every ``STATUS_SECONDS``. Raises :class:`RuntimeError` when Flower reports the run
+    finished (failed, stopped) without a summary, or after ``timeout`` seconds.
     """
+    from fedsim.deploy.boxes import describe, read_boxes
     from fedsim.server.outputs import read_rounds
 
     deadline = time.monotonic() + timeout
-    shown = 0
-    status = "pending"
+    shown, boxes_shown = 0, False
+    status, status_at = "pending", time.monotonic()
     while True:
+        if not boxes_shown and (ledger := read_boxes(run_dir)) is not None:
+            for box in ledger["boxes"]:
+                echo(describe(box))
+            boxes_shown = True
         rows = read_rounds(run_dir) if run_dir.is_dir() else []
         for row in rows[shown:]:
-            metrics = ", ".join(f"{k} {v:.3f}" for k, v in row.items()
-                                if isinstance(v, float) and k.endswith(("top1", "loss", "_map", "mae", "psnr")))
-            echo(f"round {row['round']}: {metrics}")
+            echo(_round_line(row))
         shown = len(rows)
         summary = run_dir / "summary.json"
         if summary.is_file():
@@ -123,13 +153,34 @@ def follow(cli: FlwrCli, run_id: int, run_dir: Path, *, timeout: float,
             raise RuntimeError(f"run {run_id} did not finish within {timeout:.0f}s (status {status}); "
                                f"it keeps running on the SuperLink: flwr stop {run_id}")
         time.sleep(POLL_SECONDS)
-        status = run_status(cli, run_id)
+        if time.monotonic() - status_at > STATUS_SECONDS:
+            status, status_at = run_status(cli, run_id), time.monotonic()
+
+
+def box_failures(run_dir: Path, max_failed_fraction: float, *, wait: float = 30.0) -> list[str]:
+    """The lines of :func:`fedsim.deploy.boxes.failing_boxes` once the ServerApp wrote its
+    final ``boxes.json`` (right after the summary; waits up to ``wait`` seconds for it)."""
+    from fedsim.deploy.boxes import failing_boxes, read_boxes
+
+    deadline = time.monotonic() + wait
+    while (ledger := read_boxes(run_dir)) is None or not ledger.get("complete"):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(POLL_SECONDS)
+    return failing_boxes(ledger["boxes"], max_failed_fraction) if ledger else []
 
 
 def deploy_run(*, superlink: str, config: Path | None, overrides: dict[str, Any], run_dir: Path,
-               certs: Path | None, insecure: bool, timeout: float,
-               echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Check everything, submit, follow; returns the run's summary."""
+               certs: Path | None, insecure: bool, timeout: float, max_failed_fraction: float = 0.5,
+               warm: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Check everything, submit, follow; returns the run's summary.
+
+    Raises :class:`BoxesFailed` when the run finished but a box failed every round it was
+    sampled for, or more than ``max_failed_fraction`` of the client updates failed; a run
+    that ended without a summary (:class:`RuntimeError`) also echoes its failing boxes first.
+    """
+    if not 0.0 <= max_failed_fraction <= 1.0:
+        raise DeployError(f"--max-failed-fraction: {max_failed_fraction} is not within 0..1")
     parse_address(superlink)
     if insecure and certs is not None:
         raise DeployError("--insecure and --certs contradict each other; give one")
@@ -144,7 +195,17 @@ def deploy_run(*, superlink: str, config: Path | None, overrides: dict[str, Any]
     exp = deployment_experiment(config, overrides, run_dir)
     with tempfile.TemporaryDirectory(prefix="fedsim-deploy-") as tmp:
         cli = FlwrCli(superlink, ca, Path(tmp) / "flwr-home")
-        run_id = submit(cli, write_app(Path(tmp) / "app", exp, run_dir))
+        app_dir = write_app(Path(tmp) / "app", exp, run_dir, clientapp=WARM_CLIENTAPP if warm else COLD_CLIENTAPP)
+        run_id = submit(cli, app_dir)
         echo(f"submitted run {run_id} to {superlink}: {exp.strategy.name} on {exp.task.name}, "
              f"{exp.federation.clients} SuperNodes, {exp.federation.rounds} rounds -> {run_dir}")
-        return follow(cli, run_id, run_dir, timeout=timeout, echo=echo)
+        try:
+            summary = follow(cli, run_id, run_dir, timeout=timeout, echo=echo)
+        except RuntimeError:
+            for line in box_failures(run_dir, max_failed_fraction, wait=5.0):
+                echo(line)
+            raise
+    failing = box_failures(run_dir, max_failed_fraction)
+    if failing:
+        raise BoxesFailed(failing, summary)
+    return summary

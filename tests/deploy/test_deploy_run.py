@@ -53,9 +53,14 @@ class Started:
         self.output: dict[int, list[str]] = {}
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
+        """``fedsim ARGS`` in its own process group."""
+        return self.launch(name, [sys.executable, "-m", "fedsim", *args])
+
+    def launch(self, name: str, argv: list[str], **env_extra: str) -> subprocess.Popen:
+        """``argv`` in its own process group, FLWR_HOME a folder of its own, this Python's bin on PATH."""
         env = {**os.environ, "FLWR_HOME": str(self.tmp / f"flwr-home-{name}"), "FEDSIM_TEST_TAG": self.tag,
-               "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-        proc = subprocess.Popen([sys.executable, "-m", "fedsim", *args], env=env, stdout=subprocess.PIPE,
+               "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]), **env_extra}
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self.procs.append(proc)
         lines = self.output[proc.pid] = []
@@ -175,6 +180,6 @@ engine: {{name: flower, device: cpu}}
                  "curves.png"):
         assert (run_dir / name).is_file(), name
     assert json.loads((run_dir / "data.json").read_text())["root"] == str(server_data)  # the server evaluates
-    assert "round 2:" in log and str(run_dir) in started.output[submit.pid][-1]
+    assert "round 2 (3 ok, 0 failed):" in log and str(run_dir) in started.output[submit.pid][-1]
     for i in (1, 2, 3):  # each box got its own folder through its node config
         assert f'"data-dir" = "{boxes[i - 1]}"' in (tmp_path / f"state{i}" / "node-config.toml").read_text()

@@ -47,6 +47,10 @@ def test_supernode_gets_its_own_folders_through_a_node_config_flower_parses(tmp_
                       "device": "cpu", "partition-id": 1, "num-partitions": 3}
     assert argv[argv.index("--root-certificates") + 1] == str((tmp_path / "c" / "ca.crt").resolve())
     assert argv[argv.index("--auth-supernode-private-key") + 1] == str(key.resolve())
+    # a box of a generated task: its share and no data folder
+    argv = supernode_argv(superlink="127.0.0.1:9100", certs=tmp_path / "c", key=key, data_dir=None,
+                          state_dir=tmp_path / "state", port=9200, partition_id=0, num_partitions=2)
+    assert "data-dir" not in parse_config_args([argv[argv.index("--node-config") + 1]])
 
 
 @pytest.mark.parametrize(("args", "expected"), [
@@ -88,7 +92,7 @@ def test_submitted_app_carries_the_experiment_and_fedsims_components(tmp_path: P
     # Assert
     project = tomllib.loads((folder / "pyproject.toml").read_text())
     assert project["tool"]["flwr"]["app"]["components"] == {"serverapp": "fedsim.deploy.serverapp:app",
-                                                            "clientapp": "fedsim.client.app:app"}
+                                                            "clientapp": "fedsim.deploy.warm:app"}
     run_config = project["tool"]["flwr"]["app"]["config"]
     assert run_config["config-yaml"] == exp.to_yaml() and run_config["run-dir"] == str(tmp_path / "run")
     assert parse_address("[::1]:8000") == ("::1", 8000)
