@@ -24,7 +24,7 @@ from typing import Any
 
 from fedsim import records as R
 from fedsim.config import ExperimentConfig
-from fedsim.engines import Engine, make_engine, ray_cluster
+from fedsim.engines import Engine, make_engine, ray_cluster, warm
 from fedsim.engines.stop import Interrupted, RunStopped, SignalsStop, StopFlag
 
 
@@ -269,12 +269,12 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
     backend = backend_config(exp, engine)
     fast = dispatch_every(DISPATCH_INTERVAL, run.stop) if engine.name == "cohort" else contextlib.nullcontext()
     error: BaseException | None = None
+    kept = False
     signals = SignalsStop(run.stop)
     quiet_flower(verbose)
     with signals.active():
         try:
-            ray_cluster.start(backend["init_args"], num_cpus_per_client=exp.engine.num_cpus_per_client,
-                              quiet_workers=not verbose, env=node_settings(exp, run_dir, engine))
+            kept = _start_ray(exp, backend, node_settings(exp, run_dir, engine), verbose)
             signals.reinstall()  # ray.init installed its own SIGTERM handler (sys.exit)
             with fast, workers_stop_with(run.stop):
                 run_simulation(server_app=run.app(), client_app=client_app, num_supernodes=engine.num_nodes,
@@ -293,10 +293,24 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
                          "the simulation runtime stopped")
             if run.thread is not None:
                 run.thread.join(JOIN_SECONDS)
-            ray_cluster.stop()
+            if not kept:
+                ray_cluster.stop()
+            elif error is not None:  # the kept cluster may be what failed: the next run starts a new one
+                warm.release()
     if run.result:
         return run.result
     raise run.stopped(error)
+
+
+def _start_ray(exp: ExperimentConfig, backend: dict[str, Any], env: dict[str, str], verbose: bool) -> bool:
+    """Start (or attach to) Ray for a run; ``True`` when the run uses the process's kept
+    cluster (:mod:`fedsim.engines.warm`), which then stays up after the run."""
+    kept = warm.serves(exp.engine.ray_address)
+    if kept:
+        warm.set_node_env(env)
+    ray_cluster.start(backend["init_args"], num_cpus_per_client=exp.engine.num_cpus_per_client,
+                      quiet_workers=not verbose, env=env)
+    return kept
 
 
 def _last_round(run_dir: str) -> int | None:
