@@ -25,3 +25,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf runs .pytest_cache
+
+# The inner loop: everything but the tests marked slow (own Ray start-ups, real processes, long runs).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
