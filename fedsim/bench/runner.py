@@ -1,4 +1,6 @@
-"""Run a bench's cells as ``python -m fedsim run --quiet`` subprocesses, N at a time.
+"""Run a bench's cells (``fedsim run --quiet``), N at a time, on N cell hosts: long-lived
+processes that keep one Ray cluster and its workers between cells (:mod:`fedsim.bench.host`);
+any other command runs as a subprocess of its own.
 
 Each cell is a normal run directory, so an interrupted bench continues where it stopped:
 finished cells are skipped, interrupted ones resumed (see :mod:`fedsim.bench.plan`). A
@@ -21,6 +23,7 @@ from types import FrameType
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from fedsim.bench.host import CellHost, hostable
 from fedsim.bench.plan import DONE, LOG_DIR, PlannedCell
 from fedsim.server.outputs import SUMMARY_FILE, read_rounds
 
@@ -57,6 +60,10 @@ class _Running:
     proc: subprocess.Popen[bytes]
     log: Path
     started: float = field(default_factory=time.monotonic)
+    host: CellHost | None = None  # the cell host running it (None: a subprocess of its own)
+
+    def poll(self) -> int | None:
+        return self.host.result() if self.host is not None else self.proc.poll()
 
 
 def _last_line(path: Path) -> str:
@@ -140,6 +147,7 @@ class Runner:
         self.progress = BenchProgress(cells, quiet=quiet, console=console)
         self.running: list[_Running] = []
         self.seen_rounds: dict[str, int] = {}
+        self.hosts: list[CellHost] = []
 
     def run(self) -> list[CellOutcome]:
         """Run every cell not done; returns one outcome per cell (skipped ones included).
@@ -163,7 +171,22 @@ class Runner:
                     raise BenchInterrupted(signum) from None
         finally:
             signal.signal(signal.SIGTERM, previous)
+            self._close_hosts(STOP_GRACE_SECONDS)
         return outcomes
+
+    def _host(self) -> CellHost:
+        """An idle, live cell host (a dead one is replaced by a new one)."""
+        self.hosts = [h for h in self.hosts if h.alive or h.busy]
+        host = next((h for h in self.hosts if not h.busy), None)
+        if host is None:
+            host = CellHost()
+            self.hosts.append(host)
+        return host
+
+    def _close_hosts(self, timeout: float) -> None:
+        for host in self.hosts:
+            host.close(timeout)
+        self.hosts = []
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
         raise BenchInterrupted(signum)
@@ -172,11 +195,18 @@ class Runner:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{cell.cell.name}.log"
         cmd = self.command(cell)
+        args = hostable(cmd)
         with open(log, "ab") as fh:
             fh.write(f"$ {' '.join(cmd)}\n".encode())
             fh.flush()
-            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.running.append(_Running(cell, proc, log))
+            if args is None:
+                proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if args is None:
+            self.running.append(_Running(cell, proc, log))
+        else:
+            host = self._host()
+            host.submit(args, log)
+            self.running.append(_Running(cell, host.proc, log, host=host))
         self.seen_rounds[cell.cell.name] = cell.rounds_done
         self.progress.started(cell, index)
 
@@ -184,12 +214,14 @@ class Runner:
         finished = []
         for run in list(self.running):
             self._poll_rounds(run.cell)
-            code = run.proc.poll()
+            code = run.poll()
             if code is None:
                 continue
             self.running.remove(run)
             outcome = CellOutcome(run.cell, returncode=code, seconds=time.monotonic() - run.started,
                                   message=_last_line(run.log))
+            if outcome.ok:
+                record_cell_seconds(run.cell, outcome.seconds)
             self.progress.finished(outcome)
             finished.append(outcome)
         return finished
@@ -206,6 +238,7 @@ class Runner:
         for run in self.running:
             if run.proc.poll() is None:
                 run.proc.send_signal(signum)
+        self._close_hosts(STOP_GRACE_SECONDS)  # a host ends once its cell stopped
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         for run in self.running:
             try:
@@ -214,3 +247,22 @@ class Runner:
                 run.proc.kill()
                 run.proc.wait()
         self.running = []
+
+
+def record_cell_seconds(cell: PlannedCell, seconds: float) -> None:
+    """Add to the cell's summary its wall time as the bench saw it (``cell_seconds``) and the
+    part of it that was not its rounds (``cell_overhead_seconds``: start-up, the initial
+    evaluation, shut-down), for the bench's cost table."""
+    import json
+
+    from fedsim.atomic import atomic_write_bytes
+
+    path = cell.dir / SUMMARY_FILE
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    rounds = sum(float(r.get("round_seconds", 0.0)) for r in read_rounds(cell.dir)
+                 if int(r.get("round", 0)) > cell.rounds_done)
+    summary.update(cell_seconds=round(seconds, 3), cell_overhead_seconds=round(max(0.0, seconds - rounds), 3))
+    atomic_write_bytes(path, lambda fh: fh.write((json.dumps(summary, indent=2) + "\n").encode()))
