@@ -101,16 +101,18 @@ def metric_table(cells: Sequence[CellResult], labels: Sequence[str], metric: str
 
 def cost_table(cells: Sequence[CellResult], labels: Sequence[str]) -> Table:
     """Per group (means over seeds): rounds, wall time, client-updates/s, MB down and up per run."""
-    headers = [*labels, "n", "rounds", "wall s", "client-updates/s", "MB down", "MB up"]
+    headers = [*labels, "n", "rounds", "wall s", "overhead s", "client-updates/s", "MB down", "MB up"]
     rows = []
     for key, members in groups(cells, labels).items():
         rows.append([str(v) for v in key] + [
             str(len(members)), _mean(members, lambda c: c.summary.get("rounds"), 0),
             _mean(members, lambda c: c.summary.get("wall_seconds"), 1),
+            _mean(members, lambda c: c.summary.get("cell_overhead_seconds"), 1),
             _mean(members, lambda c: c.summary.get("updates_per_s"), 1),
             _mean(members, lambda c: _mb(c.summary.get("bytes_down")), 2),
             _mean(members, lambda c: _mb(c.summary.get("bytes_up")), 2)])
     note = ("means over seeds; wall s: the run's last invocation (a resumed cell counts its last part); "
+            "overhead s: the cell's wall time in the bench minus its rounds' (start-up, initial evaluation, end); "
             "bytes: tensor payload per run, counted per client (see README, Benchmarking strategies); MB = 10^6 bytes")
     return Table(title="cost per run", headers=headers, rows=rows, note=note)
 
