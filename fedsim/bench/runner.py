@@ -12,6 +12,7 @@ resumable point; the bench then exits 130/143.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -28,6 +29,7 @@ from fedsim.bench.plan import DONE, LOG_DIR, PlannedCell
 from fedsim.server.outputs import SUMMARY_FILE, read_rounds
 
 POLL_SECONDS = 0.5
+HOSTS_ENV = "FEDSIM_BENCH_HOSTS"  # "0": every cell a `fedsim run` process of its own (as before hosts)
 STOP_GRACE_SECONDS = 60.0  # how long a signalled cell gets to stop before it is killed
 
 
@@ -195,7 +197,7 @@ class Runner:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{cell.cell.name}.log"
         cmd = self.command(cell)
-        args = hostable(cmd)
+        args = hostable(cmd) if os.environ.get(HOSTS_ENV, "1") != "0" else None
         with open(log, "ab") as fh:
             fh.write(f"$ {' '.join(cmd)}\n".encode())
             fh.flush()
