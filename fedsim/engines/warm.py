@@ -77,10 +77,19 @@ def set_node_env(env: dict[str, str]) -> None:
 
 
 def _apply_env(actor_self: Any, env: dict[str, str], names: list[str]) -> int:
-    """Runs inside an actor (through ``__ray_call__``): this run's node settings."""
+    """Runs inside an actor (through ``__ray_call__``): this run's node settings, and the
+    previous runs' task, model and strategy dropped (memory; a run builds its own, as on a
+    fresh worker)."""
+    import gc
+    import sys
+
     for name in names:
         os.environ.pop(name, None)
     os.environ.update(env)
+    client_app = sys.modules.get("fedsim.client.app")
+    if client_app is not None:
+        getattr(client_app, "_RESIDENTS", {}).clear()
+    gc.collect()
     return os.getpid()
 
 
