@@ -44,3 +44,7 @@ $(DOCS_STAMP): $(STAMP)
 .PHONY: docs
 docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+# The inner loop: everything but the tests marked slow (own Ray start-ups, real processes, long runs).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"

@@ -24,7 +24,7 @@ from typing import Any
 
 from fedsim import records as R
 from fedsim.config import ExperimentConfig
-from fedsim.engines import Engine, make_engine, ray_cluster
+from fedsim.engines import Engine, make_engine, ray_cluster, warm
 from fedsim.engines.stop import STOP_SIGNALS, Interrupted, RunStopped, SignalsStop, StopFlag
 
 
@@ -371,6 +371,7 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
     local = None if attached else make_engine(exp)
     run = _ServerRun(exp, run_dir, quiet=quiet, verbose=verbose, resume=resume, show_summary=False)
     error: BaseException | None = None
+    kept = False
     signals = SignalsStop(run.stop)
     quiet_flower(verbose)
     if not quiet:
@@ -386,8 +387,7 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
         try:
             device = local.device if local is not None else exp.engine.device
             try:
-                ray_cluster.start(ray_init_args(exp), num_cpus_per_client=exp.engine.num_cpus_per_client,
-                                  quiet_workers=not verbose, env=node_settings(exp, run_dir, device))
+                kept = _start_ray(exp, ray_init_args(exp), node_settings(exp, run_dir, device), verbose)
             except Exception as e:  # e.g. ray.init timing out: the runtime stopped before the run (exit 3)
                 if isinstance(e, ray_cluster.RayUnavailable):
                     raise
@@ -416,10 +416,24 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
                          "the simulation runtime stopped")
             if run.thread is not None:
                 run.thread.join(JOIN_SECONDS)
-            ray_cluster.stop()
+            if not kept:
+                ray_cluster.stop()
+            elif error is not None:  # the kept cluster may be what failed: the next run starts a new one
+                warm.release()
     if run.result:
         return run.result
     raise run.stopped(error)
+
+
+def _start_ray(exp: ExperimentConfig, init_args: dict[str, Any], env: dict[str, str], verbose: bool) -> bool:
+    """Start (or attach to) Ray for a run; ``True`` when the run uses the process's kept
+    cluster (:mod:`fedsim.engines.warm`), which then stays up after the run."""
+    kept = warm.serves(exp.engine.ray_address)
+    if kept:
+        warm.set_node_env(env)
+    ray_cluster.start(init_args, num_cpus_per_client=exp.engine.num_cpus_per_client,
+                      quiet_workers=not verbose, env=env)
+    return kept
 
 
 def _last_round(run_dir: str) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from fedsim.strategies.base import ClientUpdate
@@ -53,3 +54,58 @@ def train_message(exp, global_arrays, client_ids, reply: str, server_round: int 
         R.ARRAYS: ArrayRecord(global_arrays), R.RUN: ConfigRecord(RunSpec.from_experiment(exp).to_record()),
         R.ROUND: ConfigRecord(round_of(exp, server_round, client_ids, reply).to_record())})
     return make_message(metadata=metadata, content=content)
+
+
+@pytest.fixture(scope="session")
+def _kept_cluster():
+    """One local Ray cluster and its worker actors for every in-process run of the session
+    (see :mod:`fedsim.engines.warm`): a run pays Ray's start-up once per session, not per test."""
+    from fedsim.engines.warm import warm_cluster
+
+    with warm_cluster():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _ray_for_this_test(request):
+    """Tests marked ``own_ray`` (start-up, signals, attach, process trees) start and stop Ray
+    themselves; the others' in-process runs share the session's kept cluster."""
+    if request.node.get_closest_marker("own_ray") is not None:
+        from fedsim.engines.warm import suspended
+
+        with suspended():
+            yield
+        return
+    request.getfixturevalue("_kept_cluster")
+    yield
+
+
+def run_fedsim(cmd: list[str], **subprocess_options: object):
+    """``subprocess.run([python, "-m", "fedsim", ...])`` run in this process instead (same
+    arguments; the subprocess options are ignored): for tests of what a run produces, not of
+    the process itself, so their runs use the session's kept Ray cluster."""
+    import subprocess
+    import traceback
+
+    from typer.testing import CliRunner
+
+    from fedsim.cli import app
+
+    args = list(cmd[cmd.index("fedsim") + 1:]) if "fedsim" in cmd else list(cmd)
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(cmd, result.exit_code, result.stdout, stderr)
+
+
+# fixtures that run real `fedsim` processes (a bench's cells, an uninterrupted reference run)
+SLOW_FIXTURES = {"tiny", "tiny_bench", "uninterrupted"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """``slow``: tests with their own Ray (``own_ray``) or a process-running fixture, besides
+    those marked by hand; ``make test-fast`` (``-m "not slow"``) leaves them out."""
+    for item in items:
+        if item.get_closest_marker("own_ray") or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -1,4 +1,6 @@
-"""Run a bench's cells as ``python -m fedsim run --quiet`` subprocesses, N at a time.
+"""Run a bench's cells (``fedsim run --quiet``), N at a time, on N cell hosts: long-lived
+processes that keep one Ray cluster and its workers between cells (:mod:`fedsim.bench.host`);
+any other command runs as a subprocess of its own.
 
 Each cell is a normal run directory, so an interrupted bench continues where it stopped:
 finished cells are skipped, interrupted ones resumed (see :mod:`fedsim.bench.plan`). A
@@ -12,6 +14,7 @@ resumable point; the bench then exits 130/143.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -24,6 +27,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from fedsim.bench.host import CellHost, hostable
 from fedsim.bench.plan import DONE, LOG_DIR, PlannedCell
 from fedsim.bench.results import record_process_time
 from fedsim.provenance import now_utc
@@ -31,6 +35,7 @@ from fedsim.server.progress import diagnostics
 from fedsim.server.outputs import SUMMARY_FILE, read_rounds
 
 POLL_SECONDS = 0.5
+HOSTS_ENV = "FEDSIM_BENCH_HOSTS"  # "0": every cell a `fedsim run` process of its own (as before hosts)
 STOP_GRACE_SECONDS = 60.0  # how long a signalled cell gets to stop before it is killed
 
 
@@ -64,6 +69,10 @@ class _Running:
     log: Path
     started: float = field(default_factory=time.monotonic)
     started_at: str = field(default_factory=now_utc)
+    host: CellHost | None = None  # the cell host running it (None: a subprocess of its own)
+
+    def poll(self) -> int | None:
+        return self.host.result() if self.host is not None else self.proc.poll()
 
 
 def _last_line(path: Path) -> str:
@@ -155,6 +164,7 @@ class Runner:
         self.progress = BenchProgress(cells, quiet=quiet, console=console)
         self.running: list[_Running] = []
         self.seen_rounds: dict[str, int] = {}
+        self.hosts: list[CellHost] = []
 
     def run(self) -> list[CellOutcome]:
         """Run every cell not done; returns one outcome per cell (skipped ones included).
@@ -183,7 +193,22 @@ class Runner:
             signal.signal(signal.SIGTERM, previous)
             if previous_int == signal.SIG_IGN:
                 signal.signal(signal.SIGINT, previous_int)
+            self._close_hosts(STOP_GRACE_SECONDS)
         return outcomes
+
+    def _host(self) -> CellHost:
+        """An idle, live cell host (a dead one is replaced by a new one)."""
+        self.hosts = [h for h in self.hosts if h.alive or h.busy]
+        host = next((h for h in self.hosts if not h.busy), None)
+        if host is None:
+            host = CellHost()
+            self.hosts.append(host)
+        return host
+
+    def _close_hosts(self, timeout: float) -> None:
+        for host in self.hosts:
+            host.close(timeout)
+        self.hosts = []
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
         raise BenchInterrupted(signum)
@@ -192,12 +217,19 @@ class Runner:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{cell.cell.name}.log"
         cmd = self.command(cell)
+        args = hostable(cmd) if os.environ.get(HOSTS_ENV, "1") != "0" else None
         with open(log, "ab") as fh:
             fh.write(f"$ {' '.join(cmd)}\n".encode())
             fh.flush()
-            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    preexec_fn=default_sigint)
-        self.running.append(_Running(cell, proc, log))
+            if args is None:
+                proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        preexec_fn=default_sigint)
+        if args is None:
+            self.running.append(_Running(cell, proc, log))
+        else:
+            host = self._host()
+            host.submit(args, log)
+            self.running.append(_Running(cell, host.proc, log, host=host))
         self.seen_rounds[cell.cell.name] = cell.rounds_done
         self.progress.started(cell, index)
 
@@ -205,7 +237,7 @@ class Runner:
         finished = []
         for run in list(self.running):
             self._poll_rounds(run.cell)
-            code = run.proc.poll()
+            code = run.poll()
             if code is None:
                 continue
             self.running.remove(run)
@@ -213,6 +245,8 @@ class Runner:
                                   message=_last_line(run.log))
             record_process_time(self.bench_dir, run.cell.cell.name, started_at=run.started_at,
                                 seconds=outcome.seconds, returncode=code)
+            if outcome.ok:
+                record_cell_seconds(run.cell, outcome.seconds)
             self.progress.finished(outcome)
             finished.append(outcome)
         return finished
@@ -229,6 +263,7 @@ class Runner:
         for run in self.running:
             if run.proc.poll() is None:
                 run.proc.send_signal(signum)
+        self._close_hosts(STOP_GRACE_SECONDS)  # a host ends once its cell stopped
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         for run in self.running:
             try:
@@ -239,3 +274,22 @@ class Runner:
             record_process_time(self.bench_dir, run.cell.cell.name, started_at=run.started_at,
                                 seconds=time.monotonic() - run.started, returncode=run.proc.returncode)
         self.running = []
+
+
+def record_cell_seconds(cell: PlannedCell, seconds: float) -> None:
+    """Add to the cell's summary its wall time as the bench saw it (``cell_seconds``) and the
+    part of it that was not its rounds (``cell_overhead_seconds``: start-up, the initial
+    evaluation, shut-down), for the bench's cost table."""
+    import json
+
+    from fedsim.atomic import atomic_write_bytes
+
+    path = cell.dir / SUMMARY_FILE
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    rounds = sum(float(r.get("round_seconds", 0.0)) for r in read_rounds(cell.dir)
+                 if int(r.get("round", 0)) > cell.rounds_done)
+    summary.update(cell_seconds=round(seconds, 3), cell_overhead_seconds=round(max(0.0, seconds - rounds), 3))
+    atomic_write_bytes(path, lambda fh: fh.write((json.dumps(summary, indent=2) + "\n").encode()))

@@ -148,20 +148,22 @@ def paired_table(cells: Sequence[CellResult], labels: Sequence[str], metric: str
 
 def cost_table(cells: Sequence[CellResult], labels: Sequence[str]) -> Table:
     """Per group (means over seeds): rounds, the cell's process time, the round loop's time,
-    client-updates/s, MB down and up per run."""
-    headers = [*labels, "n", "rounds", "process s", "loop s", "client-updates/s", "MB down", "MB up"]
+    the cell's overhead, client-updates/s, MB down and up per run."""
+    headers = [*labels, "n", "rounds", "process s", "loop s", "overhead s", "client-updates/s", "MB down", "MB up"]
     rows = []
     for key, members in groups(cells, labels).items():
         rows.append([str(v) for v in key] + [
             str(len(members)), _mean(members, lambda c: c.summary.get("rounds"), 0),
             _mean(members, lambda c: c.process_seconds, 1),
             _mean(members, lambda c: c.summary.get("wall_seconds"), 1),
+            _mean(members, lambda c: c.summary.get("cell_overhead_seconds"), 1),
             _mean(members, lambda c: c.summary.get("updates_per_s"), 1),
             _mean(members, lambda c: _mb(c.summary.get("bytes_down")), 2),
             _mean(members, lambda c: _mb(c.summary.get("bytes_up")), 2)])
     note = ("means over seeds; process s: wall time of the cell's fedsim run processes from start to exit "
             "(imports, Ray start-up and every invocation of a resumed cell included, failed attempts not; – when "
             "the bench runner did not time it); loop s: the round loop of the run's last invocation; "
+            "overhead s: the cell's wall time in the bench minus its rounds' (start-up, initial evaluation, end); "
             "bytes: tensor payload per run, counted per client (see docs/guides/benchmarking.md); MB = 10^6 bytes")
     return Table(title="cost per run", headers=headers, rows=rows, note=note)
 

@@ -28,7 +28,7 @@ from fedsim.data.digits import load_base
 from fedsim.deploy.certs import write_certs, write_node_keys
 from fedsim.deploy.processes import free_port
 
-pytestmark = pytest.mark.timeout(480)
+pytestmark = [pytest.mark.timeout(480), pytest.mark.slow]  # real processes and TLS: minutes
 STOP_SECONDS = 30.0  # every started process is gone within this after the test stops it
 
 

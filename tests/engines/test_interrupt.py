@@ -21,6 +21,8 @@ import yaml
 from fedsim.config import load_config
 from fedsim.engines.stop import RunStopped
 
+pytestmark = pytest.mark.slow  # subprocess runs with Ray of their own
+
 # synthetic task, MLP: ~0.1 s a round on 2 busy cores, so a 60-round run is mid-way when signalled
 TINY = {"task.name": "synthetic", "model.name": "mlp", "federation.clients": 4,
         "federation.clients_per_round": 4, "federation.rounds": 60, "evaluation.every": 20,
@@ -119,6 +121,7 @@ def test_unreachable_ray_address_is_one_line_and_exit_2(config, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.own_ray
 @pytest.mark.timeout(240)
 def test_runtime_that_dies_stops_the_round_loop(tmp_path, monkeypatch):
     """Flower's Ray backend failing in the main thread used to leave the ServerApp thread

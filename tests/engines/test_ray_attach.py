@@ -15,6 +15,8 @@ import pytest
 
 from tests.server.conftest import small_yaml
 
+pytestmark = pytest.mark.slow  # subprocess runs with Ray of their own
+
 RAY = str(Path(sys.executable).parent / "ray")
 
 

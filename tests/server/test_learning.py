@@ -17,6 +17,7 @@ from tests.server.conftest import read_rows
 QUICKSTART = Path(__file__).resolve().parents[2] / "simulations" / "quickstart.yaml"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_demo_encoder_beats_its_initialisation(tmp_path):
     # Prepare

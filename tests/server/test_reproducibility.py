@@ -11,6 +11,7 @@ import torch
 
 from fedsim.launcher import simulate
 from fedsim.server.loop import RunAborted
+from tests.conftest import run_fedsim
 from tests.server.conftest import read_rows, small_config, small_yaml
 
 
@@ -39,6 +40,7 @@ def _fedsim(*args, **kwargs):
                             start_new_session=True, **kwargs)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_sigkill_mid_round_then_resume_is_bit_identical(simulated, tmp_path):
     config = small_yaml(tmp_path / "exp.yaml", **{"engine.name": "cohort"})
@@ -89,8 +91,8 @@ def test_run_stops_with_exit_code_3_after_max_failed_rounds(tmp_path):
         "engine.name": "cohort", "faults": {"exception": list(range(6))},
         "federation.max_failed_rounds": 2})
 
-    proc = _fedsim("--config", str(config), "--out", str(tmp_path / "run"))
-    _, stderr = proc.communicate(timeout=300)
+    proc = run_fedsim(["run", "--quiet", "--config", str(config), "--out", str(tmp_path / "run")])
+    stderr = proc.stderr
 
     assert proc.returncode == 3, stderr
     assert "2 consecutive rounds failed" in stderr

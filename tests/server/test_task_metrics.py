@@ -7,7 +7,6 @@ The toy regression task (tests/plugins/toy_regression.py) is registered only thr
 import csv
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,10 +14,12 @@ import pytest
 import torch
 
 from tests.server.conftest import read_rows
+from tests.conftest import run_fedsim
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # a learning run of several rounds
 @pytest.mark.timeout(300)
 def test_a_regression_task_runs_through_fedsim_run_with_its_own_metrics(tmp_path):
     # Prepare
@@ -28,7 +29,7 @@ def test_a_regression_task_runs_through_fedsim_run_with_its_own_metrics(tmp_path
            "--set", "plugins=[tests.plugins.toy_regression]", "--set", "federation.lr=0.02",
            "--set", "evaluation.track=[mae,rmse]"]
     # Execute
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=280,
+    proc = run_fedsim(cmd, cwd=ROOT, capture_output=True, text=True, timeout=280,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     # Assert
     assert proc.returncode == 0, proc.stderr[-2000:]

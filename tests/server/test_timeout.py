@@ -20,6 +20,7 @@ TINY = {"task.name": "synthetic", "model.name": "mlp", "federation.clients": 4,
         "federation.clients_per_round": 4, "federation.rounds": 3, "evaluation.every": 3}
 
 
+@pytest.mark.own_ray
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("engine", ["cohort", "flower"])
 def test_one_second_round_timeout_loses_no_round_to_start_up(engine, tmp_path):

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.server.conftest import read_rows
+from tests.conftest import run_fedsim
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # a learning run of several rounds
 @pytest.mark.timeout(420)
 def test_fifty_clients_of_mixed_modalities_run_three_rounds_and_record_every_declared_metric(tmp_path):
     # Prepare / Execute: seed 0, the default modality mix (40 % image, 40 % audio, 20 % both)
     run_dir = tmp_path / "run"
-    proc = subprocess.run(
+    proc = run_fedsim(
         [sys.executable, "-m", "fedsim", "run", "--task", "audio_image", "--model", "resnet_small",
          "--clients", "50", "--clients-per-round", "4", "--rounds", "3", "--local-epochs", "1",
          "--out", str(run_dir), "--set", "federation.lr=0.05", "--set", "federation.momentum=0.9",

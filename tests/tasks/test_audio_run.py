@@ -16,15 +16,17 @@ from typer.testing import CliRunner
 from fedsim.cli import app
 
 from tests.server.conftest import read_rows
+from tests.conftest import run_fedsim
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def fedsim(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fedsim", "run", *args], cwd=ROOT, capture_output=True,
+    return run_fedsim([sys.executable, "-m", "fedsim", "run", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
+@pytest.mark.slow  # a learning run of several rounds
 @pytest.mark.timeout(420)
 def test_the_audio_encoder_beats_its_random_initialisation(tmp_path):
     # Prepare / Execute: 3 rounds of federated SimCLR on the generated sounds, seed 0
@@ -42,6 +44,7 @@ def test_the_audio_encoder_beats_its_random_initialisation(tmp_path):
     assert json.loads((run_dir / "data.json").read_text())["source"] == "generated"
 
 
+@pytest.mark.slow  # a learning run of several rounds
 @pytest.mark.timeout(300)
 def test_a_speech_commands_folder_trains_and_records_its_held_out_clips(tmp_path):
     # Prepare: 3 words x 4 speakers x 3 takes of 0.5 s at 22.05 kHz (resampled to 16 kHz);

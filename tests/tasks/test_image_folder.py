@@ -25,6 +25,7 @@ from fedsim.cli import app
 from fedsim.config import load_config
 from fedsim.data import digits
 from tests.server.conftest import read_rows
+from tests.conftest import run_fedsim
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "simulations" / "quickstart.yaml"
@@ -46,10 +47,11 @@ def write_digit_folder(root: Path, n_train: int, n_test: int, size: int = 20) ->
 
 
 def fedsim(*args: str, timeout: float = 280) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fedsim", "run", *args], cwd=ROOT, capture_output=True,
+    return run_fedsim([sys.executable, "-m", "fedsim", "run", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
+@pytest.mark.slow  # a learning run of several rounds
 @pytest.mark.timeout(300)
 def test_fedsim_run_on_an_image_folder_beats_the_random_init_encoder(tmp_path):
     # Prepare: 40 training and 20 held-out images per class

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from fedsim.cli import app
 
 from tests.data.test_video_folders import write_video
 from tests.server.conftest import read_rows
+from tests.conftest import run_fedsim
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,7 +37,7 @@ def test_fedvssl_trains_the_video_task_on_a_folder_of_videos(tmp_path):
             write_video(folder / name / f"v_{name}_g{g:02d}_c01.avi", frames)
     run_dir = tmp_path / "run"
     # Execute
-    proc = subprocess.run(
+    proc = run_fedsim(
         [sys.executable, "-m", "fedsim", "run", "--task", "video", "--strategy", "fedvssl", "--data-dir",
          str(folder), "--clients", "4", "--clients-per-round", "2", "--rounds", "1", "--out", str(run_dir),
          "--set", "evaluation.knn_k=3", "--set", "partitioning.kind=natural",  # UCF-101 groups
