@@ -180,6 +180,12 @@ class Task(ABC):
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Score ``model``'s encoder on held-out data no client sees: ``{metric name: value}``."""
 
+    def start_local_training(self, model: nn.Module) -> None:
+        """Called once per client before its first local step, after the received weights are
+        loaded into ``model``. Default: nothing. A task whose loss needs more than ``model``
+        (BYOL's momentum target network) builds it here, so it is a pure function of the
+        received weights in both engines and needs no per-client state."""
+
     def baselines(self) -> dict[str, float]:
         """Floors reported at round 0 beside the random-init encoder (e.g. raw-input kNN).
 
