@@ -220,6 +220,9 @@ def list_plugins() -> None:
         table.add_column("name", style="bold")
         table.add_column("description")
         for name, text in registry.describe().items():
+            experimental = getattr(registry.get(name), "experimental", None) if registry is TASKS else None
+            if experimental:
+                text += "\n[dim]experimental: " + "; ".join(f"{k} ({v})" for k, v in experimental.items()) + "[/dim]"
             table.add_row(name, text)
         out.print(table)
 

@@ -22,6 +22,8 @@ def test_list_shows_every_registered_plugin():
     assert result.exit_code == 0
     for name in STRATEGIES.names() + TASKS.names() + MODELS.names():
         assert name in result.stdout
+    # objectives that do not learn yet are flagged with their numbers
+    assert "experimental: byol (kNN" in " ".join(result.stdout.split())
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -153,6 +153,10 @@ class Task(ABC):
     """Whether ``--data-dir`` (``task.data_dir``) means anything to this task."""
     encoder_prefixes: ClassVar[tuple[str, ...]] = ("backbone.",)
     """State-dict prefixes of the shared encoder."""
+    experimental: ClassVar[dict[str, str]] = {}
+    """Objectives/pretexts (``task.params``) that do not yet beat the random-init encoder and the
+    raw-input baseline at their defaults on the bundled data: name -> the measured numbers.
+    ``fedsim list`` prints them; ``benchmarks/objectives.py`` measures them."""
     default_model: ClassVar[str | None] = None
     """The backbone used when ``model.name`` is not given (``None``: the config's default)."""
 

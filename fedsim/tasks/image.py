@@ -129,7 +129,9 @@ def byol_predictor(dim: int, hidden: int) -> nn.Module:
 
 @register_task("image")
 class ImageTask(ProbeEvaluation, Task):
-    """SimCLR on images: bundled per-client digit writers or your own folder (or supervised)."""
+    """SimCLR on images: bundled per-client digit writers or your own folder (or BYOL, supervised)."""
+
+    experimental = {"byol": "kNN 0.209 after the demo's 20 rounds, seed 0: above init 0.149, below raw pixels 0.579"}
 
     Params = ImageParams
     reads_data_dir = True
