@@ -156,14 +156,14 @@ def fit_color_probe(bank_maps: torch.Tensor, bank_grey: torch.Tensor, bank_rgb: 
         torch.manual_seed(seed)
         probe = ColorDecoder(bank_maps.shape[1])
     opt = torch.optim.Adam(probe.parameters(), lr=PROBE_LR)
-    probe.train()
+    probe.eval()  # BatchNorm as a learned affine map: no batch-vs-running statistics gap on the query
     with torch.enable_grad():
         for _ in range(PROBE_STEPS):
             loss = F.mse_loss(probe(bank_maps, bank_grey), bank_rgb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    return probe.eval()
+    return probe
 
 
 class VideoSSLModel(nn.Module):
