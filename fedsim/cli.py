@@ -17,7 +17,7 @@ from rich.table import Table
 
 from fedsim import version
 from fedsim.config import ConfigError, load_config, one_line, parse_override
-from fedsim.plugins import builtin_listing
+from fedsim.plugins import builtin_experimental, builtin_listing
 from fedsim.specs import describe_specs, resolve_spec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -268,6 +268,8 @@ def list_plugins() -> None:
     """List the built-in strategies, tasks and models and the bundled experiment files, one line each."""
     out = Console(soft_wrap=True)
     listing = builtin_listing()  # read from the plugins' source: listing them imports no torch
+    for task, flagged in builtin_experimental().items():  # objectives that do not yet beat their baselines
+        listing["task"][task] += " — experimental: " + "; ".join(f"{k} ({v})" for k, v in flagged.items())
     sections = {"strategies": listing["strategy"], "tasks": listing["task"], "models": listing["model"],
                 "experiments (--config NAME)": describe_specs()}
     for title, described in sections.items():

@@ -57,18 +57,29 @@ def builtin_listing() -> dict[str, dict[str, str]]:
     It finds the ``@register_*("name", ...)`` decorators of the modules in
     :data:`BUILTIN_PACKAGES` (a test checks the two agree).
     """
-    found: dict[str, dict[str, str]] = {kind: {} for kind in DECORATORS.values()}
+    return {kind: {name: doc for name, (doc, _) in named.items()} for kind, named in _scan().items()}
+
+
+def builtin_experimental() -> dict[str, dict[str, str]]:
+    """Task name -> its ``experimental`` class attribute (objective -> the measured reason),
+    read from the source like :func:`builtin_listing`; tasks with none are left out."""
+    return {name: flagged for name, (_, flagged) in _scan()["task"].items() if flagged}
+
+
+def _scan() -> dict[str, dict[str, tuple[str, dict[str, str]]]]:
+    found: dict[str, dict[str, tuple[str, dict[str, str]]]] = {kind: {} for kind in DECORATORS.values()}
     for package in BUILTIN_PACKAGES:
         spec = importlib.util.find_spec(package)  # imports only the fedsim package itself
         for folder in spec.submodule_search_locations if spec and spec.submodule_search_locations else ():
             for path in sorted(Path(folder).glob("*.py")):
-                for kind, name, doc in _registrations(path):
-                    found[kind][name] = doc
+                for kind, name, doc, flagged in _registrations(path):
+                    found[kind][name] = (doc, flagged)
     return {kind: dict(sorted(named.items())) for kind, named in found.items()}
 
 
-def _registrations(path: Path) -> Iterable[tuple[str, str, str]]:
-    """(kind, name, first docstring line) of each registration decorator in the module at ``path``."""
+def _registrations(path: Path) -> Iterable[tuple[str, str, str, dict[str, str]]]:
+    """(kind, name, first docstring line, ``experimental`` dict literal of a class) of each
+    registration decorator in the module at ``path``."""
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if not isinstance(node, (ast.ClassDef, ast.FunctionDef)):
             continue
@@ -76,7 +87,18 @@ def _registrations(path: Path) -> Iterable[tuple[str, str, str]]:
             if (isinstance(deco, ast.Call) and isinstance(deco.func, ast.Name) and deco.func.id in DECORATORS
                     and deco.args and isinstance(deco.args[0], ast.Constant)):
                 doc = ast.get_docstring(node, clean=False)
-                yield DECORATORS[deco.func.id], deco.args[0].value, doc.strip().splitlines()[0] if doc else ""
+                yield (DECORATORS[deco.func.id], deco.args[0].value, doc.strip().splitlines()[0] if doc else "",
+                       _experimental(node))
+
+
+def _experimental(node: ast.ClassDef | ast.FunctionDef) -> dict[str, str]:
+    """The class body's ``experimental = {...}`` literal, else ``{}``."""
+    for stmt in node.body if isinstance(node, ast.ClassDef) else ():
+        target = stmt.targets[0] if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 else (
+            stmt.target if isinstance(stmt, ast.AnnAssign) else None)
+        if isinstance(target, ast.Name) and target.id == "experimental" and stmt.value is not None:
+            return dict(ast.literal_eval(stmt.value))
+    return {}
 
 
 def allowed_plugins(requested: Iterable[str], own: str | None) -> list[str]:

@@ -23,6 +23,8 @@ def test_list_shows_every_registered_plugin():
     assert result.exit_code == 0
     for name in STRATEGIES.names() + TASKS.names() + MODELS.names():
         assert name in result.stdout
+    # objectives that do not learn yet are flagged with their numbers
+    assert "experimental: byol (kNN" in " ".join(result.stdout.split())
 
 
 def test_piped_list_rows_are_whole_lines_even_when_narrow():
@@ -208,6 +210,18 @@ def test_the_listing_read_from_source_is_the_registry_after_import():
 
     assert listing == {"strategy": STRATEGIES.describe(), "task": TASKS.describe(), "model": MODELS.describe()}
     assert "ldawa" in listing["strategy"] and listing["strategy"]["ldawa"]
+
+
+def test_experimental_objectives_read_from_source_are_the_tasks_attributes():
+    from fedsim.plugins import builtin_experimental, load_plugins
+    from fedsim.registry import TASKS
+
+    flagged = builtin_experimental()
+    load_plugins()
+
+    assert flagged == {name: TASKS.get(name).experimental for name in TASKS.names()
+                       if getattr(TASKS.get(name), "experimental", None)}
+    assert "order" in flagged["audio"]  # temporal order does not beat its random init (docs)
 
 
 @pytest.mark.parametrize("given", ["quickstart", "quickstart.yaml"])

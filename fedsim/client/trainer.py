@@ -74,6 +74,7 @@ def train_client(task: Task, model: nn.Module, global_arrays: Arrays, *, client_
     """
     state = model.state_dict()  # once per client: the same tensors are loaded and returned
     load_global(model, global_arrays, load_keys, state=state)
+    task.start_local_training(model)  # e.g. BYOL rebuilds its target network from these weights
     data = task.client_dataset(client_id if data_id is None else data_id)
     gen = torch_generator(seed, server_round, client_id)
     if optimizer == "sgd" and momentum == 0 and weight_decay == 0:

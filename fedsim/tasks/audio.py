@@ -42,6 +42,7 @@ from torch import nn
 from fedsim.data import sounds
 from fedsim.data.folder_clients import FolderClients
 from fedsim.losses import BarlowTwinsLoss, NTXentLoss
+from fedsim.losses.barlow import barlow_projector, scaled_lambda
 from fedsim.models import build_backbone
 from fedsim.registry import MODELS, register_task
 from fedsim.tasks.base import BackboneHead, Batch, Task, TaskContext, TaskParams, TensorDataset, projection_mlp
@@ -62,7 +63,8 @@ class AudioParams(TaskParams):
     win_length: int = Field(320, ge=16)
     hop_length: int = Field(160, ge=8)
     temperature: float = Field(0.5, gt=0.0, description="NT-Xent temperature (simclr)")
-    barlow_lambda: float = Field(5e-3, ge=0.0, description="off-diagonal weight λ (barlow)")
+    barlow_lambda: float | None = Field(None, ge=0.0, description="off-diagonal weight λ (barlow); "
+                                        "default: 5e-3·8192/projection_dim, the paper's λ scaled to the width")
     barlow_scale: float = Field(0.1, gt=0.0, description="loss scale (barlow; solo-learn's scale_loss)")
     projection_dim: int = Field(64, ge=2, description="projection MLP output (simclr, barlow)")
     gain_db: float = Field(6.0, ge=0.0, description="views get a gain of U(-g, g) dB")
@@ -150,6 +152,8 @@ def centre_crop(wave: torch.Tensor, length: int) -> torch.Tensor:
 class AudioTask(ProbeEvaluation, Task):
     """SSL on log-mel spectrograms: generated sounds or a Speech Commands / ESC-50 folder (FASSL)."""
 
+    experimental = {"order": "kNN 0.276 ± 0.004 after 12 rounds, 3 seeds: init 0.273, pooled log-mel 0.450"}
+
     Params = AudioParams
     reads_data_dir = True
     retrieval = True
@@ -164,7 +168,8 @@ class AudioTask(ProbeEvaluation, Task):
         self._conditions = sounds.ConditionScale(strength=p.condition_strength)
         self._eval: EvalData | None = None
         self._ntxent = NTXentLoss(p.temperature)
-        self._barlow = BarlowTwinsLoss(p.barlow_lambda, scale=p.barlow_scale)
+        lam = scaled_lambda(p.projection_dim) if p.barlow_lambda is None else p.barlow_lambda
+        self._barlow = BarlowTwinsLoss(lam, scale=p.barlow_scale)
         self._folder = None if context.data_dir is None else FolderClients(
             context.data_dir, scan=self._scan, load=self._load, seed=context.seed,
             num_clients=context.num_clients, partitioning=context.partitioning,
@@ -227,6 +232,8 @@ class AudioTask(ProbeEvaluation, Task):
             if p.objective == "order":
                 head: nn.Module = nn.Sequential(nn.Linear(3 * d, d), nn.ReLU(inplace=True),
                                                 nn.Linear(d, len(PERMUTATIONS)))
+            elif p.objective == "barlow":
+                head = barlow_projector(d, p.projection_dim)
             else:
                 head = projection_mlp(d, p.projection_dim)
         return BackboneHead(backbone, head)

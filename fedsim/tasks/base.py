@@ -153,6 +153,10 @@ class Task(ABC):
     """Whether ``--data-dir`` (``task.data_dir``) means anything to this task."""
     encoder_prefixes: ClassVar[tuple[str, ...]] = ("backbone.",)
     """State-dict prefixes of the shared encoder."""
+    experimental: ClassVar[dict[str, str]] = {}
+    """Objectives/pretexts (``task.params``) that do not yet beat the random-init encoder and the
+    raw-input baseline at their defaults on the bundled data: name -> the measured numbers.
+    ``fedsim list`` prints them; ``benchmarks/objectives.py`` measures them."""
     default_model: ClassVar[str | None] = None
     """The backbone used when ``model.name`` is not given (``None``: the config's default)."""
 
@@ -179,6 +183,12 @@ class Task(ABC):
     @abstractmethod
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Score ``model``'s encoder on held-out data no client sees: ``{metric name: value}``."""
+
+    def start_local_training(self, model: nn.Module) -> None:
+        """Called once per client before its first local step, after the received weights are
+        loaded into ``model``. Default: nothing. A task whose loss needs more than ``model``
+        (BYOL's momentum target network) builds it here, so it is a pure function of the
+        received weights in both engines and needs no per-client state."""
 
     def baselines(self) -> dict[str, float]:
         """Floors reported at round 0 beside the random-init encoder (e.g. raw-input kNN).

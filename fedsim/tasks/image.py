@@ -11,7 +11,9 @@ of every sample, a projection MLP, NT-Xent (:class:`fedsim.losses.NTXentLoss`). 
 augmentations cover exactly the nuisances the writer style varies — rotation, slant,
 size, aspect, position, elastic wobble, stroke thickness, ink — so invariance to them is what
 the encoder learns (docs/getting-started/quickstart.md: augmentations that miss the
-population's nuisance make SimCLR *worse* than a random encoder). ``objective: supervised`` trains a
+population's nuisance make SimCLR *worse* than a random encoder). ``objective: byol`` trains BYOL
+(Grill et al., arXiv 2006.07733) on the same two views: :func:`byol_predictor` says what is
+aggregated and where the momentum target lives. ``objective: supervised`` trains a
 linear classifier with label-smoothed cross-entropy instead (FedRepOpt, arXiv 2409.15898).
 """
 
@@ -30,7 +32,7 @@ from torch import nn
 from fedsim.data import digits
 from fedsim.data.folder_clients import FolderClients
 from fedsim.data.folders import ImageIndex, load_images, scan_image_folder
-from fedsim.losses import NTXentLoss
+from fedsim.losses import BYOLNetwork, MomentumTarget, NTXentLoss
 from fedsim.models import build_backbone
 from fedsim.optim.repopt import ProxyData
 from fedsim.registry import register_task
@@ -41,9 +43,10 @@ from fedsim.tasks.classification import EvalData, ProbeEvaluation
 class ImageParams(TaskParams):
     """Parameters of the image task (``task.params`` in the YAML)."""
 
-    objective: Literal["simclr", "supervised"] = "simclr"
+    objective: Literal["simclr", "byol", "supervised"] = "simclr"
+    byol_momentum: float = Field(0.99, ge=0.0, le=1.0, description="BYOL target EMA rate τ (byol only)")
     temperature: float = Field(0.5, gt=0.0, description="NT-Xent temperature τ")
-    projection_dim: int = Field(64, ge=2, description="output size of the SimCLR projection MLP")
+    projection_dim: int = Field(64, ge=2, description="output size of the SimCLR/BYOL projection MLP")
     image_size: int = Field(28, ge=12, le=64, description="side of the rendered square images, px")
     min_samples: int = Field(64, ge=2, description="smallest client data set")
     max_samples: int = Field(128, ge=2, description="largest client data set")
@@ -106,9 +109,29 @@ def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0,
     return out * (1.0 - torch.rand((n, 1, 1, 1), generator=generator) * r.ink)
 
 
+def byol_predictor(dim: int, hidden: int) -> nn.Module:
+    """BYOL's predictor q_θ: Linear → BN → ReLU → Linear, ``dim → hidden → dim`` (arXiv 2006.07733, §3.3).
+
+    In a federated run (``objective: byol``) the online encoder, projector and this predictor
+    are the model's parameters, so the strategy aggregates all three, as it aggregates SimCLR's
+    projector; the momentum target is no parameter: each client rebuilds it from the received
+    global encoder + projector when its local training starts (:class:`fedsim.losses.MomentumTarget`).
+    The target is not kept per client (as FedVSSL heads are) because in the cross-device
+    setting a client is sampled a few times per run at most, so a kept target would be many
+    rounds stale or, on first participation, the global model anyway; rebuilding it needs no
+    client state, so both engines, resumed runs and deployed nodes behave alike. With the
+    demo's ~10 local steps and τ = 0.99 the target stays close to the global model: the
+    online network regresses the global model's projections of the other view.
+    """
+    return nn.Sequential(nn.Linear(dim, hidden, bias=False), nn.BatchNorm1d(hidden),
+                         nn.ReLU(inplace=True), nn.Linear(hidden, dim))
+
+
 @register_task("image")
 class ImageTask(ProbeEvaluation, Task):
-    """SimCLR on images: bundled per-client digit writers or your own folder (or supervised)."""
+    """SimCLR on images: bundled per-client digit writers or your own folder (or BYOL, supervised)."""
+
+    experimental = {"byol": "kNN 0.209 after the demo's 20 rounds, seed 0: above init 0.149, below raw pixels 0.579"}
 
     Params = ImageParams
     reads_data_dir = True
@@ -120,6 +143,7 @@ class ImageTask(ProbeEvaluation, Task):
         self._style = digits.StyleScale(strength=p.style_strength)
         self._eval: EvalData | None = None
         self._ntxent = NTXentLoss(p.temperature)
+        self._target = MomentumTarget(p.byol_momentum)
         self._folder = None if context.data_dir is None else FolderClients(
             context.data_dir, scan=scan_image_folder, load=self._load, seed=context.seed,
             num_clients=context.num_clients, partitioning=context.partitioning,
@@ -153,6 +177,9 @@ class ImageTask(ProbeEvaluation, Task):
             backbone = build_backbone(self.context.backbone, in_channels=self.channels,
                                       image_size=self.params.image_size, proxy=self.proxy_data(),
                                       options=self.context.backbone_options)
+            if self.params.objective == "byol":  # projector and predictor: BYOL's MLP, narrower
+                d, hidden = self.params.projection_dim, backbone.out_dim
+                return BYOLNetwork(backbone, projection_mlp(hidden, d), byol_predictor(d, hidden))
             if self.params.objective == "simclr":
                 head = projection_mlp(backbone.out_dim, self.params.projection_dim)
             else:
@@ -170,8 +197,14 @@ class ImageTask(ProbeEvaluation, Task):
                                         min_samples=p.min_samples, max_samples=p.max_samples, scale=self._style)
         return TensorDataset({"image": x, "label": y} if p.objective == "supervised" else {"image": x})
 
+    def start_local_training(self, model: nn.Module) -> None:
+        """BYOL: the target network restarts from the received global weights (see
+        :func:`byol_predictor` for why it is not kept per client)."""
+        if self.params.objective == "byol":
+            self._target.reset(model)
+
     def loss(self, model: nn.Module, batch: Batch, generator: torch.Generator) -> torch.Tensor:
-        """NT-Xent of two augmented views, or label-smoothed cross-entropy of one view."""
+        """NT-Xent (or BYOL's loss) of two augmented views, or label-smoothed cross-entropy of one view."""
         strength = self.params.augment_strength
         x = batch["image"]
         if self.params.objective == "supervised":
@@ -179,6 +212,8 @@ class ImageTask(ProbeEvaluation, Task):
                 raise ValueError("the supervised image objective needs labels (batch['label'])")
             return F.cross_entropy(model(augment(x, generator, strength)), batch["label"],
                                    label_smoothing=self.params.label_smoothing)
+        if self.params.objective == "byol":
+            return self._target.loss(model, augment(x, generator, strength), augment(x, generator, strength))
         views = torch.cat([augment(x, generator, strength), augment(x, generator, strength)])
         z = model(views)  # (2n, projection_dim): one forward pass, BatchNorm sees both views
         return self._ntxent(z[: len(x)], z[len(x):])

@@ -76,3 +76,18 @@ def test_repopt_sgd_step_is_sgd_with_gradient_masks():
         mask = masks.get(p, 1.0)
         expected = start[name] - 0.1 * mask * p.grad
         torch.testing.assert_close(update.arrays[name], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_task_hears_of_each_client_start_after_the_global_weights_are_loaded(monkeypatch):
+    # Prepare: record the model's weights when the hook runs and count the loss calls before it
+    task, start = _setup("mlp")
+    seen, calls = [], []
+    loss = task.loss
+    monkeypatch.setattr(task, "start_local_training",
+                        lambda m: seen.append(({k: v.clone() for k, v in m.state_dict().items()}, len(calls))))
+    monkeypatch.setattr(task, "loss", lambda *a: calls.append(1) or loss(*a))
+    # Execute
+    _train(task, start)
+    # Assert: called once, before any step, with the global weights in the model
+    assert len(seen) == 1 and seen[0][1] == 0 and calls
+    assert all(torch.equal(seen[0][0][k], start[k]) for k in start)

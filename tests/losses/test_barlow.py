@@ -45,3 +45,23 @@ def test_gradient_flows_and_bad_inputs_are_refused():
         BarlowTwinsLoss(-1.0)
     with pytest.raises(ValueError):
         BarlowTwinsLoss()(torch.randn(1, 4), torch.randn(1, 4))
+
+
+def test_lambda_scales_with_the_width_as_in_the_paper():
+    from fedsim.losses.barlow import scaled_lambda
+
+    assert scaled_lambda(8192) == pytest.approx(5e-3)  # the paper's setting
+    assert scaled_lambda(64) == pytest.approx(0.64) and scaled_lambda(256) == pytest.approx(0.16)
+    with pytest.raises(ValueError):
+        scaled_lambda(0)
+
+
+def test_projector_is_three_linear_layers_with_batchnorm_after_the_first_two():
+    from torch import nn
+
+    from fedsim.losses.barlow import barlow_projector
+
+    layers = list(barlow_projector(8, 32))
+    kinds = [type(m) for m in layers]
+    assert kinds == [nn.Linear, nn.BatchNorm1d, nn.ReLU] * 2 + [nn.Linear]
+    assert layers[0].in_features == 8 and all(m.out_features == 32 for m in layers if isinstance(m, nn.Linear))

@@ -112,3 +112,12 @@ def test_invalid_params_are_refused():
                 {"noise_snr_db": (30, 10)}, {"objective": "mae"}):
         with pytest.raises(ValueError):
             AudioParams(**bad)
+
+
+def test_barlow_defaults_to_the_width_scaled_lambda_and_the_papers_projector():
+    from fedsim.losses.barlow import scaled_lambda
+
+    task = _task(objective="barlow", projection_dim=32)
+    assert task._barlow.lambda_offdiag == pytest.approx(scaled_lambda(32))
+    assert _task(objective="barlow", barlow_lambda=0.01)._barlow.lambda_offdiag == 0.01
+    assert len(task.build_model().head) == 7  # Linear, BN, ReLU, Linear, BN, ReLU, Linear

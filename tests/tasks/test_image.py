@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import fedsim.models  # noqa: F401  (registers the backbones)
 from fedsim.config import PartitionConfig
 from fedsim.data.digits import split_indices
-from fedsim.losses import NTXentLoss
+from fedsim.losses import BYOLLoss, NTXentLoss
 from fedsim.tasks.base import TaskContext
 from fedsim.tasks.image import ImageParams, ImageTask, augment
 
@@ -169,7 +169,7 @@ def test_zero_strength_only_scales_the_ink():
 
 # ---------------------------------------------------------------- model and losses
 
-@pytest.mark.parametrize("objective, out_dim", [("simclr", 16), ("supervised", 10)])
+@pytest.mark.parametrize("objective, out_dim", [("simclr", 16), ("byol", 16), ("supervised", 10)])
 def test_model_head_and_init_depend_on_objective_and_seed_only(objective, out_dim):
     # Prepare
     before = torch.get_rng_state()
@@ -197,6 +197,27 @@ def test_simclr_loss_is_ntxent_of_two_augmented_views():
         expected = NTXentLoss(0.3)(model(v1), model(v2))
     assert loss.dim() == 0 and loss.requires_grad
     torch.testing.assert_close(loss.detach(), expected)
+
+
+def test_byol_loss_regresses_the_received_models_projection_of_the_other_view():
+    # Prepare: the trainer's hook rebuilds the target from the weights just loaded
+    task = _task(objective="byol", projection_dim=16)
+    model = task.build_model()
+    x = task.client_dataset(0)["image"][:8]
+    gen = torch.Generator().manual_seed(5)
+    task.start_local_training(model)
+    # Execute
+    loss = task.loss(model, {"image": x}, torch.Generator().manual_seed(5))
+    loss.backward()
+    # Assert: at the first step the target is the online encoder + projector (no predictor)
+    v = torch.cat([augment(x, gen), augment(x, gen)])
+    p = model.predictor(model(v))
+    with torch.no_grad():
+        z = model(v)
+    expected = BYOLLoss()(p[:8], p[8:], z[:8], z[8:])
+    torch.testing.assert_close(loss.detach(), expected.detach())
+    assert set(task.encoder_state(model.state_dict())) == {k for k in model.state_dict() if k.startswith("backbone.")}
+    assert model.predictor[0].weight.grad is not None and model.backbone.parameters().__next__().grad is not None
 
 
 def test_simclr_loss_backpropagates_into_the_backbone():

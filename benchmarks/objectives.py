@@ -1,0 +1,116 @@
+"""Does each SSL objective / pretext learn? Task × objective, 3 seeds, vs random init and raw input.
+
+Each cell is an experiment spec (a ``simulations/*.yaml`` plus overrides) run in this one
+process by :func:`calibrate.run_seed` — the same task, trainer and strategy code as
+``fedsim run``, without Flower/Ray — once per seed. Each cell writes
+``benchmarks/results/objectives/<cell>.json`` (the calibrate layout: per seed the round-0
+metrics, the baselines and the final metrics); ``--table`` rebuilds the Markdown table of
+``docs/reproductions/objectives.md`` from every JSON there::
+
+    python benchmarks/objectives.py --cells image-byol --seeds 0,1,2
+    python benchmarks/objectives.py --cells audio-barlow --seeds 0 --set federation.rounds=6
+    python benchmarks/objectives.py --table
+
+A row reads "learns" when the primary metric's mean beats both the random init's and the
+raw-input baseline's means; otherwise the objective is marked experimental.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+OUT = os.path.join(HERE, "results", "objectives")
+ROOT = os.path.dirname(HERE)
+
+# cell -> (spec, overrides, raw baseline key of the primary metric)
+CELLS: dict[str, tuple[str, dict, str]] = {
+    "image-simclr": ("simulations/quickstart.yaml", {}, "knn_top1_raw_input"),
+    "image-byol": ("simulations/quickstart.yaml", {"task.params.objective": "byol"}, "knn_top1_raw_input"),
+    "audio-simclr": ("simulations/audio.yaml", {"task.params.objective": "simclr"}, "knn_top1_pooled_logmel"),
+    "audio-barlow": ("simulations/audio.yaml", {"task.params.objective": "barlow",
+                                                "task.params.projection_dim": 256}, "knn_top1_pooled_logmel"),
+    "audio-order": ("simulations/audio.yaml", {"task.params.objective": "order"}, "knn_top1_pooled_logmel"),
+    "video-contrastive": ("simulations/fedvssl_video.yaml", {}, "knn_top1_raw_input"),
+    "video-order": ("simulations/fedvssl_video.yaml", {"task.params.pretext": ["order"]}, "knn_top1_raw_input"),
+    "video-speed": ("simulations/fedvssl_video.yaml", {"task.params.pretext": ["speed"]}, "knn_top1_raw_input"),
+    "video-colorize": ("simulations/fedvssl_video.yaml", {"task.params.pretext": ["colorize"]}, "psnr_grey_input"),
+}
+
+
+def run_cell(cell: str, seeds: list[int], extra: dict) -> dict:
+    """Run ``cell`` for ``seeds`` (``extra`` overrides on top of the cell's) and write its JSON."""
+    from calibrate import run_seed
+
+    spec, overrides, raw = CELLS[cell]
+    sets = {**overrides, **extra}
+    results = [run_seed(os.path.join(ROOT, spec), sets, seed) for seed in seeds]
+    out = {"cell": cell, "config": spec, "set": sets, "raw_baseline": raw, "results": results}
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, f"{cell}.json"), "w") as fh:
+        json.dump(out, fh, indent=1)
+    return out
+
+
+def mean_std(values: list[float]) -> str:
+    """``mean ± std`` (sample std; ``± –`` for one seed)."""
+    if len(values) == 1:
+        return f"{values[0]:.3f} ± –"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def table_row(data: dict) -> str:
+    """One Markdown row: cell, metric, trained, init, raw baseline, seeds, rounds, verdict."""
+    results, raw = data["results"], data["raw_baseline"]
+    metric = raw.rsplit("_", 2)[0] if raw.startswith("psnr") else "knn_top1"
+    final = [r["final"][metric] for r in results]
+    init = [r["init"][metric] for r in results]
+    base = [r["baselines"][raw] for r in results]
+    learns = statistics.mean(final) > max(statistics.mean(init), statistics.mean(base))
+    rounds = len(results[0]["rounds"])
+    task, objective = data["cell"].split("-", 1)
+    return (f"| {task} | {objective} | {metric} | {mean_std(final)} | {mean_std(init)} | {mean_std(base)} ({raw}) "
+            f"| {len(results)} | {rounds} | {'learns' if learns else '**experimental**'} |")
+
+
+def table() -> str:
+    """The Markdown table of every cell's JSON under ``results/objectives/``."""
+    lines = ["| task | objective | metric | trained | random init | raw-input baseline | seeds | rounds | verdict |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name in sorted(os.listdir(OUT)):
+        if name.endswith(".json"):
+            with open(os.path.join(OUT, name)) as fh:
+                lines.append(table_row(json.load(fh)))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    from fedsim.config import parse_override
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", default="", help=f"comma-separated, of: {', '.join(CELLS)}")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--set", action="append", default=[], help="key.path=value on top of every cell")
+    parser.add_argument("--table", action="store_true", help="print the Markdown table of the committed results")
+    args = parser.parse_args()
+    if args.table:
+        print(table())
+        return
+    extra = dict(parse_override(kv) for kv in args.set)
+    for cell in filter(None, args.cells.split(",")):
+        if cell not in CELLS:
+            parser.error(f"unknown cell {cell!r}; choose from {', '.join(CELLS)}")
+        run_cell(cell, [int(s) for s in args.seeds.split(",")], extra)
+    print(table())
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main()
