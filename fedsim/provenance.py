@@ -27,13 +27,16 @@ KEY = "provenance"  # the summary's key that holds it
 
 
 def fedsim_version() -> str | None:
-    """fedsim's version: the package's ``__version__`` if it has one, else its distribution's."""
+    """fedsim's version: what the package says (``fedsim.version()`` or ``__version__``),
+    else its installed distribution's."""
     import fedsim
 
-    version = getattr(fedsim, "__version__", None)
-    if version:
-        return str(version)
-    return _installed("fedsim")
+    for name in ("version", "__version__"):
+        value = getattr(fedsim, name, None)
+        value = value() if callable(value) else value
+        if value:
+            return str(value)
+    return _installed(getattr(fedsim, "DISTRIBUTION", "fedsim")) or _installed("fedsim")
 
 
 def _installed(distribution: str) -> str | None:

@@ -63,7 +63,8 @@ def test_a_rerun_starts_no_process_for_finished_cells(tiny_bench, monkeypatch):
     def no_process(*args, **kwargs):
         raise AssertionError("a finished cell was started again")
 
-    monkeypatch.setattr(runner_module.subprocess, "Popen", no_process)
+    # (the runner's own method: patching subprocess.Popen would also stop provenance's `git rev-parse`)
+    monkeypatch.setattr(runner_module.Runner, "_start", no_process)
     before = (tiny_bench / "bench.csv").read_text()
 
     result = bench(*TINY, "--out", str(tiny_bench))
