@@ -25,7 +25,7 @@ from typing import Any
 from fedsim import records as R
 from fedsim.config import ExperimentConfig
 from fedsim.engines import Engine, make_engine, ray_cluster
-from fedsim.engines.stop import STOP_SIGNALS, Interrupted, RunStopped, SignalsStop, StopFlag
+from fedsim.engines.stop import Interrupted, RunStopped, SignalsStop, StopFlag
 
 
 def backend_config(exp: ExperimentConfig, engine: Engine | None = None) -> dict[str, Any]:
@@ -275,19 +275,6 @@ class _ServerRun:
         return error
 
 
-@contextlib.contextmanager
-def _restored(handlers: dict[int, Any]) -> Iterator[None]:
-    """Put the process's signal handlers back as they were (Ray's ``init`` installs a SIGTERM
-    handler of its own; a process that runs fedsim in-process, a test say, keeps its own)."""
-    try:
-        yield
-    finally:
-        if threading.current_thread() is threading.main_thread():
-            for signum, handler in handlers.items():
-                if handler is not None:
-                    signal.signal(signum, handler)
-
-
 def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
              verbose: bool = False, resume: bool = False) -> dict[str, Any]:
     """Run ``exp`` on Flower's simulation runtime and return its summary.
@@ -311,8 +298,7 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
     error: BaseException | None = None
     signals = SignalsStop(run.stop)
     quiet_flower(verbose)
-    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    with signals.active(), _restored(handlers):
+    with signals.active():  # gives the process's own handlers back at the end, Ray's replaced
         try:
             try:
                 ray_cluster.start(backend["init_args"], num_cpus_per_client=exp.engine.num_cpus_per_client,
