@@ -25,7 +25,7 @@ from typing import Any
 from fedsim import records as R
 from fedsim.config import ExperimentConfig
 from fedsim.engines import Engine, make_engine, ray_cluster, warm
-from fedsim.engines.stop import STOP_SIGNALS, Interrupted, RunStopped, SignalsStop, StopFlag
+from fedsim.engines.stop import Interrupted, RunStopped, SignalsStop, StopFlag
 
 
 def ray_init_args(exp: ExperimentConfig) -> dict[str, Any]:
@@ -338,19 +338,6 @@ class _ServerRun:
         return error
 
 
-@contextlib.contextmanager
-def _restored(handlers: dict[int, Any]) -> Iterator[None]:
-    """Put the process's signal handlers back as they were (Ray's ``init`` installs a SIGTERM
-    handler of its own; a process that runs fedsim in-process, a test say, keeps its own)."""
-    try:
-        yield
-    finally:
-        if threading.current_thread() is threading.main_thread():
-            for signum, handler in handlers.items():
-                if handler is not None:
-                    signal.signal(signum, handler)
-
-
 def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
              verbose: bool = False, resume: bool = False) -> dict[str, Any]:
     """Run ``exp`` on Flower's simulation runtime and return its summary.
@@ -382,8 +369,7 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
         else:
             note(f"starting Ray with {local.num_nodes} {'worker' if local.name == 'cohort' else 'SuperNode'}"
                  f"{'s' if local.num_nodes != 1 else ''} on {local.device} ...")
-    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    with signals.active(), _restored(handlers):
+    with signals.active():  # gives the process's own handlers back at the end, Ray's replaced
         try:
             device = local.device if local is not None else exp.engine.device
             try:

@@ -76,3 +76,34 @@ def test_flower_s_actor_pool_is_capped_at_the_planned_workers(monkeypatch):
             pool = ray_actor.BasicActorPool(actor_type=object, client_resources={"num_cpus": 0.25}, actor_kwargs={})
         assert pool.actors_capacity == expected
     assert ray_actor.BasicActorPool(actor_type=object, client_resources={}, actor_kwargs={}).actors_capacity == 8
+
+
+def test_error_lines_are_one_line_of_at_most_300_characters_with_escaped_bytes():
+    import os
+
+    from fedsim.config import MAX_ERROR_CHARS, one_line
+
+    assert one_line("a\n  b\tc") == "a b c"
+    long = one_line("field: " + "x" * 5000 + " choose 1..3")
+    assert len(long) == MAX_ERROR_CHARS and long.startswith("field: x") and long.endswith("choose 1..3")
+    assert one_line("file " + os.fsdecode(b"bad\xff.png")) == "file bad\\xff.png"
+
+
+def test_a_non_utf8_file_name_is_shown_with_its_path(tmp_path):
+    # Prepare: an image folder whose unreadable file has a name that is not UTF-8
+    import os
+
+    import torch
+    from torchvision.io import write_png
+
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            write_png(torch.full((1, 6, 6), 40 * i, dtype=torch.uint8), str(tmp_path / cls / f"i{i}.png"))
+    bad = os.path.join(os.fsencode(tmp_path / "b"), b"caf\xe9.png")
+    with open(bad, "wb") as fh:
+        fh.write(b"not an image")
+    # Execute
+    line = _one_line_exit_2(["run", "--check", "--task", "image", "--data-dir", str(tmp_path)])
+    # Assert: the folder's path and the name with its odd byte escaped
+    assert f"{tmp_path / 'b'}/caf\\xe9.png cannot be decoded" in line
