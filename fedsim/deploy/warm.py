@@ -122,15 +122,17 @@ def forward(msg: Message, context: Context) -> Message:
     return reply
 
 
-def _watch(watch_pid: int, last: list[float]) -> None:
+def _watch(sock: Path, watch_pid: int, last: list[float]) -> None:
     """End this process when ``watch_pid`` (the SuperNode's SuperExec) is gone or no message
-    came for ``IDLE_SECONDS``."""
+    came for ``IDLE_SECONDS``; its socket and key go with it (its log stays)."""
     while time.monotonic() - last[0] < IDLE_SECONDS:
         time.sleep(WATCH_SECONDS)
         try:
             os.kill(watch_pid, 0)
         except ProcessLookupError:
             break
+    sock.unlink(missing_ok=True)
+    sock.with_suffix(".key").unlink(missing_ok=True)
     os._exit(0)
 
 
@@ -143,7 +145,7 @@ def serve(sock: Path, watch_pid: int) -> None:
     from fedsim.client.app import app as fedsim_app
 
     last = [time.monotonic()]
-    threading.Thread(target=_watch, args=(watch_pid, last), daemon=True).start()
+    threading.Thread(target=_watch, args=(sock, watch_pid, last), daemon=True).start()
     with Listener(str(sock), family="AF_UNIX", authkey=_key(sock)) as listener:
         while True:
             with listener.accept() as conn:
