@@ -33,6 +33,8 @@ an untrained decoder returns).
 
 from __future__ import annotations
 
+import copy
+
 from typing import Any, Literal
 
 import numpy as np
@@ -148,21 +150,34 @@ def fit_color_probe(bank_maps: torch.Tensor, bank_grey: torch.Tensor, bank_rgb: 
     The evaluation protocol of colourisation as a representation: whatever the strategy did
     with the pretext's decoder (FedVSSL keeps it on the clients, so the server's copy is
     untrained), a decoder probe is fitted at evaluation time on the frozen global encoder's
-    maps of the held-out *bank* clips (MSE, the loss PSNR measures; ``PROBE_STEPS`` full-batch
-    Adam steps) and scored on the query clips, as a linear probe is for classification.
-    Initialised from ``seed`` only, so the same encoder always gets the same probe.
+    maps of the held-out *bank* clips and scored on the query clips, as a linear probe is for
+    classification. MSE (the loss PSNR measures), full-batch Adam on the first 3/4 of the bank
+    for up to ``PROBE_STEPS`` steps, keeping the step with the lowest MSE on the last 1/4
+    (step 0, the untrained decoder, i.e. the grey input, included): a probe on a few hundred
+    clips otherwise memorises each clip's colours (measured: bank PSNR 27 dB, query below grey).
+    BatchNorm runs in eval mode (a learned affine map). Initialised from ``seed`` only.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        probe = ColorDecoder(bank_maps.shape[1])
+        probe = ColorDecoder(bank_maps.shape[1]).eval()
+    cut = max(1, len(bank_maps) * 3 // 4)
+    fit, val = slice(0, cut), slice(cut, None)
     opt = torch.optim.Adam(probe.parameters(), lr=PROBE_LR)
-    probe.eval()  # BatchNorm as a learned affine map: no batch-vs-running statistics gap on the query
+
+    def val_mse() -> float:
+        with torch.no_grad():
+            return float(F.mse_loss(probe(bank_maps[val], bank_grey[val]), bank_rgb[val]))
+
+    best, best_state = val_mse(), copy.deepcopy(probe.state_dict())
     with torch.enable_grad():
         for _ in range(PROBE_STEPS):
-            loss = F.mse_loss(probe(bank_maps, bank_grey), bank_rgb)
+            loss = F.mse_loss(probe(bank_maps[fit], bank_grey[fit]), bank_rgb[fit])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if (current := val_mse()) < best:
+                best, best_state = current, copy.deepcopy(probe.state_dict())
+    probe.load_state_dict(best_state)
     return probe
 
 
