@@ -33,8 +33,18 @@ class _Keeper:
         self.idle: dict[tuple[tuple[str, float], ...], list[Any]] = {}
         self.env: dict[str, str] = {}
 
-    def take(self, resources: dict[str, float]) -> list[Any]:
-        return self.idle.pop(_key(resources), [])
+    def take(self, resources: dict[str, float], count: int) -> list[Any]:
+        """Up to ``count`` kept actors made with ``resources``; every other kept actor is
+        killed (it would hold CPUs the new pool's actors wait for)."""
+        import ray
+
+        mine = self.idle.pop(_key(resources), [])
+        surplus = mine[count:] + [a for actors in self.idle.values() for a in actors]
+        self.idle.clear()
+        for actor in surplus:
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
+        return mine[:count]
 
     def give(self, resources: dict[str, float], actors: list[Any]) -> None:
         self.idle.setdefault(_key(resources), []).extend(actors)
@@ -127,7 +137,7 @@ def _patched() -> Iterator[None]:
     originals = (BasicActorPool.add_actors_to_pool, BasicActorPool.terminate_all_actors, RayBackend.terminate)
 
     def add_actors_to_pool(pool: Any, num_actors: int) -> None:
-        kept = prepare(_keeper.take(pool.client_resources)[:num_actors]) if _keeper else []
+        kept = prepare(_keeper.take(pool.client_resources, num_actors)) if _keeper else []
         fresh = [pool.create_actor_fn() for _ in range(num_actors - len(kept))]
         if fresh and _keeper is not None:
             prepare(fresh, check=False)  # still starting: nothing to wait for
