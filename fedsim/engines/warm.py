@@ -11,7 +11,7 @@ A run still gets its own run directory, seed and records: the workers rebuild ta
 and strategy from the run record of the next run's messages (``fedsim.client.app`` keys its
 resident objects by run), and each run's node settings (state directory, data folder,
 device) are pushed to every actor before the run starts, which is also the liveness check:
-an actor that died or does not answer within ``READY_SECONDS`` is dropped and replaced.
+a kept actor that died is dropped and replaced by a new one.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 from fedsim.records import NODE_KEYS, node_env_name
 
-READY_SECONDS = 30.0  # how long a kept actor gets to take the next run's settings
+READY_SECONDS = 30.0  # how long the kept actors get to answer before a run (dead ones answer at once)
 
 
 class _Keeper:
@@ -33,8 +33,18 @@ class _Keeper:
         self.idle: dict[tuple[tuple[str, float], ...], list[Any]] = {}
         self.env: dict[str, str] = {}
 
-    def take(self, resources: dict[str, float]) -> list[Any]:
-        return self.idle.pop(_key(resources), [])
+    def take(self, resources: dict[str, float], count: int) -> list[Any]:
+        """Up to ``count`` kept actors made with ``resources``; every other kept actor is
+        killed (it would hold CPUs the new pool's actors wait for)."""
+        import ray
+
+        mine = self.idle.pop(_key(resources), [])
+        surplus = mine[count:] + [a for actors in self.idle.values() for a in actors]
+        self.idle.clear()
+        for actor in surplus:
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
+        return mine[:count]
 
     def give(self, resources: dict[str, float], actors: list[Any]) -> None:
         self.idle.setdefault(_key(resources), []).extend(actors)
@@ -93,25 +103,27 @@ def _apply_env(actor_self: Any, env: dict[str, str], names: list[str]) -> int:
     return os.getpid()
 
 
-def prepare(actors: list[Any]) -> list[Any]:
-    """Push this run's node settings to ``actors``; the ones that answer, in order."""
+def prepare(actors: list[Any], *, check: bool = True) -> list[Any]:
+    """Push this run's node settings to ``actors`` (an actor runs its calls in order, so they
+    apply before the run's first message); with ``check``, wait up to ``READY_SECONDS`` and
+    leave out the actors that died (a slow one is kept: it is alive, just busy starting)."""
     import ray
 
     assert _keeper is not None
     names = [node_env_name(k) for k in NODE_KEYS]
     refs = [a.__ray_call__.remote(_apply_env, _keeper.env, names) for a in actors]
-    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=READY_SECONDS) if refs else ([], [])
+    if not check or not refs:
+        return list(actors)
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=READY_SECONDS)
     alive = []
     for actor, ref in zip(actors, refs):
         try:
             if ref in ready:
                 ray.get(ref)
-                alive.append(actor)
-                continue
+            alive.append(actor)
         except Exception:  # a dead actor: replaced by a new one
-            pass
-        with contextlib.suppress(Exception):
-            ray.kill(actor, no_restart=True)
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
     return alive
 
 
@@ -125,10 +137,10 @@ def _patched() -> Iterator[None]:
     originals = (BasicActorPool.add_actors_to_pool, BasicActorPool.terminate_all_actors, RayBackend.terminate)
 
     def add_actors_to_pool(pool: Any, num_actors: int) -> None:
-        kept = prepare(_keeper.take(pool.client_resources)[:num_actors]) if _keeper else []
+        kept = prepare(_keeper.take(pool.client_resources, num_actors)) if _keeper else []
         fresh = [pool.create_actor_fn() for _ in range(num_actors - len(kept))]
         if fresh and _keeper is not None:
-            fresh = prepare(fresh) or fresh
+            prepare(fresh, check=False)  # still starting: nothing to wait for
         pool.pool.extend(kept + fresh)
         pool.num_actors += len(kept) + len(fresh)
 
