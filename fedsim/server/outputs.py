@@ -50,6 +50,8 @@ def first_non_finite(value: Any, where: str = "") -> str | None:
     """The key path of the first floating tensor in ``value`` (nested dicts, lists and
     tuples of a checkpoint: the global model and the strategy's state) with a NaN or inf,
     else ``None``."""
+    import torch  # here, not at the top: `fedsim report` reads run directories without torch
+
     if isinstance(value, torch.Tensor):
         finite = not value.is_floating_point() or value.numel() == 0 or bool(torch.isfinite(value).all())
         return None if finite else where
