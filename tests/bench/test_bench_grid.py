@@ -66,7 +66,7 @@ def test_a_yaml_grid_plans_every_cell(tmp_path):
 
     result = bench("--config", str(path), "--rounds", "3", "--out", str(tmp_path / "b"), "--check")
 
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()  # stderr: the L-DAWA warm-up warning (3 rounds)
     assert result.exit_code == 0, result.output
     assert len(lines) == 12 and all(line.split()[:2] == ["new", "0/3"] for line in lines)
     assert lines[0].endswith("strategy=fedavg,local_epochs=1,seed=0")
