@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from fedsim.bench.grid import Cell
-from fedsim.bench.host import CellHost, hostable
+from fedsim.bench.host import hostable
 from fedsim.bench.plan import NEW, PlannedCell
 from fedsim.bench.runner import Runner
 from fedsim.config import load_config
