@@ -73,7 +73,7 @@ def table_row(data: dict) -> str:
     init = [r["init"][metric] for r in results]
     base = [r["baselines"][raw] for r in results]
     learns = statistics.mean(final) > max(statistics.mean(init), statistics.mean(base))
-    rounds = len(results[0]["rounds"])
+    rounds = data.get("num_rounds") or len(results[0]["rounds"])  # num_rounds: runs kept without their log
     task, objective = data["cell"].split("-", 1)
     return (f"| {task} | {objective} | {metric} | {mean_std(final)} | {mean_std(init)} | {mean_std(base)} ({raw}) "
             f"| {len(results)} | {rounds} | {'learns' if learns else '**experimental**'} |")
