@@ -34,15 +34,9 @@ clean:
 	rm -rf runs .pytest_cache site
 
 # The documentation site (docs/, mkdocs.yml) into site/. --strict: a broken link or anchor, or a
-# page missing from the navigation, fails the build. The docs extra is installed on first use.
-DOCS_STAMP := $(VENV)/.docs-stamp
-
-$(DOCS_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[docs]"
-	@touch $@
-
-.PHONY: docs
-docs: $(DOCS_STAMP)
+# page missing from the navigation, fails the build. The environment has the docs extra.
+.PHONY: docs test-fast
+docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # The inner loop: everything but the tests marked slow (own Ray start-ups, real processes, long runs).
