@@ -137,7 +137,7 @@ def _decode_png(path: str | os.PathLike, channels: int) -> torch.Tensor:
                               "remove or replace the file") from None
     tensor = torch.from_numpy(pixels.copy())
     tensor = tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)
-    return tensor.float().div_(255.0)
+    return F.to_dtype(tensor, torch.float32, scale=True)  # bit for bit as the JPEG path
 
 
 def to_square(images: torch.Tensor, image_size: int) -> torch.Tensor:
