@@ -18,6 +18,7 @@ from rich.table import Table
 from fedsim import version
 from fedsim.config import ConfigError, load_config, one_line, parse_override
 from fedsim.plugins import builtin_experimental, builtin_listing
+from fedsim.registry import MODELS, STRATEGIES, TASKS
 from fedsim.specs import describe_specs, resolve_spec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -268,6 +269,8 @@ def list_plugins() -> None:
     """List the built-in strategies, tasks and models and the bundled experiment files, one line each."""
     out = Console(soft_wrap=True)
     listing = builtin_listing()  # read from the plugins' source: listing them imports no torch
+    for kind, registry in (("strategy", STRATEGIES), ("task", TASKS), ("model", MODELS)):
+        listing[kind] = {**listing[kind], **registry.describe()}  # and plugins this process imported
     for task, flagged in builtin_experimental().items():  # objectives that do not yet beat their baselines
         listing["task"][task] += " — experimental: " + "; ".join(f"{k} ({v})" for k, v in flagged.items())
     sections = {"strategies": listing["strategy"], "tasks": listing["task"], "models": listing["model"],

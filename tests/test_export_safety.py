@@ -121,6 +121,8 @@ def test_every_registered_task_exports_or_says_in_one_line_it_cannot(tmp_path):
     load_plugins()
     exported, refused = [], []
     for task in TASKS.names():
+        if not TASKS.get(task).__module__.startswith("fedsim."):
+            continue  # a test plugin another test registered in this process
         run_dir = _tiny_run(tmp_path, task)
         try:
             report = export_run(run_dir, "torchscript", samples=2)

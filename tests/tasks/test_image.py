@@ -41,7 +41,7 @@ def test_min_samples_above_max_samples_is_a_value_error():
 @pytest.mark.parametrize("params", [
     {"image_size": 8},  # case: below the 12 px minimum
     {"temperature": 0.0},  # case: τ must be positive
-    {"objective": "byol"},  # case: not an implemented objective
+    {"objective": "dino"},  # case: not an implemented objective
     {"colour": True},  # case: unknown keys are errors
 ])
 def test_invalid_params_are_rejected(params):
