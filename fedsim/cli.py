@@ -202,10 +202,8 @@ def run(
     if trackers:  # the round loop reads it (fedsim.server.trackers)
         os.environ[TRACKERS_ENV] = ",".join(trackers)
     if not quiet:  # before the runtime's imports and Ray's start-up, which take seconds
-        from fedsim.provenance import fedsim_version
-
         fed = exp.federation
-        err.print(f"fedsim {fedsim_version() or ''}: {exp.strategy.name} on {exp.task.name}, {fed.clients} clients, "
+        err.print(f"fedsim {version()}: {exp.strategy.name} on {exp.task.name}, {fed.clients} clients, "
                   f"{fed.cohort_size()} per round, {fed.rounds} rounds, engine {exp.engine.name} "
                   f"-> {run_dir}", highlight=False, markup=False)
     from fedsim.atomic import DiskFull

@@ -98,7 +98,7 @@ def shared_paths(exp: ExperimentConfig, run_dir: str) -> Iterator[dict[str, str]
 def attached_engine(exp: ExperimentConfig, run_dir: str, *, quiet: bool) -> Engine:
     """The engine sized by the attached cluster (its nodes' CPUs and GPUs, not the driver's),
     after checking that every node sees the paths its workers open; says that it attached."""
-    import sys
+    from fedsim.server.progress import note
 
     cluster = ray_cluster.cluster()
     try:
@@ -108,8 +108,8 @@ def attached_engine(exp: ExperimentConfig, run_dir: str, *, quiet: bool) -> Engi
     with shared_paths(exp, run_dir) as paths:
         ray_cluster.check_nodes_see(paths)
     if not quiet:
-        print(f"attached to the Ray cluster at {exp.engine.ray_address}: {cluster.describe()}; "
-              f"{engine.num_nodes} {engine.name} worker(s) training on {engine.device}", file=sys.stderr)
+        note(f"attached to the Ray cluster at {exp.engine.ray_address}: {cluster.describe()}; "
+             f"{engine.num_nodes} {engine.name} worker(s) training on {engine.device}")
     return engine
 
 

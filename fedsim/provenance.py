@@ -20,23 +20,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-# distribution -> provenance key; the first distribution of fedsim found is its version
+import fedsim
+
+# distribution -> provenance key (fedsim's own version is fedsim.version(), written in one place)
 PACKAGES = {"flwr": "flwr_version", "torch": "torch_version", "ray": "ray_version"}
 GIT_TIMEOUT_SECONDS = 2.0
 KEY = "provenance"  # the summary's key that holds it
-
-
-def fedsim_version() -> str | None:
-    """fedsim's version: what the package says (``fedsim.version()`` or ``__version__``),
-    else its installed distribution's."""
-    import fedsim
-
-    for name in ("version", "__version__"):
-        value = getattr(fedsim, name, None)
-        value = value() if callable(value) else value
-        if value:
-            return str(value)
-    return _installed(getattr(fedsim, "DISTRIBUTION", "fedsim")) or _installed("fedsim")
 
 
 def _installed(distribution: str) -> str | None:
@@ -49,8 +38,6 @@ def _installed(distribution: str) -> str | None:
 def git_commit(path: Path | None = None) -> str | None:
     """``git rev-parse HEAD`` of the checkout holding ``path`` (default: the fedsim package),
     or ``None`` outside a checkout, without git, or when git does not answer in time."""
-    import fedsim
-
     where = path or Path(fedsim.__file__).resolve().parent.parent
     if not any((p / ".git").exists() for p in (where, *where.parents)):
         return None
@@ -72,7 +59,7 @@ def provenance(*, device: str | None = None, argv: Sequence[str] | None = None,
                started_at: str | None = None) -> dict[str, Any]:
     """Versions (fedsim, flwr, torch, ray, Python), the git commit when fedsim runs from a
     checkout, the command line, the start time (ISO UTC), the host and the training device."""
-    out: dict[str, Any] = {"fedsim_version": fedsim_version()}
+    out: dict[str, Any] = {"fedsim_version": fedsim.version()}
     out.update({key: _installed(dist) for dist, key in PACKAGES.items()})
     out["python_version"] = platform.python_version()
     commit = git_commit()
