@@ -16,9 +16,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from fedsim import version
-from fedsim.config import ConfigError, load_config, one_line, parse_override
+from fedsim.config import ConfigError, load_config, parse_override
 from fedsim.plugins import builtin_experimental, builtin_listing
 from fedsim.registry import MODELS, STRATEGIES, TASKS
+from fedsim.server.progress import error
 from fedsim.specs import describe_specs, resolve_spec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -53,7 +54,7 @@ RESUME_MAY_CHANGE = {"federation.rounds", "engine.ray_address"}
 
 def fail(message: str, code: int = 2) -> None:
     """Print one line (at most ~300 characters) to stderr and exit with ``code``."""
-    err.print(f"[bold red]error:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True)
+    error(message, err)
     raise typer.Exit(code)
 
 
@@ -250,7 +251,7 @@ def end_run(message: str, code: int, *, leftover: set[threading.Thread]) -> None
     """Print ``message`` (one line) and exit with ``code``. A thread the runtime started (not
     in ``leftover``) and left stuck, in a Ray call say, would keep the interpreter from
     exiting; after THREAD_GRACE_SECONDS the process exits without it (outputs are on disk)."""
-    err.print(f"[bold red]error:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True)
+    error(message, err)
     deadline = time.monotonic() + THREAD_GRACE_SECONDS
     stuck = [t for t in threading.enumerate() if t not in leftover and not t.daemon]
     for thread in stuck:

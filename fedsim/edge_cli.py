@@ -13,14 +13,15 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from fedsim.config import ConfigError, one_line
+from fedsim.config import ConfigError
+from fedsim.server.progress import error
 
 err = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> None:
     """Print one line (at most ~300 characters) to stderr and exit with ``code``."""
-    err.print(f"[bold red]error:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True)
+    error(message, err)
     raise typer.Exit(code)
 
 

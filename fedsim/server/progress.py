@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -27,6 +28,14 @@ def diagnostics() -> Console:
 def note(text: str, console: Console | None = None) -> None:
     """Print one plain diagnostic line (no markup) to stderr."""
     (console or diagnostics()).print(text, markup=False)
+
+
+def error(message: str, console: Console | None = None) -> None:
+    """Print ``error: <message>`` to stderr as one line of at most ~300 characters."""
+    from fedsim.config import one_line
+
+    (console or diagnostics()).print(f"[bold red]error:[/] {escape(one_line(message))}", highlight=False,
+                                     soft_wrap=True)
 
 
 def _fmt(value: Any, spec: str = ".3f") -> str:
