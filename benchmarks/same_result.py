@@ -35,6 +35,12 @@ def cases() -> dict[str, dict]:
         out[f"image-{name}"] = {"strategy.name": name, "task.params": IMAGE}
     out["image-fedprox-mu"] = {"strategy.name": "fedprox", "strategy.params": {"mu": 0.1},
                                "task.params": IMAGE}
+    several_steps = {"federation.local_epochs": 2, "federation.batch_size": 8}  # mu acts from step 2
+    out["image-fedprox-steps"] = {"strategy.name": "fedprox", "strategy.params": {"mu": 0.1},
+                                  "task.params": IMAGE, **several_steps}
+    out["image-fedavg-steps"] = {"task.params": IMAGE, **several_steps}
+    out["image-ldawa-nowarmup"] = {"strategy.name": "ldawa", "strategy.params": {"warmup_rounds": 0},
+                                   "task.params": IMAGE}  # else L-DAWA is FedAvg in a 2-round run
     out["image-dp"] = {"strategy.name": "fedavg", "strategy.dp_clip": 1.0, "strategy.dp_noise": 0.5,
                        "task.params": IMAGE}
     out["image-fedrepopt"] = {"strategy.name": "fedrepopt", "model.name": "repopt_vgg",
