@@ -58,13 +58,12 @@ def node_settings(exp: ExperimentConfig, run_dir: str, device: str) -> dict[str,
 
 def keeps_client_state(exp: ExperimentConfig) -> bool:
     """Whether the run's clients keep tensors of their own between rounds (FedVSSL's heads):
-    its strategy lets clients load only part of the global model."""
-    from fedsim.factory import strategy_for
+    its strategy's class (under DP too: DP wraps it) lets clients load only part of the global
+    model. Read from the registered class; nothing is built."""
+    from fedsim.registry import STRATEGIES
     from fedsim.strategies.base import Strategy
 
-    strategy = strategy_for(exp)
-    rule = getattr(strategy, "inner", strategy)  # under DP: the wrapped rule
-    return type(rule).load_keys is not Strategy.load_keys
+    return STRATEGIES.get(exp.strategy.name).load_keys is not Strategy.load_keys
 
 
 @contextlib.contextmanager
