@@ -185,6 +185,7 @@ print(" ".join(sorted(m for m in HEAVY if m in sys.modules)))
 HEAVY = ("torchvision", "torchaudio", "av", "onnx", "onnxscript")
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and flwr: ~5 s of CPU
 def test_a_synthetic_run_imports_no_vision_audio_video_or_onnx_library():
     import subprocess
     import sys
