@@ -25,6 +25,7 @@ from fedsim.client.trainer import train_client
 from fedsim.config import load_config, parse_override
 from fedsim.seeding import sample_clients
 from fedsim.server.loop import copy_arrays, initial_model
+from fedsim.factory import strategy_for, task_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -32,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def run_seed(config: str | None, overrides: dict, seed: int) -> dict:
     exp = load_config(config, {**overrides, "seed": seed})
     fed = exp.federation
-    task, strategy = exp.build_task(), exp.build_strategy()
+    task, strategy = task_for(exp), strategy_for(exp)
     model = initial_model(task, exp.seed)
     global_arrays = copy_arrays(model)
     trainee = task.build_model()

@@ -26,6 +26,7 @@ from fedsim.client.trainer import train_client
 from fedsim.config import load_config, parse_override
 from fedsim.seeding import sample_clients
 from fedsim.server.loop import copy_arrays, initial_model
+from fedsim.factory import strategy_for, task_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODALITIES = ("av", "video", "audio")
@@ -38,7 +39,7 @@ def train(config: str, overrides: dict, seed: int) -> tuple[torch.nn.Module, dic
     """The experiment's rounds in-process: ``(final global model, init metrics, baselines)``."""
     exp = load_config(config, {**overrides, "seed": seed})
     fed = exp.federation
-    task, strategy = exp.build_task(), exp.build_strategy()
+    task, strategy = task_for(exp), strategy_for(exp)
     model = initial_model(task, exp.seed)
     init, baselines = task.evaluate(model), task.baselines()
     global_arrays = copy_arrays(model)
@@ -66,9 +67,9 @@ def main() -> None:
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         base = load_config(args.config, {**overrides, "seed": seed})
-        eval_tasks = {name: load_config(args.config, {**overrides, "seed": seed,
-                                                      "task.params": {**base.task.params, **extra}})
-                      .build_task() for name, extra in CONDITIONS.items()}
+        eval_tasks = {name: task_for(load_config(args.config, {**overrides, "seed": seed,
+                                                               "task.params": {**base.task.params, **extra}}))
+                      for name, extra in CONDITIONS.items()}
         for modality in MODALITIES:
             model, init, baselines = train(args.config, {**overrides, "task.params.modalities": modality}, seed)
             row = {"seed": seed, "modalities": modality, "init_mae": init["mae"], "baselines": baselines,

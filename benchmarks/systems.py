@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from fedsim.factory import task_for
 
 IN, HID, OUT, BATCH, LR = 784, 100, 10, 32, 0.05
 IMAGE_DEFAULT_SIZE = 16
@@ -88,8 +89,8 @@ class ImageWorkload:
         if self._task is None:  # built once per process, as any real ClientApp would cache its data
             from fedsim.config import load_config
 
-            self._task = load_config(None, {**self.fedsim_overrides(), "federation.clients": self.clients,
-                                            "federation.clients_per_round": self.clients}).build_task()
+            self._task = task_for(load_config(None, {**self.fedsim_overrides(), "federation.clients": self.clients,
+                                            "federation.clients_per_round": self.clients}))
         return self._task
 
     def make_model(self) -> nn.Module:

@@ -113,9 +113,10 @@ def _checked_task(exp: Any) -> None:
     """Build the task and its model and scan a ``--data-dir`` before start-up, so a malformed
     folder, a bad ``model.params`` option or a model the task cannot use is one line, exit 2."""
     from fedsim.data.folders import DataFolderError
+    from fedsim.factory import task_for
 
     try:
-        task = exp.build_task()
+        task = task_for(exp)
         task.describe_data()
         task.build_model()
     except (DataFolderError, ValueError) as e:
@@ -125,7 +126,9 @@ def _checked_task(exp: Any) -> None:
 def _warn_schedules(exps: list[Any]) -> None:
     """One line on stderr for each distinct warning the runs' strategies give about their own
     schedule, e.g. an L-DAWA warm-up that covers every round (the run is plain FedAvg)."""
-    warnings = (exp.build_strategy().schedule_warning(exp.federation.rounds) for exp in exps)
+    from fedsim.factory import strategy_for
+
+    warnings = (strategy_for(exp).schedule_warning(exp.federation.rounds) for exp in exps)
     for warning in dict.fromkeys(w for w in warnings if w):
         err.print(f"warning: {escape(warning)}", highlight=False, soft_wrap=True)
 
@@ -326,7 +329,7 @@ def bench(
     then write bench.csv, bench.md, plots and report.html. Rerun to continue an interrupted bench."""
     from fedsim.bench.grid import grid_axes
     from fedsim.bench.plan import BENCH_FILE, DONE, BenchSpec, parse_target, plan, read_bench_yaml
-    from fedsim.config import usable_cores
+    from fedsim.machine import usable_cores
     from fedsim.server.outputs import is_run
     from fedsim.server.trackers import parse_trackers
 

@@ -1,11 +1,16 @@
-"""Experiment configuration: pydantic models, YAML loading, CLI overrides, one-line errors.
+"""Experiment configuration, a pure spec: pydantic models, YAML loading, CLI overrides,
+one-line errors.
 
 ``load_config(path, overrides)`` is the only entry point: it reads the YAML file (or the
 defaults), applies ``key.path=value`` overrides, validates everything — including the
-registered names and the chosen strategy's and task's own parameters, finite numbers
-everywhere, a bounded nesting depth, and what the config needs from this machine (an
-existing ``task.data_dir``, ``engine.num_cpus_per_client`` within its cores) — and raises
+registered names and the chosen strategy's and task's own parameters (read from the
+registry: each plugin's ``Params`` model and class attributes, never a built task or
+strategy), finite numbers everywhere, a bounded nesting depth, and what the config needs
+from this machine (:func:`fedsim.machine.check_this_machine`) — and raises
 :class:`ConfigError` with one line naming the field and the allowed values.
+
+Building the run's task and strategy is :mod:`fedsim.factory`'s: this module imports no
+task, strategy, engine or factory (``tests/test_architecture.py`` checks it).
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
 
-from fedsim.plugins import load_plugins
-from fedsim.registry import STRATEGIES, TASKS, MODELS, UnknownNameError, repopt_models
+from fedsim.machine import check_this_machine
+from fedsim.registry import ENGINES, MODELS, STRATEGIES, TASKS, UnknownNameError, repopt_models
 
 
 class ConfigError(ValueError):
@@ -77,8 +82,8 @@ class _Strict(BaseModel):
 
 
 def _registered(registry: Any, name: str) -> str:
-    load_plugins()
-    registry.get(name)  # raises UnknownNameError listing the allowed names
+    if name not in registry.names():  # the built-ins are listed without importing them
+        registry.get(name)  # raises UnknownNameError listing the allowed names
     return name
 
 
@@ -275,8 +280,9 @@ class EvaluationConfig(_Strict):
 class EngineConfig(_Strict):
     """How a round's training is executed."""
 
-    name: Literal["flower", "cohort"] = Field(
-        "cohort", description="cohort: one worker per core trains many clients; flower: one node per client")
+    name: str = Field(
+        "cohort", description="a registered engine: cohort (one worker per core trains many clients) or "
+                              "flower (one node per client)")
     workers: int | None = Field(None, ge=1, le=4096, description="cohort workers (default: one per core, or "
                                                                  "workers_per_gpu per GPU when training on CUDA)")
     device: Literal["auto", "cpu", "cuda"] = Field(
@@ -296,6 +302,11 @@ class EngineConfig(_Strict):
         if _RAY_ADDRESS.fullmatch(v) and 1 <= int(v.rsplit(":", 1)[1]) <= 65535:
             return v
         raise ValueError(f"expected HOST:PORT (port 1-65535), ray://HOST:PORT, auto or local (got {v!r})")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _registered(ENGINES, v)
 
 
 # What ``ray.init(address=...)`` accepts besides auto/local (ray 2.55: a HOST:PORT parsed by
@@ -352,9 +363,8 @@ class ExperimentConfig(_Strict):
     def _data_dir_needs_a_folder_task(self) -> "ExperimentConfig":
         if self.task.data_dir is None:
             return self
-        load_plugins()
-        readers = [n for n in TASKS.names() if TASKS.get(n).reads_data_dir]
         if not TASKS.get(self.task.name).reads_data_dir:
+            readers = [n for n in TASKS.names() if TASKS.get(n).reads_data_dir]  # imports every task
             raise ValueError(f"task.data_dir: task {self.task.name!r} does not read data folders; leave "
                              f"--data-dir unset (tasks that do: {', '.join(readers) or 'none yet'})")
         return self
@@ -380,7 +390,6 @@ class ExperimentConfig(_Strict):
             if self.strategy.dp_noise > 0:
                 raise ValueError("strategy.dp_noise needs strategy.dp_clip (the clipping norm C)")
             return self
-        load_plugins()
         if not STRATEGIES.get(self.strategy.name).decomposable:
             raise ValueError(f"strategy.dp_clip: differential privacy wraps decomposable strategies; "
                              f"{self.strategy.name!r} keeps individual updates")
@@ -390,7 +399,6 @@ class ExperimentConfig(_Strict):
     def _client_side_defaults(self) -> "ExperimentConfig":
         # FedRepOpt-style strategies bring their client optimiser and backbone, and a task
         # its backbone, unless the user chose them explicitly (the strategy's comes first).
-        load_plugins()
         cls = STRATEGIES.get(self.strategy.name)
         if cls.client_optimizer is not None and "optimizer" not in self.federation.model_fields_set:
             self.federation.optimizer = cls.client_optimizer
@@ -399,7 +407,7 @@ class ExperimentConfig(_Strict):
         task_model = TASKS.get(self.task.name).default_model  # e.g. the audio task's backbone
         if task_model is not None and "name" not in self.model.model_fields_set:
             self.model.name = task_model
-        if self.federation.optimizer == "repopt-sgd" and self.model.name not in repopt_models():
+        if self.federation.optimizer == "repopt-sgd" and not MODELS.info(self.model.name).repopt:
             raise ValueError(f"federation.optimizer 'repopt-sgd' needs a RepOpt backbone; "
                              f"model.name is {self.model.name!r}, choose one of: {', '.join(repopt_models())}")
         return self
@@ -407,7 +415,6 @@ class ExperimentConfig(_Strict):
     @model_validator(mode="after")
     def _plugin_params(self) -> "ExperimentConfig":
         # Each plugin validates its own parameters so errors name e.g. task.params.temperature.
-        load_plugins()
         for section, registry in (("task", TASKS), ("strategy", STRATEGIES)):
             sub = getattr(self, section)
             params_model = registry.get(sub.name).Params
@@ -423,33 +430,6 @@ class ExperimentConfig(_Strict):
             raise ValueError("partitioning.kind 'natural' partitions a --data-dir folder by the writer/user id "
                              "in its file names; the bundled data has none, choose iid, dirichlet or pathological")
         return self
-
-    @model_validator(mode="after")
-    def _tracked_metrics(self) -> "ExperimentConfig":
-        if self.evaluation.track is None:
-            return self
-        declared = [m.name for m in self.build_task().metrics()]  # task constructors are cheap
-        for name in self.evaluation.track:
-            if name not in declared:
-                raise ValueError(f"evaluation.track: task {self.task.name!r} has no metric {name!r}; "
-                                 f"choose from: {', '.join(declared)}")
-        return self
-
-    def build_task(self) -> Any:
-        """The configured :class:`fedsim.tasks.base.Task` (server side: the run's data folder)."""
-        from fedsim.factory import build_task
-
-        return build_task(self.task.name, self.task.params, num_clients=self.federation.clients, seed=self.seed,
-                          partitioning=self.partitioning, backbone=self.model.name,
-                          backbone_options=self.model.params, data_dir=self.task.data_dir,
-                          evaluation=self.evaluation)
-
-    def build_strategy(self) -> Any:
-        """The configured :class:`fedsim.strategies.base.Strategy`."""
-        from fedsim.factory import build_strategy
-
-        return build_strategy(self.strategy.name, self.strategy.params, task=self.task.name, seed=self.seed,
-                              dp_clip=self.strategy.dp_clip, dp_noise=self.strategy.dp_noise)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -553,42 +533,8 @@ def load_config(path: str | os.PathLike[str] | None = None,
         raise ConfigError(_one_line(err)) from None
     except TypeError as err:
         raise ConfigError(f"bad configuration: {err}") from None
-    check_this_machine(exp)
-    return exp
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask; ``os.cpu_count`` elsewhere)."""
     try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def check_this_machine(exp: ExperimentConfig) -> None:
-    """What a valid config still needs from the machine that runs it; :class:`ConfigError` if not.
-
-    ``task.data_dir`` must be an existing folder (the task checks its layout when it reads
-    it; the server reads it too, for evaluation), and without a Ray cluster one client must
-    fit in this machine's cores, and ``engine.device: cuda`` needs a visible GPU (an attached
-    cluster is checked when the run attaches: :func:`fedsim.engines.cluster_device`). Workers
-    build the run from its records without these checks.
-    """
-    data_dir = exp.task.data_dir
-    if data_dir is not None:
-        if not Path(data_dir).exists():
-            raise ConfigError(f"task.data_dir: {data_dir!r} does not exist")
-        if not Path(data_dir).is_dir():
-            raise ConfigError(f"task.data_dir: {data_dir!r} is not a directory")
-    cores = usable_cores()
-    if exp.engine.ray_address in (None, "local") and exp.engine.num_cpus_per_client > cores:
-        raise ConfigError(f"engine.num_cpus_per_client: {exp.engine.num_cpus_per_client:g} is more than the "
-                          f"{cores} CPU cores of this machine; choose at most {cores} (or attach a Ray "
-                          "cluster with --ray-address)")
-    if exp.engine.device == "cuda" and exp.engine.ray_address in (None, "local"):  # else: the cluster's GPUs
-        from fedsim.engines import training_device
-
-        try:
-            training_device("cuda")
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
+        check_this_machine(exp)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return exp

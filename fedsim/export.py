@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from fedsim.config import ConfigError
+from fedsim.factory import task_for
 
 FORMATS = ("onnx", "torchscript")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -129,7 +130,7 @@ def load_run(run_dir: str | Path, weights: str | None = None, *, external_weight
     state = _load_weights(run_weights(run_dir, weights, external=external_weights))
     try:
         exp = load_config(run_dir / "config.yaml", trust_plugins=trust_plugins)
-        task = exp.build_task()
+        task = task_for(exp)
         model = task.build_model()
     except ConfigError as err:
         raise ExportError(f"{run_dir / 'config.yaml'}: {err}") from None

@@ -58,12 +58,12 @@ def node_settings(exp: ExperimentConfig, run_dir: str, device: str) -> dict[str,
 
 def keeps_client_state(exp: ExperimentConfig) -> bool:
     """Whether the run's clients keep tensors of their own between rounds (FedVSSL's heads):
-    its strategy lets clients load only part of the global model."""
+    its strategy's class (under DP too: DP wraps it) lets clients load only part of the global
+    model. Read from the registered class; nothing is built."""
+    from fedsim.registry import STRATEGIES
     from fedsim.strategies.base import Strategy
 
-    strategy = exp.build_strategy()
-    rule = getattr(strategy, "inner", strategy)  # under DP: the wrapped rule
-    return type(rule).load_keys is not Strategy.load_keys
+    return STRATEGIES.get(exp.strategy.name).load_keys is not Strategy.load_keys
 
 
 @contextlib.contextmanager
@@ -251,7 +251,7 @@ def workers_stop_with(stop: StopFlag) -> Iterator[None]:
 def planned_workers(exp: ExperimentConfig, engine: Engine) -> int:
     """The most Ray actors a round can keep busy: the cohort engine's nodes, or the flower
     engine's clients per round (one message, one actor each)."""
-    return engine.num_nodes if engine.name == "cohort" else min(engine.num_nodes, exp.federation.cohort_size())
+    return engine.planned_workers(exp.federation.cohort_size())
 
 
 @contextlib.contextmanager
@@ -367,7 +367,7 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
         if local is None:
             note(f"attaching to the Ray cluster at {exp.engine.ray_address} ...")
         else:
-            note(f"starting Ray with {local.num_nodes} {'worker' if local.name == 'cohort' else 'SuperNode'}"
+            note(f"starting Ray with {local.num_nodes} {local.node_noun}"
                  f"{'s' if local.num_nodes != 1 else ''} on {local.device} ...")
     with signals.active():  # gives the process's own handlers back at the end, Ray's replaced
         try:
@@ -382,7 +382,7 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
             engine = local or attached_engine(exp, run_dir, quiet=quiet)
             run.loop_options["engine"] = engine
             backend = backend_config(exp, engine)
-            fast = (dispatch_every(DISPATCH_INTERVAL, run.stop) if engine.name == "cohort"
+            fast = (dispatch_every(DISPATCH_INTERVAL, run.stop) if engine.fast_dispatch
                     else contextlib.nullcontext())
             with fast, workers_stop_with(run.stop), actor_pool_at_most(planned_workers(exp, engine)):
                 run_simulation(server_app=run.app(), client_app=client_app, num_supernodes=engine.num_nodes,

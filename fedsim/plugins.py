@@ -1,9 +1,10 @@
 """Loading plugins: fedsim's built-in plugin packages and the user's ``plugins:`` modules.
 
 Importing a plugin module runs its ``@register_task``/``@register_model``/
-``@register_strategy`` decorators; :mod:`fedsim.registry` itself imports nothing of fedsim's.
-:func:`builtin_listing` reads the same decorators from the built-in plugins' source instead,
-so ``fedsim list`` names them without importing torch.
+``@register_strategy`` decorators; :mod:`fedsim.registry` itself imports nothing of fedsim's
+and lists the built-in plugins lazily, so a run needs no loading step: asking a registry for
+a name imports that plugin's module only. :func:`builtin_listing` reads the decorators from
+the built-in plugins' source instead, so ``fedsim list`` names them without importing torch.
 """
 
 from __future__ import annotations
@@ -15,17 +16,23 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
-# The packages holding fedsim's built-in plugins; each one's __init__ imports its modules.
+from fedsim.registry import MODELS, STRATEGIES, TASKS
+
+# The packages holding fedsim's built-in plugins (fedsim.registry.BUILTIN lists them).
 BUILTIN_PACKAGES = ("fedsim.models", "fedsim.strategies", "fedsim.tasks")
 # Registration decorator -> the registry's kind (fedsim.registry).
 DECORATORS = {"register_strategy": "strategy", "register_task": "task", "register_model": "model"}
 
 
 def load_plugins() -> None:
-    """Import every built-in plugin package so their registrations run."""
-    for package in BUILTIN_PACKAGES:
-        importlib.import_module(package)
+    """Import every registered plugin's module (torchvision, torchaudio and all): what a
+    listing of every plugin's class needs; a run needs only its own (the registry imports
+    each on first use)."""
+    for registry in (STRATEGIES, TASKS, MODELS):
+        for name in registry.names():
+            registry.get(name)
 
 
 def import_plugins(modules: Iterable[str]) -> None:
@@ -57,38 +64,50 @@ def builtin_listing() -> dict[str, dict[str, str]]:
     It finds the ``@register_*("name", ...)`` decorators of the modules in
     :data:`BUILTIN_PACKAGES` (a test checks the two agree).
     """
-    return {kind: {name: doc for name, (doc, _) in named.items()} for kind, named in _scan().items()}
+    return {kind: {name: found.doc for name, found in named.items()} for kind, named in _scan().items()}
 
 
 def builtin_experimental() -> dict[str, dict[str, str]]:
     """Task name -> its ``experimental`` class attribute (objective -> the measured reason),
     read from the source like :func:`builtin_listing`; tasks with none are left out."""
-    return {name: flagged for name, (_, flagged) in _scan()["task"].items() if flagged}
+    return {name: found.experimental for name, found in _scan()["task"].items() if found.experimental}
 
 
-def _scan() -> dict[str, dict[str, tuple[str, dict[str, str]]]]:
-    found: dict[str, dict[str, tuple[str, dict[str, str]]]] = {kind: {} for kind in DECORATORS.values()}
+def builtin_targets() -> dict[str, dict[str, str]]:
+    """Kind -> {name: ``"module:attribute"`` its decorator registers}, read from the source:
+    what :data:`fedsim.registry.BUILTIN` must list (a test compares them)."""
+    return {kind: {name: found.target for name, found in named.items()} for kind, named in _scan().items()}
+
+
+class _Found(NamedTuple):
+    doc: str  # first line of the docstring
+    experimental: dict[str, str]  # a class's ``experimental`` literal
+    target: str  # "module:attribute"
+
+
+def _scan() -> dict[str, dict[str, _Found]]:
+    found: dict[str, dict[str, _Found]] = {kind: {} for kind in DECORATORS.values()}
     for package in BUILTIN_PACKAGES:
         spec = importlib.util.find_spec(package)  # imports only the fedsim package itself
         for folder in spec.submodule_search_locations if spec and spec.submodule_search_locations else ():
             for path in sorted(Path(folder).glob("*.py")):
-                for kind, name, doc, flagged in _registrations(path):
-                    found[kind][name] = (doc, flagged)
+                for kind, name, node in _registrations(path):
+                    doc = ast.get_docstring(node, clean=False)
+                    found[kind][name] = _Found(doc.strip().splitlines()[0] if doc else "", _experimental(node),
+                                               f"{package}.{path.stem}:{node.name}")
     return {kind: dict(sorted(named.items())) for kind, named in found.items()}
 
 
-def _registrations(path: Path) -> Iterable[tuple[str, str, str, dict[str, str]]]:
-    """(kind, name, first docstring line, ``experimental`` dict literal of a class) of each
-    registration decorator in the module at ``path``."""
+def _registrations(path: Path) -> Iterable[tuple[str, str, ast.ClassDef | ast.FunctionDef]]:
+    """(kind, name, decorated class or function) of each registration decorator in the
+    module at ``path``."""
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if not isinstance(node, (ast.ClassDef, ast.FunctionDef)):
             continue
         for deco in node.decorator_list:
             if (isinstance(deco, ast.Call) and isinstance(deco.func, ast.Name) and deco.func.id in DECORATORS
                     and deco.args and isinstance(deco.args[0], ast.Constant)):
-                doc = ast.get_docstring(node, clean=False)
-                yield (DECORATORS[deco.func.id], deco.args[0].value, doc.strip().splitlines()[0] if doc else "",
-                       _experimental(node))
+                yield DECORATORS[deco.func.id], deco.args[0].value, node
 
 
 def _experimental(node: ast.ClassDef | ast.FunctionDef) -> dict[str, str]:

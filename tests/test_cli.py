@@ -46,7 +46,7 @@ def test_piped_list_rows_are_whole_lines_even_when_narrow():
     (["--clients", "10", "--clients-per-round", "20"], "clients_per_round (20) is more than clients (10)"),
     (["--set", "federation.lr=-1"], "federation.lr: Input should be greater than 0"),  # case: negative lr
     (["--clients", "abc"], "federation.clients: Input should be a valid integer"),  # case: not a number
-    (["--engine", "spark"], "engine.name: Input should be 'flower' or 'cohort'"),
+    (["--engine", "spark"], "engine.name: unknown engine 'spark'; choose one of: cohort, flower"),
     (["--config", "missing.yaml"], "config file 'missing.yaml' does not exist"),
     (["--config", "nope"], "names no bundled experiment (audio, audio_image, cardio, fassl_objectives,"),
 ])

@@ -197,10 +197,8 @@ def test_data_dir_for_a_task_that_reads_no_folders_names_the_task(tmp_path):
 @pytest.fixture
 def synthetic_reads_folders(monkeypatch):
     """The synthetic task, pretending to read ``data_dir`` (no registered task does yet)."""
-    from fedsim.plugins import load_plugins
     from fedsim.registry import TASKS
 
-    load_plugins()
     monkeypatch.setattr(TASKS.get("synthetic"), "reads_data_dir", True)
     return {"task.name": "synthetic", "model.name": "mlp"}
 
@@ -217,7 +215,7 @@ def test_data_dir_must_be_an_existing_directory(tmp_path, synthetic_reads_folder
 
 
 def test_num_cpus_per_client_above_the_machine_is_refused():
-    from fedsim.config import usable_cores
+    from fedsim.machine import usable_cores
 
     cores = usable_cores()
 

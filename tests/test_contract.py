@@ -18,6 +18,7 @@ from fedsim.models import build_backbone
 from fedsim.plugins import load_plugins
 from fedsim.registry import MODELS, TASKS, ModelInfo
 from fedsim.tasks.base import ClientDataset, Task
+from fedsim.factory import task_for
 
 load_plugins()
 pytestmark = pytest.mark.timeout(120)
@@ -45,7 +46,7 @@ def _task(name: str, seed: int = 0, model: str | None = None) -> Task:
                              "model.name": model or SMALL_MODEL.get(name, "resnet_small"),
                              "federation.clients": 50, "seed": seed,
                              "evaluation.knn_k": 3})
-    return exp.build_task()
+    return task_for(exp)
 
 
 @pytest.mark.parametrize("name", TASKS.names())

@@ -18,6 +18,7 @@ from fedsim.models.audio_inceptionnext import ThreeWayDepthwise, audio_rep_incep
 from fedsim.models.repghost import PlainGhostModule, csla_ghost
 from fedsim.models.repopt_vgg import PlainVGGBlock, csla_vgg
 from fedsim.server.outputs import RunWriter
+from fedsim.factory import task_for
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")]
@@ -48,7 +49,7 @@ def make_run(tmp_path: Path, model: str, **params: object) -> Path:
     exp = load_config(None, overrides)
     run_dir = tmp_path / "run"
     RunWriter(run_dir, exp.to_yaml())
-    torch.save(randomised(exp.build_task().build_model()).state_dict(), run_dir / "model.pt")
+    torch.save(randomised(task_for(exp).build_model()).state_dict(), run_dir / "model.pt")
     return run_dir
 
 

@@ -17,6 +17,7 @@ from fedsim.export import TOLERANCE, ExportError, export_run, load_run
 from fedsim.plugins import load_plugins
 from fedsim.registry import TASKS
 from fedsim.server.outputs import RunWriter
+from fedsim.factory import task_for
 from tests.test_export import make_run, randomised
 
 pytestmark = pytest.mark.timeout(300)
@@ -113,7 +114,7 @@ def _tiny_run(tmp_path: Path, task: str) -> Path:
     exp = load_config(None, {"task.name": task, "federation.clients": 2, "federation.clients_per_round": 1})
     run_dir = tmp_path / task
     RunWriter(run_dir, exp.to_yaml())
-    torch.save(randomised(exp.build_task().build_model()).state_dict(), run_dir / "model.pt")
+    torch.save(randomised(task_for(exp).build_model()).state_dict(), run_dir / "model.pt")
     return run_dir
 
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from fedsim.cli import app
 from fedsim.deploy.processes import node_config
 from fedsim.plugins import allowed_plugins, import_plugins
+from fedsim.factory import task_for
 from tests.server.test_resume_checks import one_line_exit_2, tiny, write_run
 
 runner = CliRunner()
@@ -91,7 +92,7 @@ def test_export_and_report_do_not_import_a_run_dir_s_plugins(tmp_path, plugin_di
     name = plugin_dir("rel_export_plugin")
     exp = tiny(plugins=[name])
     run = write_run(tmp_path / "run", exp)
-    torch.save(exp.build_task().build_model().state_dict(), run / "model.pt")
+    torch.save(task_for(exp).build_model().state_dict(), run / "model.pt")
     (run / "summary.json").write_text("{}")
     (plugin_dir.folder / f"{name}.imported").unlink()
     sys.modules.pop(name)

@@ -31,6 +31,7 @@ from fedsim.config import ConfigError, ExperimentConfig, load_config, read_yaml
 from fedsim.provenance import KEY as PROVENANCE, provenance
 from fedsim.server.outputs import CONFIG_FILE, SUMMARY_FILE, is_run, read_rounds
 from fedsim.server.resume import check_resumable
+from fedsim.factory import task_for
 
 BENCH_FILE = "bench.json"
 BASE_FILE = "base.yaml"
@@ -123,7 +124,7 @@ def _cell_config(spec: BenchSpec, cell: Cell, cell_dir: Path) -> ExperimentConfi
         raise ConfigError(f"grid alpha: partitioning.kind is {exp.partitioning.kind!r}; the alpha axis needs "
                           "dirichlet (set partitioning.kind: dirichlet)")
     if spec.target is not None:
-        declared = [m.name for m in exp.build_task().metrics()]
+        declared = [m.name for m in task_for(exp).metrics()]
         if spec.target[0] not in declared:
             raise ConfigError(f"--target: task {exp.task.name!r} has no metric {spec.target[0]!r}; "
                               f"choose from: {', '.join(declared)}")

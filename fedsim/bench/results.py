@@ -113,6 +113,7 @@ def metric_directions(cell_dir: Path) -> dict[str, bool]:
     ``summary.json``, else from the task its ``config.yaml`` builds (which imports torch; empty
     if it cannot be built here, e.g. a plugin task that is not importable: higher is then assumed)."""
     from fedsim.config import ExperimentConfig, read_yaml
+    from fedsim.factory import task_for
 
     try:
         recorded = json.loads((cell_dir / SUMMARY_FILE).read_text()).get("higher_is_better")
@@ -125,7 +126,7 @@ def metric_directions(cell_dir: Path) -> dict[str, bool]:
         key = json.dumps([raw.get("plugins"), raw.get("task"), raw.get("model")], sort_keys=True)
         if key not in _DIRECTIONS:
             # a cell's config.yaml may come from anyone: its plugins are not imported
-            task = ExperimentConfig.model_validate(raw, context={"trust_plugins": False}).build_task()
+            task = task_for(ExperimentConfig.model_validate(raw, context={"trust_plugins": False}))
             _DIRECTIONS[key] = {m.name: m.higher_is_better for m in task.metrics()}
         return _DIRECTIONS[key]
     except Exception:  # a report still works from the numbers alone

@@ -33,6 +33,7 @@ from fedsim import records as R
 from fedsim.client.faults import apply_fault, fault_of
 from fedsim.client.state import ClientStateStore
 from fedsim.client.trainer import load_global, train_client
+from fedsim.engines.base import LOSS_SUM, TRAIN_SECONDS, count_metrics
 from fedsim.factory import build_strategy, build_task
 from fedsim.plugins import allowed_plugins, import_plugins
 from fedsim.records import REPLY_WEIGHTS, RoundSpec, RunSpec
@@ -286,7 +287,7 @@ def train_one(resident: Resident, global_arrays: Arrays, client_id: int, rnd: Ro
     """Train one client; the reply is its weights and ``num-examples`` (Flower's shape)."""
     start = time.perf_counter()
     update = resident.train(global_arrays, client_id, rnd, store)
-    metrics = {R.LOSS: float(update.metrics["loss"]), "train-seconds": time.perf_counter() - start}
+    metrics = {R.LOSS: float(update.metrics["loss"]), TRAIN_SECONDS: time.perf_counter() - start}
     if update.num_examples is not None:
         metrics[R.NUM_EXAMPLES] = update.num_examples
     return RecordDict({R.ARRAYS: ArrayRecord(_cpu(update.arrays)), R.METRICS: MetricRecord(metrics)})
@@ -335,10 +336,8 @@ def train_cohort(resident: Resident, global_arrays: Arrays, ids: list[int], rnd:
         acc.accumulate(update)
         loss_sum += float(update.metrics["loss"])
     metrics: dict[str, float | int] = {
-        R.NUM_CLIENTS_DONE: acc.num_clients, "loss-sum": loss_sum,
-        "train-seconds": time.perf_counter() - start,
+        R.NUM_CLIENTS_DONE: acc.num_clients, LOSS_SUM: loss_sum,
+        TRAIN_SECONDS: time.perf_counter() - start, **count_metrics(rejected, failed),
     }
-    metrics.update({f"rejected:{k}": v for k, v in rejected.items()})
-    metrics.update({f"failed:{k}": v for k, v in failed.items()})
     return RecordDict({R.ARRAYS: ArrayRecord(_cpu(acc.sums)), R.METRICS: MetricRecord(metrics),
                        R.ERRORS: ConfigRecord(errors)})

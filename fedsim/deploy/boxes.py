@@ -22,6 +22,7 @@ from flwr.app import Message, MessageType
 from flwr.common.constant import ErrorCode
 
 from fedsim.atomic import atomic_write_bytes
+from fedsim.engines.base import TRAIN_SECONDS
 from fedsim.server.replies import split_error
 
 BOXES_FILE = "boxes.json"
@@ -113,7 +114,7 @@ class BoxLedger:
         stamps = reply.content.metric_records.get("deploy-steps")  # fedsim.deploy.warm.STEPS
         metrics = reply.content.metric_records.get("metrics") or {}
         if stamps is None:  # a ClientApp that does not stamp (--cold-clientapp): the whole trip
-            steps = {"round trip": pulled - sent, "train": float(metrics.get("train-seconds", 0.0))}
+            steps = {"round trip": pulled - sent, "train": float(metrics.get(TRAIN_SECONDS, 0.0))}
         else:
             t = {k: float(v) for k, v in stamps.items()}  # type: ignore[arg-type]
             steps = {"to ClientApp process": t["process-started"] - sent,

@@ -1,4 +1,5 @@
-"""Backbones; importing this package registers the built-in models.
+"""Backbones. The built-in models are listed lazily in :data:`fedsim.registry.BUILTIN`: a
+model's module is imported when the model is first asked for, so a run imports only its own.
 
 :func:`build_backbone` is how a task builds a registered backbone: it passes each factory
 only the options its :class:`fedsim.registry.ModelInfo` says it takes.
@@ -8,12 +9,6 @@ from __future__ import annotations
 
 from torch import nn
 
-from fedsim.models import repghost, repopt_vgg, resnet  # noqa: F401
-from fedsim.models import mlp  # noqa: F401
-from fedsim.models import audio_inceptionnext  # noqa: F401
-from fedsim.models import video3d  # noqa: F401
-from fedsim.models import van  # noqa: F401
-from fedsim.models import cardionet  # noqa: F401
 from fedsim.optim.repopt import ProxyData
 from fedsim.registry import MODELS
 

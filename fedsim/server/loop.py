@@ -37,6 +37,7 @@ from fedsim.records import RoundSpec, RunSpec
 from fedsim.strategies.base import Arrays, Strategy
 from fedsim.strategies.validation import all_finite
 from fedsim.tasks.base import Task
+from fedsim.factory import strategy_for, task_for
 
 NODE_WAIT_SECONDS = 120.0
 READY_SECONDS = 300.0  # Ray start-up, actor creation and each worker's first model build
@@ -129,8 +130,8 @@ class RoundLoop:
         self.verbose = verbose  # print the first client traceback of the run
         self.shown_traceback = False
         self.exp = exp
-        self.task: Task = exp.build_task()
-        self.strategy: Strategy = exp.build_strategy()
+        self.task: Task = task_for(exp)
+        self.strategy: Strategy = strategy_for(exp)
         self.engine: Engine = engine or make_engine(exp)  # the launcher's, sized by an attached cluster
         self.model = initial_model(self.task, exp.seed)
         self.global_arrays = copy_arrays(self.model)

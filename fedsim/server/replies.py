@@ -3,22 +3,18 @@ and the bytes clients sent up."""
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
 
 from flwr.app import Message, RecordDict
 from flwr.common.constant import ErrorCode
 
 from fedsim import records as R
-from fedsim.records import REPLY_WEIGHTS
-from fedsim.strategies.base import Accumulator, ClientUpdate
-from fedsim.strategies.validation import all_finite, check_update
+from fedsim.engines.base import TRAIN_SECONDS, payload_bytes, reply_codec
+from fedsim.strategies.base import Accumulator
+
+__all__ = ["RoundTally", "fold_content", "fold_reply", "payload_bytes", "split_error"]
 
 
 @dataclass
@@ -50,22 +46,6 @@ class RoundTally:
         return {"clients_ok": self.ok, "clients_rejected": sum(self.rejected.values()),
                 "clients_failed": sum(self.failed.values()),
                 "rejected": dict(self.rejected), "failed": dict(self.failed), "errors": dict(self.errors)}
-
-
-def payload_bytes(arrays: Mapping[str, Any]) -> int:
-    """Tensor payload of ``arrays`` in bytes: Σ numel × element size.
-
-    ``arrays`` is a state dict of torch tensors or an ``ArrayRecord`` (whose ``Array``
-    entries carry dtype and shape); the record's own framing (names, dtype strings, the
-    ``.npy`` header of each array) is not counted.
-    """
-    total = 0
-    for value in arrays.values():
-        if hasattr(value, "element_size"):  # torch.Tensor
-            total += value.numel() * value.element_size()
-        else:  # flwr Array
-            total += math.prod(value.shape) * np.dtype(value.dtype).itemsize
-    return total
 
 
 # Flower's own error text: "<class 'module.Type'>:<'message'>"
@@ -111,50 +91,14 @@ def fold_content(content: RecordDict, client_ids: list[int], acc: Accumulator, r
                  tally: RoundTally) -> int:
     """Validate a reply's content and fold it into ``acc``; returns the clients it covered.
 
-    ``tally.bytes_up`` grows by what a real federation's clients would have sent: a
-    weights reply's own tensors; for a cohort worker's partial sums, the tensors each of
-    its clients that produced an update (folded or rejected) would have sent — the
-    strategy's ``sent_keys``, which ``acc.previous`` holds — not the sums themselves.
+    The engine whose replies have shape ``reply`` reads them (its codec,
+    :meth:`fedsim.engines.base.Engine.fold`); ``tally.bytes_up`` grows by what a real
+    federation's clients would have sent.
     """
     metrics = content.metric_records.get(R.METRICS)
-    arrays_rec = content.array_records.get(R.ARRAYS)
-    if metrics is None or arrays_rec is None:
+    if metrics is None or content.array_records.get(R.ARRAYS) is None:
         tally.rejected["malformed-reply"] += len(client_ids)
         return len(client_ids)
-    arrays = arrays_rec.to_torch_state_dict()
     tally.busiest_reply_seconds = max(tally.busiest_reply_seconds,
-                                      float(metrics.get("train-seconds", 0.0)))  # type: ignore[arg-type]
-    if reply == REPLY_WEIGHTS:
-        tally.bytes_up += payload_bytes(arrays)
-        update = ClientUpdate(client_id=client_ids[0], arrays=arrays,
-                              num_examples=metrics.get(R.NUM_EXAMPLES),  # type: ignore[arg-type]
-                              metrics={R.LOSS: float(metrics.get(R.LOSS, float("nan")))})
-        reason = check_update(update, acc.previous)
-        if reason is not None:
-            tally.rejected[reason] += 1
-            return 1
-        acc.accumulate(update)
-        tally.ok += 1
-        tally.loss_sum += update.metrics[R.LOSS]
-        tally.num_examples += update.num_examples
-        return 1
-    # A cohort worker validated each client itself; check the partial sums are sane.
-    done = int(metrics.get(R.NUM_CLIENTS_DONE, 0))
-    sent = done
-    for key, value in metrics.items():
-        if key.startswith("rejected:"):
-            tally.rejected[key.removeprefix("rejected:")] += int(value)
-            sent += int(value)
-        elif key.startswith("failed:"):
-            tally.failed[key.removeprefix("failed:")] += int(value)
-    for reason, text in content.config_records.get(R.ERRORS, {}).items():
-        tally.note_error(reason, str(text))
-    tally.bytes_up += sent * payload_bytes(acc.previous)
-    if done and not all(all_finite(t) for t in arrays.values()):
-        tally.rejected["non-finite-sums"] += done
-        return len(client_ids)
-    if done:
-        acc.merge_sums(arrays, done)
-        tally.ok += done
-        tally.loss_sum += float(metrics.get("loss-sum", 0.0))
-    return len(client_ids)
+                                      float(metrics.get(TRAIN_SECONDS, 0.0)))  # type: ignore[arg-type]
+    return reply_codec(reply).fold(content, client_ids, acc, tally)

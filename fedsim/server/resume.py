@@ -29,6 +29,7 @@ from typing import Any
 from fedsim.config import ConfigError, ExperimentConfig
 from fedsim.server.outputs import (CHECKPOINT_FILE, CONFIG_FILE, ROUNDS_FILE, SUMMARY_FILE, first_non_finite,
                                    is_run, read_checkpoint, read_rounds)
+from fedsim.factory import strategy_for, task_for
 
 IDENTITY_KEY = "identity"  # checkpoint entry: what the checkpoint was trained as (see identity())
 
@@ -127,7 +128,7 @@ def _check_arrays(arrays: dict[str, Any], exp: ExperimentConfig) -> None:
     import torch  # here, not at the top: `fedsim report` imports this module without needing torch
 
     with torch.random.fork_rng(devices=[]):
-        expected = exp.build_task().build_model().state_dict()
+        expected = task_for(exp).build_model().state_dict()
     missing = [k for k in expected if k not in arrays]
     unexpected = [k for k in arrays if k not in expected]
     if missing or unexpected:
@@ -144,7 +145,7 @@ def _check_arrays(arrays: dict[str, Any], exp: ExperimentConfig) -> None:
 
 def _check_strategy_state(state: Any, exp: ExperimentConfig) -> None:
     try:
-        exp.build_strategy().load_state_dict(state)
+        strategy_for(exp).load_state_dict(state)
     except Exception as err:  # any strategy's own loader: report it in one line
         raise ConfigError(f"resume: {CHECKPOINT_FILE}'s strategy state does not fit strategy "
                           f"{exp.strategy.name!r} ({type(err).__name__})") from None

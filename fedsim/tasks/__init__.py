@@ -1,8 +1,3 @@
-"""SSL task plugins; importing this package registers the built-in tasks."""
-
-from fedsim.tasks import audio  # noqa: F401
-from fedsim.tasks import cardio  # noqa: F401
-from fedsim.tasks import audio_image  # noqa: F401
-from fedsim.tasks import image  # noqa: F401
-from fedsim.tasks import synthetic  # noqa: F401
-from fedsim.tasks import video  # noqa: F401
+"""SSL task plugins. The built-in tasks are listed lazily in :data:`fedsim.registry.BUILTIN`:
+a task's module is imported when the task is first asked for (:meth:`fedsim.registry.Registry.get`),
+so a run imports only its own task's dependencies."""

@@ -144,8 +144,8 @@ class Task(ABC):
     Subclasses set ``Params`` to their own pydantic model and register with
     ``@register_task("name")``. Everything a client does must be a pure function of
     ``(context.seed, client id)`` and of the generator passed in, so both engines and a
-    resumed run see the same data. The constructor must be cheap (the config builds a task
-    to validate ``evaluation.track``); read folders lazily.
+    resumed run see the same data. The constructor must be cheap (the command line builds a
+    task to check a run before start-up); read folders lazily.
     """
 
     Params: ClassVar[type[TaskParams]] = TaskParams

@@ -6,12 +6,13 @@ import torch
 from fedsim.client import trainer
 from fedsim.config import load_config
 from fedsim.optim import grad_mults
+from fedsim.factory import task_for
 
 
 def _setup(model_name):
     exp = load_config(None, {"task.name": "synthetic", "model.name": model_name,
                              "task.params": {"samples": 64}, "federation.batch_size": 32})
-    task = exp.build_task()
+    task = task_for(exp)
     start = {k: v.clone() for k, v in task.build_model().state_dict().items()}
     return task, start
 
@@ -54,7 +55,7 @@ def test_repopt_sgd_step_is_sgd_with_gradient_masks():
     # Prepare: one batch, one step, so the step is lr * mask * grad at the start weights
     exp = load_config(None, {"task.name": "synthetic", "model.name": "repopt_vgg",
                              "task.params": {"samples": 8}, "federation.batch_size": 8})
-    task = exp.build_task()
+    task = task_for(exp)
     model = task.build_model()
     start = {k: v.clone() for k, v in model.state_dict().items()}
     ref = task.build_model()

@@ -31,6 +31,7 @@ from fedsim.data.image_readers import MAX_AUDIO_FRAMES, image_header
 from fedsim.data.video_folders import video_header
 from fedsim.plugins import load_plugins
 from fedsim.registry import TASKS
+from fedsim.factory import strategy_for, task_for
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")]
@@ -218,11 +219,11 @@ def test_a_file_that_fails_only_on_full_decode_fails_its_client_naming_the_file(
     exp = load_config(None, {"task.name": "image", "task.data_dir": str(root), "federation.clients": 2,
                              "federation.clients_per_round": 1, "partitioning.kind": "iid",
                              "evaluation.linear_probe": False})
-    task = exp.build_task()
+    task = task_for(exp)
     holder = next(c for c in range(2) if late.name in " ".join(index.files[i] for i in task._folder.client_items(c)))
 
     class Resident:  # what train_cohort asks of the node: the strategy and one client's training
-        strategy = exp.build_strategy()
+        strategy = strategy_for(exp)
 
         def train(self, global_arrays, cid, rnd, store):
             task.client_dataset(cid)

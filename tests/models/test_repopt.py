@@ -13,6 +13,7 @@ from fedsim.config import load_config
 from fedsim.data import digits
 from fedsim.optim import BranchScales, ProxyData, extract_scales, grad_mults, hyper_search, search_scales
 from fedsim.registry import MODELS
+from fedsim.factory import task_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -102,7 +103,7 @@ def test_search_is_deterministic_and_leaves_global_rng_alone() -> None:
 
 def test_the_image_task_searches_on_its_own_data() -> None:
     # Prepare: the image task's proxy is its own (digits) data at its image size
-    task = load_config(None, {"model.name": "repopt_vgg", "task.params": {"image_size": 16}}).build_task()
+    task = task_for(load_config(None, {"model.name": "repopt_vgg", "task.params": {"image_size": 16}}))
     proxy = task.proxy_data()
     x, y = next(proxy.batches(8, 0))
     # Execute

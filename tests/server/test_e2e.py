@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tests.server.conftest import read_rows, small_config
+from fedsim.factory import task_for
 
 
 @pytest.mark.timeout(300)
@@ -36,7 +37,7 @@ def test_outputs_of_a_real_run(simulated, engine):
     final = torch.load(run_dir / "model.pt", weights_only=True)
     assert ckpt["round"] == 3 and final.keys() == ckpt["global"].keys()
     assert all(torch.equal(final[k], ckpt["global"][k]) for k in final)
-    initial = small_config().build_task().build_model().state_dict()
+    initial = task_for(small_config()).build_model().state_dict()
     assert any(not torch.equal(final[k], initial[k]) for k in final)  # training moved the model
 
 

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from fedsim.cli import app
 from fedsim.config import ConfigError, load_config
 from fedsim.server.resume import IDENTITY_KEY, check_new_run_dir, check_resumable, identity
+from fedsim.factory import strategy_for, task_for
 
 runner = CliRunner()
 TINY = {"task.name": "synthetic", "model.name": "mlp", "federation.clients": 2,
@@ -40,8 +41,8 @@ def write_run(run_dir: Path, exp, *, completed: int = 2, checkpoint: bool = True
     rows = [{"round": r, "train_loss": 1.0} for r in range(completed + 1)]
     (run_dir / "rounds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     if checkpoint:
-        state = {"round": completed, "global": exp.build_task().build_model().state_dict(),
-                 "strategy": exp.build_strategy().state_dict(), "failed_streak": 0,
+        state = {"round": completed, "global": task_for(exp).build_model().state_dict(),
+                 "strategy": strategy_for(exp).state_dict(), "failed_streak": 0,
                  "aggregations": completed}
         if with_identity:
             state[IDENTITY_KEY] = identity(exp)

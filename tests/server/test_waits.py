@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from fedsim.engines import Engine
+from fedsim.engines.cohort import CohortEngine
+from fedsim.engines.flower import FlowerEngine
 from fedsim.engines.stop import RunStopped, StopFlag
 from flwr.app import ConfigRecord
 
@@ -44,7 +45,7 @@ def _stop_soon(flag: StopFlag, after: float = 0.2) -> None:
 
 def test_cohort_uses_the_lowest_worker_count_node_ids_of_twenty():
     grid = SilentGrid([17, 3, 11, 5, 19, 2, 13, 7, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71])
-    engine = Engine("cohort", num_nodes=2, reply="sums")
+    engine = CohortEngine(num_nodes=2)
 
     nodes = wait_for_nodes(grid, engine.num_nodes)
     plan = engine.assign([4, 0, 3, 1, 2], nodes)
@@ -81,6 +82,6 @@ def test_workers_that_never_answer_end_the_readiness_wait(inside_a_run):
 def test_round_budget_is_per_client_and_a_cohort_worker_trains_its_clients_in_turn():
     plan = [(1, [0, 2, 4]), (2, [1, 3])]
 
-    assert Engine("cohort", num_nodes=2, reply="sums").round_budget(plan, 1.5) == 4.5
-    assert Engine("flower", num_nodes=5, reply="weights").round_budget(plan, 1.5) == 1.5
-    assert Engine("cohort", num_nodes=2, reply="sums").round_budget(plan, None) is None
+    assert CohortEngine(num_nodes=2).round_budget(plan, 1.5) == 4.5
+    assert FlowerEngine(num_nodes=5).round_budget(plan, 1.5) == 1.5
+    assert CohortEngine(num_nodes=2).round_budget(plan, None) is None

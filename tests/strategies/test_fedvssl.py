@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from fedsim.strategies.fedvssl import FedVSSL, FedVSSLParams
+from fedsim.factory import strategy_for
 from tests.conftest import make_update
 from tests.strategies.tiny import random_global, random_updates, run_round
 
@@ -130,9 +131,9 @@ def test_the_partial_update_defaults_to_the_tasks_encoder_prefixes(monkeypatch):
     monkeypatch.setattr(ImageTask, "encoder_prefixes", ("video_tower.", "audio_tower."))
     keys = ["video_tower.w", "audio_tower.w", "head.w"]
     # Execute
-    default = load_config(None, {"strategy.name": "fedvssl"}).build_strategy()
-    explicit = load_config(None, {"strategy.name": "fedvssl",
-                                  "strategy.params": {"backbone_prefix": "head."}}).build_strategy()
+    default = strategy_for(load_config(None, {"strategy.name": "fedvssl"}))
+    explicit = strategy_for(load_config(None, {"strategy.name": "fedvssl",
+                                  "strategy.params": {"backbone_prefix": "head."}}))
     # Assert
     assert default.load_keys(keys) == ["video_tower.w", "audio_tower.w"]
     assert explicit.load_keys(keys) == ["head.w"]

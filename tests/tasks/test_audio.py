@@ -7,6 +7,7 @@ import torch
 
 from fedsim.config import load_config
 from fedsim.tasks.audio import PERMUTATIONS, AudioParams, AudioTask, centre_crop, random_crop
+from fedsim.factory import task_for
 
 pytestmark = pytest.mark.timeout(120)
 SMALL = {"min_clips": 4, "max_clips": 6, "eval_per_class": 3, "clip_seconds": 0.5}
@@ -15,7 +16,7 @@ SMALL = {"min_clips": 4, "max_clips": 6, "eval_per_class": 3, "clip_seconds": 0.
 def _task(**params) -> AudioTask:
     exp = load_config(None, {"task.name": "audio", "model.name": "resnet_small", "federation.clients": 20,
                              "task.params": {**SMALL, **params}, "evaluation.knn_k": 3})
-    return exp.build_task()
+    return task_for(exp)
 
 
 def test_a_task_may_name_its_default_backbone(monkeypatch):

@@ -14,6 +14,7 @@ from fedsim.data import paired_digits, sounds
 from fedsim.losses import NTXentLoss
 from fedsim.tasks.audio_image import AudioImageTask
 from fedsim.tasks.audio_image_parts import PairedDataset, moment_gap, recall_at_k, recall_chance
+from fedsim.factory import strategy_for, task_for
 
 pytestmark = pytest.mark.timeout(120)
 SMALL = {"min_samples": 6, "max_samples": 8, "eval_per_class": 3, "image_size": 12, "clip_seconds": 0.3}
@@ -22,7 +23,7 @@ SMALL = {"min_samples": 6, "max_samples": 8, "eval_per_class": 3, "image_size": 
 def _task(**params) -> AudioImageTask:
     exp = load_config(None, {"task.name": "audio_image", "model.name": "resnet_small", "federation.clients": 40,
                              "task.params": {**SMALL, **params}, "evaluation.knn_k": 3})
-    return exp.build_task()
+    return task_for(exp)
 
 
 def _first_client(task: AudioImageTask, holding: str) -> int:
@@ -271,7 +272,7 @@ def _ten_rounds_of_the_simulation() -> tuple[dict[str, float], dict[str, float]]
     from fedsim.server.loop import copy_arrays, initial_model
 
     exp = load_config(str(Path(__file__).resolve().parents[2] / "simulations" / "audio_image.yaml"), {"seed": 1, "federation.rounds": 10})
-    fed, task, strategy = exp.federation, exp.build_task(), exp.build_strategy()
+    fed, task, strategy = exp.federation, task_for(exp), strategy_for(exp)
     model = initial_model(task, exp.seed)
     init, arrays, trainee = task.evaluate(model), copy_arrays(model), task.build_model()
     for rnd in range(1, fed.rounds + 1):

@@ -17,6 +17,7 @@ from fedsim.config import load_config
 from fedsim.data.cardio_timeline import RATE, spectral_bpm
 from fedsim.data.image_readers import DataFolderError
 from fedsim.tasks.cardio import CardioTask, standardise
+from fedsim.factory import task_for
 
 SMALL = {"record_s": 8.0, "window_s": 8.0, "eval_subjects": 2, "min_subjects": 2, "max_subjects": 2, "width": 4}
 
@@ -25,7 +26,7 @@ def _task(params: dict, **config) -> CardioTask:
     clients = config.pop("clients", 4)
     exp = load_config(None, {"task.name": "cardio", "task.params": {**SMALL, **params},
                              "federation.clients": clients, "federation.clients_per_round": 1, **config})
-    return exp.build_task()
+    return task_for(exp)
 
 
 @pytest.mark.parametrize("fps, offset", [

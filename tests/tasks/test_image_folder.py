@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from fedsim.cli import app
 from fedsim.config import load_config
 from fedsim.data import digits
+from fedsim.factory import task_for
 from tests.server.conftest import read_rows
 from tests.conftest import run_fedsim
 
@@ -79,7 +80,7 @@ def test_clients_read_only_training_images_and_evaluation_only_held_out_ones(tmp
     (folder / "train").rmdir()
     exp = load_config(None, {"task.data_dir": str(folder), "federation.clients": 1000,
                              "task.params": {"image_size": 16, "min_samples": 4, "max_samples": 8}})
-    task = exp.build_task()
+    task = task_for(exp)
     index = task._folder.index
     # Execute
     items = np.concatenate([task._folder.client_items(c) for c in range(0, 1000, 37)])
@@ -106,7 +107,7 @@ def test_a_cifar_batch_folder_trains_colour_images(tmp_path):
     exp = load_config(None, {"task.data_dir": str(tmp_path), "federation.clients": 5,
                              "task.params": {"image_size": 32, "min_samples": 4, "max_samples": 4,
                                              "objective": "supervised"}})
-    task = exp.build_task()
+    task = task_for(exp)
     # Execute
     data = task.client_dataset(0)
     model = task.build_model()

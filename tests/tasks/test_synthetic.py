@@ -6,13 +6,14 @@ import torch.nn.functional as F
 
 from fedsim.client.trainer import train_client
 from fedsim.config import load_config
+from fedsim.factory import task_for
 
 BENCH = {"task.name": "synthetic", "model.name": "mlp", "federation.clients": 100_000,
          "federation.local_epochs": 1, "federation.batch_size": 32, "federation.lr": 0.05}
 
 
 def _task(**overrides):
-    return load_config(None, {**BENCH, **overrides}).build_task()
+    return task_for(load_config(None, {**BENCH, **overrides}))
 
 
 def test_model_has_the_anchor_parameter_count():

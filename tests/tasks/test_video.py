@@ -10,6 +10,7 @@ from fedsim.config import load_config
 from fedsim.seeding import sample_clients
 from fedsim.server.loop import copy_arrays, initial_model
 from fedsim.tasks.video import VideoTask, grey
+from fedsim.factory import task_for
 
 pytestmark = pytest.mark.timeout(300)
 TINY = {"frames": 8, "frame_size": 16, "order_frames": 2, "order_gap": 1, "speed_frames": 3,
@@ -19,7 +20,7 @@ TINY = {"frames": 8, "frame_size": 16, "order_frames": 2, "order_gap": 1, "speed
 def _task(**params) -> VideoTask:
     exp = load_config(None, {"task.name": "video", "federation.clients": 20, "evaluation.knn_k": 3,
                              "task.params": {**TINY, **params}})
-    return exp.build_task()
+    return task_for(exp)
 
 
 def test_the_loss_is_the_weighted_sum_of_the_pretext_losses():
@@ -76,7 +77,7 @@ def test_contrastive_pretraining_lifts_knn_above_random_init_and_raw_pixels():
     torch.set_num_threads(1)
     exp = load_config(None, {"task.name": "video", "seed": 0, "federation.clients": 100, "evaluation.knn_k": 20,
                              "task.params": {"pretext": "contrastive", "eval_samples": 100}})
-    task = exp.build_task()
+    task = task_for(exp)
     clips = torch.cat([task.client_dataset(c)["video"] for c in range(8)])
     model = task.build_model()
     init, raw = task.evaluate(model)["knn_top1"], task.baselines()["knn_top1_raw_input"]
