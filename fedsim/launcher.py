@@ -59,11 +59,7 @@ def node_settings(exp: ExperimentConfig, run_dir: str, device: str) -> dict[str,
 def keeps_client_state(exp: ExperimentConfig) -> bool:
     """Whether the run's clients keep tensors of their own between rounds (FedVSSL's heads):
     its strategy lets clients load only part of the global model."""
-    from fedsim.strategies.base import Strategy
-
-    strategy = exp.build_strategy()
-    rule = getattr(strategy, "inner", strategy)  # under DP: the wrapped rule
-    return type(rule).load_keys is not Strategy.load_keys
+    return exp.build_strategy().client_hooks().keeps_local
 
 
 @contextlib.contextmanager
