@@ -3,8 +3,9 @@
 A train message carries the global weights and two flat records (:mod:`fedsim.records`):
 ``run`` (task, model and strategy names and parameters) and ``round`` (the round context:
 round, lr, local epochs, seed, client ids, reply shape, the strategy's client-side values),
-decoded once into a :class:`~fedsim.records.RoundContext` and passed whole to the training. The client's data folder, state directory and device
-are the node's own settings (:func:`node_setting`), never paths from the server.
+decoded once into a :class:`~fedsim.records.RoundContext` and passed whole to the training.
+The client's data folder, state directory and device are the node's own settings
+(:func:`node_setting`), never paths from the server.
 
 * ``reply = "weights"`` (engine ``flower``, deployment): exactly one client; the reply is
   its weights and ``num-examples``, the standard Flower shape.

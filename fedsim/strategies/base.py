@@ -141,7 +141,8 @@ class Strategy(ABC):
     Subclasses set ``Params`` and register with ``@register_strategy("name")``. The round
     loop (``fedsim.server``) calls :meth:`new_accumulator` once per round, folds every valid
     client reply into it (or merges workers' partial accumulators) and calls
-    :meth:`Accumulator.finalize`.
+    :meth:`Accumulator.finalize`. A rule that changes what its clients do sets ``Hooks`` to
+    its own :class:`~fedsim.strategies.hooks.ClientHooks` subclass (:meth:`client_hooks`).
     """
 
     Params: ClassVar[type[StrategyParams]] = StrategyParams

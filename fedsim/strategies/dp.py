@@ -18,8 +18,9 @@ After Flower's ``DifferentialPrivacyServerSideFixedClipping`` (flwr 1.41
    equal weights). The noise goes where the wrapped rule releases its aggregate
    (``Strategy.finalize_via``): rules built as "FedAvg mean, then a server step" (FedAdam,
    FedYogi, FedAdagrad, FedAvgM) release the mean, so the step is post-processing of the
-   noised mean; any other rule releases its finalized output, as in Flower's wrapper. For rules that are not a sample-weighted mean of the updates (L-DAWA's cosine
-   scaling, FedVSSL's loss weights) σ is a calibration, not a proof of the (ε, δ) guarantee.
+   noised mean; any other rule releases its finalized output, as in Flower's wrapper. For
+   rules that are not a sample-weighted mean of the updates (L-DAWA's cosine scaling,
+   FedVSSL's loss weights) σ is a calibration, not a proof of the (ε, δ) guarantee.
    Noise goes on the trainable tensors only.
 
 **Client side.** The wrapper takes the wrapped rule's client hooks whole (FedProx's proximal

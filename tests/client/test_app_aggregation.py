@@ -19,8 +19,8 @@ GLOBAL = {"w": torch.tensor([1.0, 0.0])}
     (4, False),  # case: the 4th aggregation: L-DAWA's cosine-scaled sums
 ])
 def test_cohort_worker_folds_by_the_aggregation_index(aggregation, warmup_keys):
-    resident = SimpleNamespace(
-        hooks=LDAWA().client_hooks(), train=lambda global_arrays, cid, ctx, store: make_update(cid, w=[2.0, float(cid)]))
+    resident = SimpleNamespace(hooks=LDAWA().client_hooks(),
+                               train=lambda global_arrays, cid, ctx, store: make_update(cid, w=[2.0, float(cid)]))
     ctx = RoundContext(server_round=5, aggregation=aggregation, client_ids=(0, 1), reply=R.REPLY_SUMS, lr=0.1,
                        local_epochs=1, batch_size=8, seed=0)
 
