@@ -23,6 +23,7 @@ import torch
 
 from fedsim.client.trainer import train_client
 from fedsim.config import load_config, parse_override
+from fedsim.records import RoundContext
 from fedsim.seeding import sample_clients
 from fedsim.server.loop import copy_arrays, initial_model
 from fedsim.factory import strategy_for, task_for
@@ -41,12 +42,10 @@ def run_seed(config: str | None, overrides: dict, seed: int) -> dict:
     start = time.perf_counter()
     for rnd in range(1, fed.rounds + 1):
         acc = strategy.new_accumulator(global_arrays, rnd)
+        ctx = RoundContext.for_round(exp, strategy, rnd, aggregation=rnd, reply="weights")
         losses = []
         for cid in sample_clients(exp.seed, rnd, fed.clients, fed.cohort_size()):
-            update = train_client(task, trainee, global_arrays, client_id=cid, server_round=rnd, seed=exp.seed,
-                                  local_epochs=fed.local_epochs, batch_size=fed.batch_size, lr=fed.lr,
-                                  momentum=fed.momentum, weight_decay=fed.weight_decay,
-                                  load_keys=strategy.load_keys(list(global_arrays)), optimizer=fed.optimizer)
+            update = train_client(task, trainee, global_arrays, ctx, strategy.client_hooks(), client_id=cid)
             losses.append(update.metrics["loss"])
             acc.accumulate(update)
         global_arrays = acc.finalize()

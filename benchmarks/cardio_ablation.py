@@ -24,6 +24,7 @@ import torch
 
 from fedsim.client.trainer import train_client
 from fedsim.config import load_config, parse_override
+from fedsim.records import RoundContext
 from fedsim.seeding import sample_clients
 from fedsim.server.loop import copy_arrays, initial_model
 from fedsim.factory import strategy_for, task_for
@@ -46,11 +47,9 @@ def train(config: str, overrides: dict, seed: int) -> tuple[torch.nn.Module, dic
     trainee = task.build_model()
     for rnd in range(1, fed.rounds + 1):
         acc = strategy.new_accumulator(global_arrays, rnd)
+        ctx = RoundContext.for_round(exp, strategy, rnd, aggregation=rnd, reply="weights")
         for cid in sample_clients(exp.seed, rnd, fed.clients, fed.cohort_size()):
-            acc.accumulate(train_client(task, trainee, global_arrays, client_id=cid, server_round=rnd, seed=exp.seed,
-                                        local_epochs=fed.local_epochs, batch_size=fed.batch_size, lr=fed.lr,
-                                        momentum=fed.momentum, weight_decay=fed.weight_decay,
-                                        load_keys=strategy.load_keys(list(global_arrays)), optimizer=fed.optimizer))
+            acc.accumulate(train_client(task, trainee, global_arrays, ctx, strategy.client_hooks(), client_id=cid))
         global_arrays = acc.finalize()
     model.load_state_dict(global_arrays)
     return model, init, baselines

@@ -58,12 +58,12 @@ def node_settings(exp: ExperimentConfig, run_dir: str, device: str) -> dict[str,
 
 def keeps_client_state(exp: ExperimentConfig) -> bool:
     """Whether the run's clients keep tensors of their own between rounds (FedVSSL's heads):
-    its strategy's class (under DP too: DP wraps it) lets clients load only part of the global
-    model. Read from the registered class; nothing is built."""
+    its strategy's client half (DP keeps the wrapped rule's) lets clients load only part of the
+    global model. Read from the registered class; nothing is built."""
     from fedsim.registry import STRATEGIES
-    from fedsim.strategies.base import Strategy
+    from fedsim.strategies.hooks import ClientHooks
 
-    return STRATEGIES.get(exp.strategy.name).load_keys is not Strategy.load_keys
+    return STRATEGIES.get(exp.strategy.name).Hooks.load_keys is not ClientHooks.load_keys
 
 
 @contextlib.contextmanager

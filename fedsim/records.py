@@ -7,9 +7,10 @@ A train message carries three records:
   model and strategy — their names and parameters as flat named keys
   (``task.params.temperature``), the seed, the population size, the partitioning; the same
   for every round of a run;
-* ``round`` (``ConfigRecord``, :class:`RoundSpec`): this round's values — round and
+* ``round`` (``ConfigRecord``, :class:`RoundContext`): this round's values — round and
   aggregation index, learning rate (per round: ``federation.lr_schedule``), local epochs,
-  batch size, optimiser, proximal term, the client ids to train and the reply shape.
+  batch size, optimiser, seed, the client ids to train, the reply shape and the strategy's
+  client-side values (``params.<name>``, e.g. FedProx's ``params.proximal-mu``).
 
 Nothing else is needed: a client's data folder, state directory and device come from its
 own node config (``--node-config`` on a deployed SuperNode; the launcher in simulation), and
@@ -29,13 +30,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2  # 2: the round record carries the seed and the strategy's params.<name>, not proximal-mu
 WIRE_VERSION_KEY = "wire-version"
 
 # RecordDict keys of a message's content
 ARRAYS = "arrays"  # ArrayRecord: global weights (server -> client) or client weights / partial sums
 RUN = "run"  # ConfigRecord: RunSpec
-ROUND = "round"  # ConfigRecord: RoundSpec
+ROUND = "round"  # ConfigRecord: RoundContext
 METRICS = "metrics"  # MetricRecord: num-examples, loss, timings
 ERRORS = "errors"  # ConfigRecord: failure reason -> "Type: message\n<traceback>" of its first client
 
@@ -44,7 +45,7 @@ NUM_EXAMPLES = "num-examples"
 LOSS = "loss"
 NUM_CLIENTS_DONE = "num-clients"
 
-# reply shapes (RoundSpec.reply)
+# reply shapes (RoundContext.reply)
 REPLY_WEIGHTS = "weights"  # one client's weights and num-examples (Flower's shape; engine flower, deployment)
 REPLY_SUMS = "sums"  # a cohort's validated partial sums (engine cohort)
 
@@ -65,6 +66,7 @@ def node_env_name(key: str) -> str:
     return "FEDSIM_" + key.upper().replace("-", "_")
 
 _NONE = ":none"
+PARAMS = "params"  # round-record prefix of the strategy's client-side values (RoundContext.params)
 Scalar = int | float | str | bool
 
 
@@ -215,41 +217,66 @@ class RunSpec:
 
 
 @dataclass(frozen=True)
-class RoundSpec:
-    """One round's values for the clients of one message (record ``round``).
+class RoundContext:
+    """Everything a client needs to know about one round (record ``round``).
+
+    Built once per round on the server (:meth:`for_round`), sent as flat keys, decoded once
+    on the client and handed whole to the local training and to the strategy's client hooks
+    (:class:`fedsim.strategies.hooks.ClientHooks`). Only ``client_ids`` differs between the
+    messages of one round.
 
     ``aggregation`` is 1 + the aggregations the server completed before this round
-    (strategies count warm-up and SWA by it; skipped rounds do not count).
+    (strategies count warm-up and SWA by it; skipped rounds do not count). ``seed`` is the
+    run's seed: a client's batch order and augmentations are drawn from (seed, round, client
+    id). ``params`` are the values the strategy's client half needs this round, named by the
+    strategy (FedProx: ``proximal-mu``); they travel as ``params.<name>``.
     """
 
     server_round: int
     aggregation: int
-    client_ids: list[int]
+    client_ids: tuple[int, ...]
     reply: str
     lr: float
     local_epochs: int
     batch_size: int
+    seed: int
     optimizer: str = "sgd"
     momentum: float = 0.0
     weight_decay: float = 0.0
-    proximal_mu: float = 0.0
     round_timeout: float | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def for_round(cls, exp: Any, strategy: Any, server_round: int, *, aggregation: int, reply: str,
+                  client_ids: tuple[int, ...] = ()) -> "RoundContext":
+        """The context of round ``server_round`` of experiment ``exp`` (an
+        :class:`fedsim.config.ExperimentConfig`) run with ``strategy``: the round's learning rate
+        from the schedule, the federation's local-training settings and the strategy's
+        client-side values (:meth:`~fedsim.strategies.hooks.ClientHooks.round_params`)."""
+        fed = exp.federation
+        return cls(server_round=server_round, aggregation=aggregation, client_ids=tuple(client_ids), reply=reply,
+                   lr=fed.round_lr(server_round), local_epochs=fed.local_epochs, batch_size=fed.batch_size,
+                   seed=exp.seed, optimizer=fed.optimizer, momentum=fed.momentum, weight_decay=fed.weight_decay,
+                   round_timeout=fed.round_timeout,
+                   params=dict(strategy.client_hooks().round_params(aggregation)))
 
     def to_record(self) -> dict[str, Any]:
+        """The ``ConfigRecord`` content (a plain dict of scalars and scalar lists)."""
         out: dict[str, Any] = {
             WIRE_VERSION_KEY: WIRE_VERSION, "server-round": self.server_round, "aggregation": self.aggregation,
             "client-ids": [int(c) for c in self.client_ids], "reply": self.reply, "lr": float(self.lr),
-            "local-epochs": self.local_epochs, "batch-size": self.batch_size, "optimizer": self.optimizer,
-            "momentum": float(self.momentum), "weight-decay": float(self.weight_decay),
-            "proximal-mu": float(self.proximal_mu)}
+            "local-epochs": self.local_epochs, "batch-size": self.batch_size, "seed": self.seed,
+            "optimizer": self.optimizer, "momentum": float(self.momentum),
+            "weight-decay": float(self.weight_decay)}
         if self.round_timeout is None:
             out["round-timeout" + _NONE] = True
         else:
             out["round-timeout"] = float(self.round_timeout)
+        out.update(flatten(PARAMS, self.params))
         return out
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> "RoundSpec":
+    def from_record(cls, record: Mapping[str, Any]) -> "RoundContext":
         check_version(record, "round")
         what = "round"
         reply = _get(record, "reply", str, what)
@@ -259,10 +286,17 @@ class RoundSpec:
         if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
             raise WireError(f"the round record's 'client-ids' is {ids!r}, not a list of ints")
         return cls(server_round=_get(record, "server-round", int, what),
-                   aggregation=_get(record, "aggregation", int, what), client_ids=list(ids), reply=reply,
+                   aggregation=_get(record, "aggregation", int, what), client_ids=tuple(ids), reply=reply,
                    lr=_get(record, "lr", float, what), local_epochs=_get(record, "local-epochs", int, what),
-                   batch_size=_get(record, "batch-size", int, what), optimizer=_get(record, "optimizer", str, what),
-                   momentum=_get(record, "momentum", float, what),
+                   batch_size=_get(record, "batch-size", int, what), seed=_get(record, "seed", int, what),
+                   optimizer=_get(record, "optimizer", str, what), momentum=_get(record, "momentum", float, what),
                    weight_decay=_get(record, "weight-decay", float, what),
-                   proximal_mu=_get(record, "proximal-mu", float, what),
-                   round_timeout=_optional(record, "round-timeout", float, what))
+                   round_timeout=_optional(record, "round-timeout", float, what),
+                   params=unflatten(PARAMS, record))
+
+    def param(self, name: str) -> Any:
+        """The strategy's client-side value ``name``; a :class:`WireError` naming it when the
+        server did not send it."""
+        if name not in self.params:
+            raise WireError(f"the round record has no '{PARAMS}.{name}' (sent: {sorted(self.params) or 'none'})")
+        return self.params[name]

@@ -24,16 +24,15 @@ def resident_of(exp):
 
 
 def round_of(exp, server_round: int, client_ids=(), reply: str = "sums", aggregation: int | None = None):
-    """The round record the server sends for ``exp``'s round ``server_round``."""
+    """The round context the server sends for ``exp``'s round ``server_round`` (built by the
+    server's own :meth:`~fedsim.records.RoundContext.for_round`)."""
     from fedsim.factory import build_strategy
-    from fedsim.records import RoundSpec
+    from fedsim.records import RoundContext
 
-    fed = exp.federation
-    mu = build_strategy(exp.strategy.name, exp.strategy.params, task=exp.task.name, seed=exp.seed).proximal_mu()
-    return RoundSpec(server_round=server_round, aggregation=aggregation or server_round, client_ids=list(client_ids),
-                     reply=reply, lr=fed.round_lr(server_round), local_epochs=fed.local_epochs,
-                     batch_size=fed.batch_size, optimizer=fed.optimizer, momentum=fed.momentum,
-                     weight_decay=fed.weight_decay, proximal_mu=mu, round_timeout=fed.round_timeout)
+    strategy = build_strategy(exp.strategy.name, exp.strategy.params, task=exp.task.name, seed=exp.seed,
+                              dp_clip=exp.strategy.dp_clip, dp_noise=exp.strategy.dp_noise)
+    return RoundContext.for_round(exp, strategy, server_round, aggregation=aggregation or server_round,
+                                  reply=reply, client_ids=tuple(client_ids))
 
 
 def train_message(exp, global_arrays, client_ids, reply: str, server_round: int = 1, *,

@@ -8,9 +8,9 @@ from flwr.app import ConfigRecord
 from fedsim import records as R
 from fedsim.client.app import train
 from fedsim.config import load_config
-from fedsim.records import RoundSpec, RunSpec, WireError, flatten, unflatten
+from fedsim.records import RoundContext, RunSpec, WireError, flatten, unflatten
 from fedsim.server.loop import copy_arrays, initial_model
-from tests.conftest import resident_of, train_message
+from tests.conftest import resident_of, round_of, train_message
 
 TINY = {"task.name": "synthetic", "model.name": "mlp", "federation.clients": 4,
         "federation.clients_per_round": 2, "federation.lr": 0.2, "federation.lr_schedule": "cosine",
@@ -54,11 +54,47 @@ def test_run_record_round_trips_every_field():
 
 
 def test_round_record_round_trips():
-    spec = RoundSpec(server_round=3, aggregation=2, client_ids=[5, 9], reply=R.REPLY_SUMS, lr=0.125,
-                     local_epochs=2, batch_size=16, optimizer="repopt-sgd", momentum=0.9, weight_decay=1e-4,
-                     proximal_mu=0.01, round_timeout=None)
+    ctx = RoundContext(server_round=3, aggregation=2, client_ids=(5, 9), reply=R.REPLY_SUMS, lr=0.125,
+                       local_epochs=2, batch_size=16, seed=7, optimizer="repopt-sgd", momentum=0.9,
+                       weight_decay=1e-4, round_timeout=None, params={"proximal-mu": 0.01, "mix": {"a": 1}})
 
-    assert RoundSpec.from_record(ConfigRecord(spec.to_record())) == spec
+    record = ctx.to_record()
+
+    assert record["params.proximal-mu"] == 0.01 and record["params.mix.a"] == 1 and record["seed"] == 7
+    assert RoundContext.from_record(ConfigRecord(record)) == ctx
+
+
+def test_the_round_context_is_frozen():
+    ctx = RoundContext(server_round=1, aggregation=1, client_ids=(0,), reply=R.REPLY_SUMS, lr=0.1,
+                       local_epochs=1, batch_size=8, seed=0)
+
+    with pytest.raises(AttributeError):
+        ctx.lr = 0.2  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("strategy", "params"), [
+    ({"strategy.name": "fedavg"}, {}),  # case: a server-only rule sends nothing of its own
+    ({"strategy.name": "fedprox", "strategy.params": {"mu": 0.25}}, {"proximal-mu": 0.25}),
+    ({"strategy.name": "fedprox", "strategy.dp_clip": 1.0}, {"proximal-mu": 0.01}),  # case: under DP too
+])
+def test_the_server_builds_the_context_from_the_experiment_and_the_strategys_hooks(strategy, params):
+    exp = load_config(None, {**TINY, **strategy, "seed": 11, "federation.local_epochs": 3,
+                             "federation.batch_size": 4, "federation.momentum": 0.5})
+
+    ctx = round_of(exp, 3, client_ids=[2, 0], aggregation=2)
+
+    assert (ctx.server_round, ctx.aggregation, ctx.client_ids, ctx.seed) == (3, 2, (2, 0), 11)
+    assert (ctx.local_epochs, ctx.batch_size, ctx.momentum, ctx.optimizer) == (3, 4, 0.5, "sgd")
+    assert ctx.lr == pytest.approx(0.1)  # round 3 of a 4-round cosine schedule from 0.2: 0.2 * (1 + cos(pi/2)) / 2
+    assert ctx.params == params
+
+
+def test_a_missing_strategy_value_is_refused_by_name():
+    ctx = RoundContext(server_round=1, aggregation=1, client_ids=(0,), reply=R.REPLY_SUMS, lr=0.1,
+                       local_epochs=1, batch_size=8, seed=0, params={"other": 1})
+
+    with pytest.raises(WireError, match=r"the round record has no 'params.proximal-mu' \(sent: \['other'\]\)"):
+        ctx.param("proximal-mu")
 
 
 def test_a_round_is_decoded_from_its_records_alone():
@@ -69,18 +105,18 @@ def test_a_round_is_decoded_from_its_records_alone():
     for record in msg.content.config_records.values():
         assert all(not (isinstance(v, str) and v.lstrip().startswith("{")) for v in record.values())
 
-    rnd = RoundSpec.from_record(msg.content.config_records[R.ROUND])
+    rnd = RoundContext.from_record(msg.content.config_records[R.ROUND])
     run = RunSpec.from_record(msg.content.config_records[R.RUN])
     reply = train(msg, None)
 
     assert not reply.has_error(), reply.error.reason if reply.has_error() else ""
     assert (run.task, run.model, run.num_clients) == ("synthetic", "mlp", 4)
     # round 3 of a 4-round cosine schedule from 0.2 to 0: 0.2 * (1 + cos(pi * 2 / 4)) / 2
-    assert rnd.lr == pytest.approx(0.1) and rnd.client_ids == [1] and rnd.server_round == 3
+    assert rnd.lr == pytest.approx(0.1) and rnd.client_ids == (1,) and rnd.server_round == 3
     assert reply.content[R.METRICS][R.NUM_EXAMPLES] > 0
 
 
-@pytest.mark.parametrize("version, shown", [(2, "version 2"), (None, "no version")])
+@pytest.mark.parametrize("version, shown", [(1, "version 1"), (None, "no version")])
 def test_a_record_of_another_wire_version_is_refused_with_a_message(version, shown):
     exp = load_config(None, TINY)
     msg = train_message(exp, copy_arrays(initial_model(resident_of(exp).task, exp.seed)), [1], R.REPLY_WEIGHTS)
@@ -99,12 +135,12 @@ def test_a_record_of_another_wire_version_is_refused_with_a_message(version, sho
 
 
 def test_a_mistyped_round_value_is_refused_by_name():
-    record = RoundSpec(server_round=1, aggregation=1, client_ids=[0], reply=R.REPLY_SUMS, lr=0.1,
-                       local_epochs=1, batch_size=8).to_record()
+    record = RoundContext(server_round=1, aggregation=1, client_ids=(0,), reply=R.REPLY_SUMS, lr=0.1,
+                          local_epochs=1, batch_size=8, seed=0).to_record()
     record["lr"] = "fast"
 
     with pytest.raises(WireError, match="the round record's 'lr' is 'fast', not a float"):
-        RoundSpec.from_record(ConfigRecord(record))
+        RoundContext.from_record(ConfigRecord(record))
 
 
 def test_a_folder_run_needs_the_nodes_own_data_folder(tmp_path):
@@ -147,8 +183,7 @@ def test_a_deployed_node_trains_all_of_its_own_folder_under_its_client_id(tmp_pa
     train_ids = set(whole.task._folder.index.train_ids.tolist())
     pools = [set(shared.task._folder.client_items(c).tolist()) for c in range(3)]
     update = whole.train(copy_arrays(initial_model(whole.task, exp.seed)), 2,
-                         RoundSpec(server_round=1, aggregation=1, client_ids=[2], reply=R.REPLY_WEIGHTS, lr=0.05,
-                                   local_epochs=1, batch_size=8), None)
+                         round_of(exp, 1, client_ids=[2], reply=R.REPLY_WEIGHTS), None)
 
     assert decoded.whole_node
     assert set(whole.task._folder.client_items(0).tolist()) == train_ids

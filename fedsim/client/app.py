@@ -1,9 +1,11 @@
 """The Flower ClientApp: one handler for both engines and for real edge deployment.
 
 A train message carries the global weights and two flat records (:mod:`fedsim.records`):
-``run`` (task, model and strategy names and parameters) and ``round`` (round, lr, local
-epochs, client ids, reply shape, ...). The client's data folder, state directory and device
-are the node's own settings (:func:`node_setting`), never paths from the server.
+``run`` (task, model and strategy names and parameters) and ``round`` (the round context:
+round, lr, local epochs, seed, client ids, reply shape, the strategy's client-side values),
+decoded once into a :class:`~fedsim.records.RoundContext` and passed whole to the training.
+The client's data folder, state directory and device are the node's own settings
+(:func:`node_setting`), never paths from the server.
 
 * ``reply = "weights"`` (engine ``flower``, deployment): exactly one client; the reply is
   its weights and ``num-examples``, the standard Flower shape.
@@ -11,7 +13,10 @@ are the node's own settings (:func:`node_setting`), never paths from the server.
   the resident model; each update is validated and folded into the strategy's accumulator
   and only the partial sums go back.
 
-Model, task and strategy are built once per process and kept resident (``_resident``).
+Model, task, strategy and the strategy's client hooks are built once per process and kept
+resident (:class:`Resident`); every client path trains through the same
+:meth:`Resident.train`, so a strategy's client-side behaviour is the same in both engines and
+on a deployed node.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from fedsim.client.trainer import load_global, train_client
 from fedsim.engines.base import LOSS_SUM, TRAIN_SECONDS, count_metrics
 from fedsim.factory import build_strategy, build_task
 from fedsim.plugins import allowed_plugins, import_plugins
-from fedsim.records import REPLY_WEIGHTS, RoundSpec, RunSpec
+from fedsim.records import REPLY_WEIGHTS, RoundContext, RunSpec
 from fedsim.strategies.base import Arrays, ClientUpdate
 from fedsim.strategies.validation import check_update
 
@@ -122,40 +127,35 @@ class Resident:
         self.model = self.task.build_model().to(self.device)
         self.strategy = build_strategy(spec.strategy, spec.strategy_params, task=spec.task, seed=spec.seed,
                                        dp_clip=spec.dp_clip, dp_noise=spec.dp_noise)
+        self.hooks = self.strategy.client_hooks()  # the strategy's client half
 
-    def train(self, global_arrays: Arrays, client_id: int, rnd: RoundSpec,
+    def train(self, global_arrays: Arrays, client_id: int, ctx: RoundContext,
               store: ClientStateStore | None) -> ClientUpdate:
         """Train one virtual client from ``global_arrays`` (on this worker's device).
 
-        Tensors the strategy does not let clients load (e.g. FedVSSL's head) are the
-        client's own: restored from ``store`` (the global's value on first participation)
-        and saved back after training.
+        Tensors the strategy's hooks keep local (e.g. FedVSSL's head) are the client's own:
+        restored from ``store`` (the global's value on first participation) and saved back
+        after training; only the tensors the hooks send are returned.
         """
         keys = list(global_arrays)
-        load_keys = self.strategy.load_keys(keys)
-        loaded = set(load_keys)
-        own_keys = [k for k in keys if k not in loaded]
+        own_keys = self.hooks.kept_keys(keys)
         if own_keys:
             if store is None:
                 raise ValueError(f"strategy {self.spec.strategy!r} keeps per-client state "
                                  "but no client state directory was given")
-            own = store.get(client_id, before_round=rnd.server_round) or {k: global_arrays[k] for k in own_keys}
+            own = store.get(client_id, before_round=ctx.server_round) or {k: global_arrays[k] for k in own_keys}
             load_global(self.model, own)
-        update = train_client(
-            self.task, self.model, global_arrays, client_id=client_id, server_round=rnd.server_round,
-            data_id=self.data_id,
-            seed=self.spec.seed, local_epochs=rnd.local_epochs, batch_size=rnd.batch_size,
-            lr=rnd.lr, momentum=rnd.momentum, weight_decay=rnd.weight_decay,
-            proximal_mu=rnd.proximal_mu, load_keys=load_keys, optimizer=rnd.optimizer, device=self.device)
+        update = train_client(self.task, self.model, global_arrays, ctx, self.hooks, client_id=client_id,
+                              device=self.device, data_id=self.data_id)
         if own_keys:
             assert store is not None
-            store.put(client_id, rnd.server_round, {k: update.arrays[k] for k in own_keys})
-        sent = self.strategy.sent_keys(keys)
+            store.put(client_id, ctx.server_round, {k: update.arrays[k] for k in own_keys})
+        sent = self.hooks.sent_keys(keys)
         if len(sent) != len(keys):
             update.arrays = {k: update.arrays[k] for k in sent}
         fault = fault_of(self.spec.faults, client_id) if self.spec.faults else None
         if fault is not None:
-            update = apply_fault(fault, update, timeout=rnd.round_timeout)
+            update = apply_fault(fault, update, timeout=ctx.round_timeout)
         return update
 
 
@@ -186,11 +186,11 @@ def state_store(context: Context | None) -> ClientStateStore:
     return ClientStateStore(path)
 
 
-def _client_ids(rnd: RoundSpec, resident: Resident) -> list[int]:
+def _client_ids(ctx: RoundContext, resident: Resident) -> list[int]:
     if resident.partition is not None:  # a deployed box of a generated task is simulated client K
         return [resident.partition[0]]
-    if rnd.client_ids:
-        return list(rnd.client_ids)
+    if ctx.client_ids:
+        return list(ctx.client_ids)
     raise ValueError("the round names no clients")
 
 
@@ -262,19 +262,19 @@ def train(msg: Message, context: Context) -> Message:
     if time.time() >= deadline:  # queued behind a round that ran out of time: skip, Flower drops it
         return Message(Error(code=ErrorCode.MESSAGE_UNAVAILABLE, reason="the round's time was up "
                              "before training started"), reply_to=msg)
-    rnd = RoundSpec.from_record(msg.content.config_records[R.ROUND])
+    ctx = RoundContext.from_record(msg.content.config_records[R.ROUND])  # decoded once, passed whole
     resident = resident_for(msg, context)
     if resident.spec.whole_node and (delay := node_setting(context, R.NODE_DELAY)):
         time.sleep(float(delay))  # a test bed's slow box (node config delay-seconds)
     global_arrays = _on(msg.content[R.ARRAYS].to_torch_state_dict(), resident.device)
-    ids = _client_ids(rnd, resident)
+    ids = _client_ids(ctx, resident)
     store = state_store(context)
-    if rnd.reply == REPLY_WEIGHTS:
+    if ctx.reply == REPLY_WEIGHTS:
         if len(ids) != 1:
             raise ValueError(f"a '{REPLY_WEIGHTS}' reply trains exactly one client, got {len(ids)}")
-        content = train_one(resident, global_arrays, ids[0], rnd, store)
+        content = train_one(resident, global_arrays, ids[0], ctx, store)
     else:
-        content = train_cohort(resident, global_arrays, ids, rnd, store, deadline=deadline)
+        content = train_cohort(resident, global_arrays, ids, ctx, store, deadline=deadline)
     return Message(content=content, reply_to=msg)
 
 
@@ -282,33 +282,33 @@ def _cpu(arrays: Arrays) -> Arrays:
     return {k: v.cpu() if v.device.type != "cpu" else v for k, v in arrays.items()}
 
 
-def train_one(resident: Resident, global_arrays: Arrays, client_id: int, rnd: RoundSpec,
+def train_one(resident: Resident, global_arrays: Arrays, client_id: int, ctx: RoundContext,
               store: ClientStateStore | None) -> RecordDict:
     """Train one client; the reply is its weights and ``num-examples`` (Flower's shape)."""
     start = time.perf_counter()
-    update = resident.train(global_arrays, client_id, rnd, store)
+    update = resident.train(global_arrays, client_id, ctx, store)
     metrics = {R.LOSS: float(update.metrics["loss"]), TRAIN_SECONDS: time.perf_counter() - start}
     if update.num_examples is not None:
         metrics[R.NUM_EXAMPLES] = update.num_examples
     return RecordDict({R.ARRAYS: ArrayRecord(_cpu(update.arrays)), R.METRICS: MetricRecord(metrics)})
 
 
-def train_cohort(resident: Resident, global_arrays: Arrays, ids: list[int], rnd: RoundSpec,
+def train_cohort(resident: Resident, global_arrays: Arrays, ids: list[int], ctx: RoundContext,
                  store: ClientStateStore | None, *, deadline: float | None = None) -> RecordDict:
     """Train ``ids`` one after another, validating and folding each; reply with partial sums.
 
-    The accumulator folds by the round's aggregation index (L-DAWA folds differently
-    during its warm-up). Past ``deadline`` (``time.time()``; the server no longer waits)
+    The strategy's hooks give the accumulator; it folds by the round's aggregation index
+    (L-DAWA folds differently during its warm-up). Past ``deadline`` (``time.time()``; the server no longer waits)
     the remaining clients are not trained and count as ``timeout``. Each failure reason's
     first message (``"Type: message"`` and traceback for exceptions) goes back in the
     ``errors`` record.
     """
     start = time.perf_counter()
-    acc = resident.strategy.new_accumulator(global_arrays, rnd.server_round, aggregation=rnd.aggregation)
+    acc = resident.hooks.accumulator(global_arrays, ctx)
     rejected: Counter[str] = Counter()
     failed: Counter[str] = Counter()
     errors: dict[str, str] = {}
-    timeout = rnd.round_timeout
+    timeout = ctx.round_timeout
     loss_sum = 0.0
     for n, cid in enumerate(ids):
         if deadline is not None and time.time() >= deadline:
@@ -319,7 +319,7 @@ def train_cohort(resident: Resident, global_arrays: Arrays, ids: list[int], rnd:
         # Virtual clients stand for devices training in parallel: each gets its own deadline.
         began = time.perf_counter()
         try:
-            update = resident.train(global_arrays, cid, rnd, store)
+            update = resident.train(global_arrays, cid, ctx, store)
         except Exception as e:  # counted like a Flower error reply from a client of its own
             failed["client-exception"] += 1
             errors.setdefault("client-exception", describe_exception(e))

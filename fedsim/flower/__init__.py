@@ -17,7 +17,8 @@ from __future__ import annotations
 from fedsim.flower.client import keep_local_mod, split_arrays
 from fedsim.flower.strategy import FedsimStrategy
 from fedsim.registry import STRATEGIES
-from fedsim.strategies import fedavg, fedavgm, fedopt, fedprox, fedvssl, krum, ldawa, median, trimmed_mean
+from fedsim.strategies import (fedavg, fedavgm, fedopt, fedprox, fedrepopt, fedvssl, krum, ldawa, median,
+                               trimmed_mean)
 
 
 def _adapter(rule: type, name: str) -> type[FedsimStrategy]:
@@ -26,7 +27,7 @@ def _adapter(rule: type, name: str) -> type[FedsimStrategy]:
 
 
 FedAvg = _adapter(fedavg.FedAvg, "FedAvg")
-FedRepOpt = _adapter(fedavg.FedRepOpt, "FedRepOpt")
+FedRepOpt = _adapter(fedrepopt.FedRepOpt, "FedRepOpt")
 FedAvgM = _adapter(fedavgm.FedAvgM, "FedAvgM")
 FedAdam = _adapter(fedopt.FedAdam, "FedAdam")
 FedYogi = _adapter(fedopt.FedYogi, "FedYogi")

@@ -92,17 +92,16 @@ weighted_by_key, arrayrecord_key, configrecord_key, train_metrics_aggr_fn, evalu
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
         """Flower's FedAvg sampling and messages; keeps ``arrays`` as the previous global and
-        adds ``proximal-mu`` (FedProx, Flower's key) and the keys clients send (FedVSSL)."""
+        adds what the rule's client hooks tell clients: their round values under the rule's own
+        names (FedProx: ``proximal-mu``, Flower's key) and, when clients send only part of the
+        model (FedVSSL), the prefixes of what they send."""
         self.previous = arrays.to_torch_state_dict()
-        mu = self.strategy.proximal_mu()
-        if mu > 0.0:
-            config["proximal-mu"] = mu
+        hooks = self.strategy.client_hooks()
+        for key, value in hooks.round_params(self.aggregations + 1).items():
+            config[key] = value
         names = list(self.previous)
-        sent = self.strategy.sent_keys(names)
-        if sent != names:
-            rule = getattr(self.strategy, "inner", self.strategy)  # under DP: the wrapped rule
-            prefix = getattr(rule.params, "backbone_prefix", None) or sent
-            config[SEND_PREFIX_KEY] = [prefix] if isinstance(prefix, str) else list(prefix)
+        if hooks.sent_keys(names) != names:
+            config[SEND_PREFIX_KEY] = hooks.sent_prefixes(names)
         return super().configure_train(server_round, arrays, config, grid)
 
     def to_updates(self, contents: list[RecordDict], expected: base.Arrays) -> list[base.ClientUpdate]:

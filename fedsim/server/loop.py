@@ -33,7 +33,7 @@ from fedsim.server.progress import RoundProgress, note, print_summary
 from fedsim.server.resume import IDENTITY_KEY, identity
 from fedsim.server.trackers import open_trackers, trackers_from_env
 from fedsim.server.replies import RoundTally, fold_reply, payload_bytes
-from fedsim.records import RoundSpec, RunSpec
+from fedsim.records import RoundContext, RunSpec
 from fedsim.strategies.base import Arrays, Strategy
 from fedsim.strategies.validation import all_finite
 from fedsim.tasks.base import Task
@@ -252,17 +252,13 @@ class RoundLoop:
     def _messages(self, rnd: int, plan: list[tuple[int, list[int]]],
                   ttl: float | None = None) -> list[Message]:
         arrays = ArrayRecord(self.global_arrays)
-        fed = self.exp.federation
-        # the round's values, the same for every node; each message names its own clients
-        spec = RoundSpec(server_round=rnd, aggregation=self.aggregations + 1, client_ids=[],
-                         reply=self.engine.reply, lr=fed.round_lr(rnd), local_epochs=fed.local_epochs,
-                         batch_size=fed.batch_size, optimizer=fed.optimizer, momentum=fed.momentum,
-                         weight_decay=fed.weight_decay, proximal_mu=self.strategy.proximal_mu(),
-                         round_timeout=fed.round_timeout)
+        # the round's context, the same for every node; each message names its own clients
+        ctx = RoundContext.for_round(self.exp, self.strategy, rnd, aggregation=self.aggregations + 1,
+                                     reply=self.engine.reply)
         messages = []
         for node_id, client_ids in plan:
             content = RecordDict({R.ARRAYS: arrays, R.RUN: self.run_record,
-                                  R.ROUND: ConfigRecord(replace(spec, client_ids=client_ids).to_record())})
+                                  R.ROUND: ConfigRecord(replace(ctx, client_ids=tuple(client_ids)).to_record())})
             # ttl: Flower drops the message (and a late reply) once the round's time is up
             messages.append(Message(content, node_id, MessageType.TRAIN, ttl=ttl, group_id=str(rnd)))
         return messages

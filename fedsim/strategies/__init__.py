@@ -5,6 +5,7 @@ from fedsim.strategies import (  # noqa: F401
     fedavgm,
     fedopt,
     fedprox,
+    fedrepopt,
     fedvssl,
     krum,
     ldawa,

@@ -21,11 +21,14 @@ Strategies know arrays and records only: never Ray, the CLI or a task.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict
+
+from fedsim.strategies.hooks import ClientHooks
 
 Arrays = dict[str, torch.Tensor]
 """A model as an ordered state dict of named tensors."""
@@ -138,7 +141,8 @@ class Strategy(ABC):
     Subclasses set ``Params`` and register with ``@register_strategy("name")``. The round
     loop (``fedsim.server``) calls :meth:`new_accumulator` once per round, folds every valid
     client reply into it (or merges workers' partial accumulators) and calls
-    :meth:`Accumulator.finalize`.
+    :meth:`Accumulator.finalize`. A rule that changes what its clients do sets ``Hooks`` to
+    its own :class:`~fedsim.strategies.hooks.ClientHooks` subclass (:meth:`client_hooks`).
     """
 
     Params: ClassVar[type[StrategyParams]] = StrategyParams
@@ -148,6 +152,7 @@ class Strategy(ABC):
     # are given explicitly (the client optimiser stays selectable independently).
     client_optimizer: ClassVar[str | None] = None
     default_model: ClassVar[str | None] = None
+    Hooks: ClassVar[type[ClientHooks]] = ClientHooks  # the rule's client half (client_hooks)
 
     def __init__(self, params: StrategyParams | None = None) -> None:
         self.params = params if params is not None else self.Params()
@@ -170,19 +175,11 @@ class Strategy(ABC):
         """
         return Accumulator(self, previous, server_round, aggregation=aggregation)
 
-    def load_keys(self, keys: list[str]) -> list[str]:
-        """The global tensors a client loads (default: all). FedVSSL loads the backbone only;
-        a client keeps the rest from its own previous participation (client state store)."""
-        return keys
-
-    def sent_keys(self, keys: list[str]) -> list[str]:
-        """The tensors a client sends and the server aggregates (default: all); the global
-        keeps its previous value for the others."""
-        return keys
-
-    def proximal_mu(self) -> float:
-        """Weight of FedProx's proximal term ``mu/2 * ||w - w_global||^2`` (default 0: none)."""
-        return 0.0
+    def client_hooks(self) -> ClientHooks:
+        """This rule's client half (:class:`~fedsim.strategies.hooks.ClientHooks`): what its
+        clients load, keep, send and add to their training. Rules that change nothing on the
+        client keep the default hooks; the others name their subclass as ``Hooks``."""
+        return self.Hooks(self)
 
     def schedule_warning(self, rounds: int) -> str | None:
         """A one-line warning when the strategy's own schedule (a warm-up, a late start) covers
@@ -203,6 +200,14 @@ class Strategy(ABC):
         Constant buffers (:func:`is_constant`) may come out as anything: the accumulator
         replaces them by the previous global's values.
         """
+
+    def finalize_via(self, sums: dict[str, torch.Tensor], previous: Arrays, aggregation: int,
+                     release: Callable[[Arrays], Arrays]) -> Arrays:
+        """:meth:`finalize` with ``release`` applied to the aggregate where the rule publishes
+        it: by default to the finalized model. A rule that steps from an aggregate (a server
+        optimiser on the mean) applies it to that aggregate instead, so the step is
+        post-processing of what ``release`` returned (central DP adds its noise there)."""
+        return release(self.finalize(sums, previous, aggregation))
 
     def state_dict(self) -> dict[str, Any]:
         """Strategy state carried across rounds (e.g. server optimiser moments); default none."""
@@ -229,7 +234,7 @@ class Accumulator:
         self.strategy = strategy
         self.full_previous = previous
         # Only the tensors clients send are validated, folded and finalized.
-        self.previous = {k: previous[k] for k in strategy.sent_keys(list(previous))}
+        self.previous = {k: previous[k] for k in strategy.client_hooks().sent_keys(list(previous))}
         self.server_round = server_round
         self.aggregation = server_round if aggregation is None else aggregation
         self.sums: dict[str, torch.Tensor] = {}

@@ -15,12 +15,17 @@ After Flower's ``DifferentialPrivacyServerSideFixedClipping`` (flwr 1.41
        σ = z · C · max_k n_k / Σ_k n_k
 
    per coordinate. With equal n_k this is Flower's ``z·C/K`` (Flower's accountant requires
-   equal weights). Strategies built as "FedAvg mean, then a server step" (FedAdam, FedYogi,
-   FedAdagrad, FedAvgM) get the noise on the mean *before* the step, which is then
-   post-processing; any other strategy gets it on its finalized output, as Flower's wrapper
-   does. For rules that are not a sample-weighted mean of the updates (L-DAWA's cosine
-   scaling, FedVSSL's loss weights) σ is a calibration, not a proof of the (ε, δ) guarantee.
+   equal weights). The noise goes where the wrapped rule releases its aggregate
+   (``Strategy.finalize_via``): rules built as "FedAvg mean, then a server step" (FedAdam,
+   FedYogi, FedAdagrad, FedAvgM) release the mean, so the step is post-processing of the
+   noised mean; any other rule releases its finalized output, as in Flower's wrapper. For
+   rules that are not a sample-weighted mean of the updates (L-DAWA's cosine scaling,
+   FedVSSL's loss weights) σ is a calibration, not a proof of the (ε, δ) guarantee.
    Noise goes on the trainable tensors only.
+
+**Client side.** The wrapper takes the wrapped rule's client hooks whole (FedProx's proximal
+term, FedVSSL's partial update) and changes only how a cohort worker folds: through the
+wrapper, so the worker clips too.
 
 **Statistics and constants.** BatchNorm running means and variances are averaged by the
 wrapped rule *without* clipping or noise: they are not parameters, Gaussian noise of std σ
@@ -46,10 +51,9 @@ import torch
 from pydantic import Field
 
 from fedsim.seeding import torch_generator
-from fedsim.strategies.base import (MAX_PREFIX, Arrays, ClientUpdate, Strategy, StrategyParams,
-                                    add_scalar, cast_like, is_trainable, max_into)
-from fedsim.strategies.fedavg import weighted_mean
-from fedsim.strategies.fedopt import FlowerServerStep
+from fedsim.strategies.base import (MAX_PREFIX, Arrays, ClientUpdate, Strategy, StrategyParams, add_scalar,
+                                    is_trainable, max_into)
+from fedsim.strategies.hooks import ClientHooks
 
 N_SUM = "dp:n"  # Σ n_k
 N_MAX = MAX_PREFIX + "dp:n"  # max n_k (merged by maximum)
@@ -103,14 +107,9 @@ class DPFixedClipping(Strategy):
         self.inner = inner
         self._info: dict[str, float] = {}
 
-    def load_keys(self, keys: list[str]) -> list[str]:
-        return self.inner.load_keys(keys)
-
-    def sent_keys(self, keys: list[str]) -> list[str]:
-        return self.inner.sent_keys(keys)
-
-    def proximal_mu(self) -> float:
-        return self.inner.proximal_mu()
+    def client_hooks(self) -> ClientHooks:
+        """The wrapped rule's client half, whole; only folding is DP's (it clips each update)."""
+        return self.inner.client_hooks().folded_by(self)
 
     def schedule_warning(self, rounds: int) -> str | None:
         return self.inner.schedule_warning(rounds)
@@ -134,13 +133,11 @@ class DPFixedClipping(Strategy):
         std = self.noise_std(sums)
         gen = torch_generator(self.params.seed, aggregation, NOISE_STREAM)
         noise = gaussian_noise(previous, std, gen)
-        if isinstance(self.inner, FlowerServerStep):  # noise the mean, then the server step
-            mean = weighted_mean(sums, previous)
-            noisy = {k: v + noise[k] if k in noise else v for k, v in mean.items()}
-            out = cast_like(self.inner.apply(noisy, previous, aggregation), previous)
-        else:
-            out = self.inner.finalize(sums, previous, aggregation)
-            out = {k: (v + noise[k]).to(v.dtype) if k in noise else v for k, v in out.items()}
+
+        def noised(released: Arrays) -> Arrays:
+            return {k: (v + noise[k]).to(v.dtype) if k in noise else v for k, v in released.items()}
+
+        out = self.inner.finalize_via(sums, previous, aggregation, noised)
         self._info = {"dp_clip": self.params.clip, "dp_noise_multiplier": self.params.noise_multiplier,
                       "dp_noise_std": std, "dp_clipped": float(sums[CLIPPED]),
                       "dp_clients": float(sums[CLIENTS])}

@@ -38,13 +38,3 @@ class FedAvg(Strategy):
     def finalize(self, sums: dict[str, torch.Tensor], previous: Arrays, aggregation: int) -> Arrays:
         return cast_like(weighted_mean(sums, previous), previous)
 
-
-@register_strategy("fedrepopt")
-class FedRepOpt(FedAvg):
-    """FedRepOpt: FedAvg of plain RepOpt models trained with RepOpt-SGD (Lau et al. 2024)."""
-
-    # arXiv 2409.15898: the server is plain FedAvg; the method is the client optimiser
-    # (gradient multipliers from Hyper-Searched scales, fedsim.optim.repopt) on a plain
-    # RepOpt-VGG / RepGhost backbone.
-    client_optimizer = "repopt-sgd"
-    default_model = "repopt_vgg"

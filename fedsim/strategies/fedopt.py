@@ -22,7 +22,7 @@ through checkpoints.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -77,8 +77,9 @@ class FlowerServerStep(FedAvg):
     """FedAvg's sample-weighted mean, then a Flower strategy's server update (:meth:`apply`).
 
     Subclasses build the Flower object (:meth:`build_flower`) and tell it the current global
-    (:meth:`set_current`). The DP wrapper adds its noise to the mean *before* :meth:`apply`,
-    so the server step is post-processing of the private mean.
+    (:meth:`set_current`). The mean is what the rule releases (:meth:`finalize_via`): the DP
+    wrapper adds its noise to it *before* :meth:`apply`, so the server step is
+    post-processing of the private mean.
     """
 
     def __init__(self, params: StrategyParams | None = None) -> None:
@@ -113,7 +114,12 @@ class FlowerServerStep(FedAvg):
         return {**mean, **stepped}
 
     def finalize(self, sums: dict[str, torch.Tensor], previous: Arrays, aggregation: int) -> Arrays:
-        return cast_like(self.apply(weighted_mean(sums, previous), previous, aggregation), previous)
+        return self.finalize_via(sums, previous, aggregation, lambda mean: mean)
+
+    def finalize_via(self, sums: dict[str, torch.Tensor], previous: Arrays, aggregation: int,
+                     release: Callable[[Arrays], Arrays]) -> Arrays:
+        """The server step from the released mean: ``release`` acts on the FedAvg mean."""
+        return cast_like(self.apply(release(weighted_mean(sums, previous)), previous, aggregation), previous)
 
 
 class FedOptParams(StrategyParams):

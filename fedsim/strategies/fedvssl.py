@@ -1,11 +1,12 @@
 """FedVSSL: loss-weighted partial aggregation with SWA (Rehman et al., arXiv 2207.01975).
 
-Partial update: a client loads only the tensors whose name starts with ``backbone_prefix``
-from the server and keeps its own head from its previous participation (the client-side
-state store does that); it sends back only the backbone, and the server aggregates only
-what it receives. The official code aggregates the whole model, but every client discards
-the global head on load, so the global head is never used: keeping the previous one is
-equivalent for training and saves bandwidth. **This is a documented deviation.**
+Partial update (:class:`PartialHooks`, the strategy's client half): a client loads only the
+tensors whose name starts with ``backbone_prefix`` from the server and keeps its own head
+from its previous participation (the client-side state store does that); it sends back only
+the backbone, and the server aggregates only what it receives. The official code aggregates
+the whole model, but every client discards the global head on load, so the global head is
+never used: keeping the previous one is equivalent for training and saves bandwidth.
+**This is a documented deviation.**
 
 Server rule, per sent tensor, with p_k = exp(−L_k) and L_k the client's mean training loss::
 
@@ -38,6 +39,7 @@ from fedsim import records as R
 from fedsim.registry import register_strategy
 from fedsim.strategies.base import Arrays, ClientUpdate, Strategy, StrategyParams, cast_like
 from fedsim.strategies.fedavg import PREFIX, WEIGHT, fold_weighted, weighted_mean
+from fedsim.strategies.hooks import ClientHooks
 
 LOSS_PREFIX = "p:"  # "p:{name}": Σ_k p_k w_k
 LOSS_WEIGHT = "p"  # Σ_k p_k
@@ -78,18 +80,17 @@ def mix(sums: dict[str, torch.Tensor], previous: Arrays, alpha: float) -> Arrays
     return {name: alpha * by_loss[name] + (1.0 - alpha) * fedavg[name] for name in previous}
 
 
-@register_strategy("fedvssl")
-class FedVSSL(Strategy):
-    """FedVSSL: backbone-only, loss-weighted + FedAvg mix, then SWA (arXiv 2207.01975)."""
+class PartialHooks(ClientHooks):
+    """FedVSSL's client half: load and send the backbone only, keep the head."""
 
-    Params = FedVSSLParams
-    params: FedVSSLParams
+    strategy: "FedVSSL"
 
     def _backbone(self, keys: list[str]) -> list[str]:
-        chosen = [k for k in keys if k.startswith(self.params.backbone_prefix)]
+        prefix = self.strategy.params.backbone_prefix
+        chosen = [k for k in keys if k.startswith(prefix)]
         if not chosen:
             raise ValueError(f"fedvssl: no tensor name starts with backbone_prefix "
-                             f"{self.params.backbone_prefix!r}; set strategy.params.backbone_prefix")
+                             f"{prefix!r}; set strategy.params.backbone_prefix")
         return chosen
 
     def load_keys(self, keys: list[str]) -> list[str]:
@@ -99,6 +100,21 @@ class FedVSSL(Strategy):
     def sent_keys(self, keys: list[str]) -> list[str]:
         """Clients send, and the server aggregates, the backbone only."""
         return self._backbone(keys)
+
+    def sent_prefixes(self, keys: list[str]) -> list[str]:
+        """``backbone_prefix`` as a list (after checking that it names some of ``keys``)."""
+        self._backbone(keys)
+        prefix = self.strategy.params.backbone_prefix
+        return [prefix] if isinstance(prefix, str) else list(prefix)
+
+
+@register_strategy("fedvssl")
+class FedVSSL(Strategy):
+    """FedVSSL: backbone-only, loss-weighted + FedAvg mix, then SWA (arXiv 2207.01975)."""
+
+    Params = FedVSSLParams
+    params: FedVSSLParams
+    Hooks = PartialHooks
 
     def swa_active(self, aggregation: int) -> bool:
         """Whether SWA with the previous global applies to aggregation number

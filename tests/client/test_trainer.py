@@ -1,12 +1,23 @@
-"""Local training: the plain-SGD fast path is bit-identical to ``torch.optim.SGD``."""
+"""Local training: the plain-SGD fast path is bit-identical to ``torch.optim.SGD``; the
+round context and the strategy's client hooks are all the trainer is told."""
 
 import pytest
 import torch
 
+from fedsim import records as R
 from fedsim.client import trainer
 from fedsim.config import load_config
 from fedsim.optim import grad_mults
 from fedsim.factory import task_for
+from fedsim.optim import plain as plain_sgd
+from fedsim.records import RoundContext
+from fedsim.strategies.fedavg import FedAvg
+
+
+def round_ctx(**values) -> RoundContext:
+    """Round 2 of seed 0 with the given local-training values."""
+    return RoundContext(**{"server_round": 2, "aggregation": 2, "client_ids": (3,), "reply": R.REPLY_WEIGHTS,
+                           "lr": 0.05, "local_epochs": 2, "batch_size": 32, "seed": 0, **values})
 
 
 def _setup(model_name):
@@ -17,10 +28,10 @@ def _setup(model_name):
     return task, start
 
 
-def _train(task, start, **kw):
+def _train(task, start, hooks=None, **kw):
     model = task.build_model()
-    update = trainer.train_client(task, model, start, client_id=3, server_round=2, seed=0,
-                                  local_epochs=2, batch_size=32, lr=0.05, **kw)
+    hooks = FedAvg().client_hooks() if hooks is None else hooks
+    update = trainer.train_client(task, model, start, round_ctx(**kw), hooks, client_id=3)
     return model, {k: v.clone() for k, v in update.arrays.items()}, update.metrics["loss"]
 
 
@@ -32,7 +43,7 @@ def test_plain_sgd_equals_torch_sgd_bit_for_bit(model_name, monkeypatch):
     task, start = _setup(model_name)
 
     model, fast, fast_loss = _train(task, start)
-    monkeypatch.setattr(trainer, "PlainSGD", lambda m, lr: torch.optim.SGD(m.parameters(), lr=lr))
+    monkeypatch.setattr(plain_sgd, "PlainSGD", lambda m, lr: torch.optim.SGD(m.parameters(), lr=lr))
     _, ref, ref_loss = _train(task, start)
 
     assert fast.keys() == ref.keys() == model.state_dict().keys()
@@ -69,8 +80,9 @@ def test_repopt_sgd_step_is_sgd_with_gradient_masks():
     assert len(masks) == 6 and all(not torch.all(mask == 1) for mask in masks.values())
 
     # Execute
-    update = trainer.train_client(task, model, start, client_id=3, server_round=2, seed=0,
-                                  local_epochs=1, batch_size=8, lr=0.1, optimizer="repopt-sgd")
+    update = trainer.train_client(task, model, start, round_ctx(local_epochs=1, batch_size=8, lr=0.1,
+                                                                optimizer="repopt-sgd"),
+                                  FedAvg().client_hooks(), client_id=3)
 
     # Assert: masked kernels moved by lr * M * g, every other parameter by lr * g
     for name, p in ref.named_parameters():

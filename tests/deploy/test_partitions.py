@@ -12,14 +12,14 @@ import torch
 from fedsim import records as R
 from fedsim.client.app import Resident, describe_node, node_partition
 from fedsim.config import load_config
-from fedsim.records import RoundSpec, RunSpec
+from fedsim.records import RoundContext, RunSpec
 from fedsim.server.loop import copy_arrays, initial_model
 
 pytestmark = pytest.mark.timeout(120)
 EXP = {"task.name": "synthetic", "model.name": "mlp", "federation.clients": 3, "federation.clients_per_round": 3,
        "partitioning.kind": "dirichlet", "partitioning.alpha": 0.3}
-ROUND = RoundSpec(server_round=1, aggregation=1, client_ids=[0], reply=R.REPLY_WEIGHTS, lr=0.1, local_epochs=1,
-                  batch_size=16)
+ROUND = RoundContext(server_round=1, aggregation=1, client_ids=(0,), reply=R.REPLY_WEIGHTS, lr=0.1, local_epochs=1,
+                     batch_size=16, seed=0)
 
 
 def node(**config: object) -> SimpleNamespace:

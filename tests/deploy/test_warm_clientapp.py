@@ -14,7 +14,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, R
 from fedsim import records as R
 from fedsim.config import load_config
 from fedsim.deploy import warm
-from fedsim.records import RoundSpec, RunSpec
+from fedsim.records import RoundContext, RunSpec
 from fedsim.server.loop import copy_arrays, initial_model
 
 pytestmark = pytest.mark.timeout(180)
@@ -38,8 +38,8 @@ def test_the_warm_process_answers_with_fedsims_clientapp_and_ends_with_its_super
     run = ConfigRecord(RunSpec.from_experiment(exp, whole_node=True).to_record())
     context = Context(run_id=1, node_id=random.getrandbits(62), node_config={"partition-id": 1, "num-partitions": 2},
                       state=RecordDict(), run_config={})
-    rnd = RoundSpec(server_round=1, aggregation=1, client_ids=[0], reply=R.REPLY_WEIGHTS, lr=0.1, local_epochs=1,
-                    batch_size=16)
+    rnd = RoundContext(server_round=1, aggregation=1, client_ids=(0,), reply=R.REPLY_WEIGHTS, lr=0.1, local_epochs=1,
+                       batch_size=16, seed=exp.seed)
     from fedsim.client.app import Resident
 
     start = copy_arrays(initial_model(Resident(RunSpec.from_experiment(exp)).task, exp.seed))

@@ -132,6 +132,13 @@ def test_fedprox_sends_flowers_proximal_mu_key():
     assert messages[0].content["config"]["proximal-mu"] == 0.1
 
 
+def test_under_dp_the_wrapped_rules_client_hooks_still_reach_the_clients():
+    vssl = list(F.FedVSSL(dp_clip=1.0).configure_train(1, as_record(model(0)), ConfigRecord(), ListGrid()))
+    prox = list(F.FedProx(mu=0.2, dp_clip=1.0).configure_train(1, as_record(model(0)), ConfigRecord(), ListGrid()))
+    assert vssl[0].content["config"]["fedsim.send-prefix"] == ["backbone."]
+    assert prox[0].content["config"]["proximal-mu"] == 0.2
+
+
 FLOWER_TWINS = [
     ("fedavg", {}, flwr_strategy.FedAvg, {}, 1e-6),
     ("fedavgm", {"server_momentum": 0.9}, flwr_strategy.FedAvgM, {"server_momentum": 0.9}, 1e-6),

@@ -10,7 +10,7 @@ from flwr.app import ConfigRecord
 
 from fedsim import records as R
 from fedsim.config import load_config
-from fedsim.records import RoundSpec
+from fedsim.records import RoundContext
 from fedsim.server import loop as loop_module
 from fedsim.server.loop import RoundLoop
 from fedsim.strategies.fedavg import FedAvg
@@ -36,8 +36,8 @@ def test_train_messages_carry_the_next_aggregation_index(monkeypatch):
 
     messages = loop._messages(6, [(11, [0, 1]), (12, [2])])
 
-    specs = [RoundSpec.from_record(m.content[R.ROUND]) for m in messages]
-    assert [(s.server_round, s.aggregation, s.client_ids) for s in specs] == [(6, 4, [0, 1]), (6, 4, [2])]
+    specs = [RoundContext.from_record(m.content[R.ROUND]) for m in messages]
+    assert [(s.server_round, s.aggregation, s.client_ids) for s in specs] == [(6, 4, (0, 1)), (6, 4, (2,))]
     assert [s.lr for s in specs] == pytest.approx([0.05, 0.05])  # round 6 of a step schedule: 0.5 * 0.1
 
 

@@ -4,10 +4,12 @@ import pytest
 import torch
 from torch import nn
 
+from fedsim.records import RoundContext
 from fedsim.strategies.dp import DPFixedClipping, clip_update, wrap_dp
 from fedsim.strategies.fedavg import FedAvg
 from fedsim.strategies.fedavgm import FedAvgM
 from fedsim.strategies.fedopt import FedAdam
+from fedsim.strategies.fedprox import FedProx, FedProxParams
 from fedsim.strategies.ldawa import LDAWA
 from fedsim.strategies.fedvssl import FedVSSL
 from fedsim.strategies.median import Median
@@ -169,14 +171,35 @@ def test_server_optimiser_gets_the_noise_before_its_step():
     torch.testing.assert_close(out["w"], expected["w"])
 
 
-def test_wrapper_delegates_keys_mu_and_state():
+def test_wrapper_takes_the_client_hooks_whole_and_folds_itself():
     inner = FedVSSL()
     strategy = wrap_dp(inner, clip=1.0, noise_multiplier=1.0, seed=0)
     keys = ["backbone.w", "head.w"]
 
-    assert strategy.load_keys(keys) == ["backbone.w"] and strategy.sent_keys(keys) == ["backbone.w"]
-    assert strategy.proximal_mu() == 0.0 and isinstance(strategy, DPFixedClipping)
-    assert strategy.state_dict() == inner.state_dict()
+    hooks = strategy.client_hooks()
+
+    assert type(hooks) is type(inner.client_hooks()) and hooks.strategy is inner and hooks.fold_rule is strategy
+    assert hooks.load_keys(keys) == ["backbone.w"] and hooks.sent_keys(keys) == ["backbone.w"]
+    assert isinstance(strategy, DPFixedClipping) and strategy.state_dict() == inner.state_dict()
+
+
+def test_the_wrapped_rules_client_values_go_to_the_clients():
+    strategy = wrap_dp(FedProx(FedProxParams(mu=0.3)), clip=1.0, noise_multiplier=1.0, seed=0)
+
+    assert strategy.client_hooks().round_params(1) == {"proximal-mu": 0.3}
+
+
+def test_a_cohort_worker_folds_through_the_wrapper_so_it_clips():
+    # Prepare: one update 10 away from the global, a clip of 1 and no noise
+    strategy = wrap_dp(FedAvg(), clip=1.0, noise_multiplier=0.0, seed=0)
+    ctx = RoundContext(server_round=1, aggregation=1, client_ids=(0,), reply="sums", lr=0.1, local_epochs=1,
+                       batch_size=8, seed=0)
+    # Execute
+    acc = strategy.client_hooks().accumulator({"w": torch.zeros(1)}, ctx)
+    acc.accumulate(make_update(0, w=[10.0]))
+    # Assert: the worker's sums hold the clipped update (norm 1), and the clip count
+    torch.testing.assert_close(acc.finalize()["w"], torch.tensor([1.0]))
+    assert float(acc.sums["dp:clipped"]) == 1.0
 
 
 def test_non_decomposable_strategies_are_refused():

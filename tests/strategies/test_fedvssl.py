@@ -69,23 +69,26 @@ def test_swa_counts_aggregations_not_rounds(server_round, aggregation, expected)
 
 def test_clients_load_and_send_the_backbone_only():
     keys = ["backbone.conv.weight", "backbone.bn.running_mean", "head.0.weight", "head.0.bias"]
-    strategy = FedVSSL()
+    hooks = FedVSSL().client_hooks()
 
-    assert strategy.load_keys(keys) == ["backbone.conv.weight", "backbone.bn.running_mean"]
-    assert strategy.sent_keys(keys) == ["backbone.conv.weight", "backbone.bn.running_mean"]
-    assert FedVSSL(FedVSSLParams(backbone_prefix="head.")).sent_keys(keys) == ["head.0.weight", "head.0.bias"]
+    assert hooks.load_keys(keys) == ["backbone.conv.weight", "backbone.bn.running_mean"]
+    assert hooks.sent_keys(keys) == ["backbone.conv.weight", "backbone.bn.running_mean"]
+    assert hooks.kept_keys(keys) == ["head.0.weight", "head.0.bias"] and hooks.keeps_local
+    assert hooks.sent_prefixes(keys) == ["backbone."]
+    head = FedVSSL(FedVSSLParams(backbone_prefix="head.")).client_hooks()
+    assert head.sent_keys(keys) == ["head.0.weight", "head.0.bias"]
 
 
 def test_no_backbone_tensor_is_a_clear_error():
     with pytest.raises(ValueError, match="backbone_prefix"):
-        FedVSSL().sent_keys(["encoder.w", "head.w"])
+        FedVSSL().client_hooks().sent_keys(["encoder.w", "head.w"])
 
 
 @pytest.mark.parametrize(("seed", "server_round"), [(0, 1), (1, 2), (2, 7)])
 def test_matches_slow_reference_on_random_models(seed, server_round):
     strategy = FedVSSL()
     previous = random_global(seed)
-    sent = strategy.sent_keys(list(previous))
+    sent = strategy.client_hooks().sent_keys(list(previous))
     updates = random_updates(previous, num_clients=5, seed=seed, keys=sent)
 
     out = run_round(strategy, previous, updates, server_round)
@@ -135,5 +138,5 @@ def test_the_partial_update_defaults_to_the_tasks_encoder_prefixes(monkeypatch):
     explicit = strategy_for(load_config(None, {"strategy.name": "fedvssl",
                                   "strategy.params": {"backbone_prefix": "head."}}))
     # Assert
-    assert default.load_keys(keys) == ["video_tower.w", "audio_tower.w"]
-    assert explicit.load_keys(keys) == ["head.w"]
+    assert default.client_hooks().load_keys(keys) == ["video_tower.w", "audio_tower.w"]
+    assert explicit.client_hooks().load_keys(keys) == ["head.w"]

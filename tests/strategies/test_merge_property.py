@@ -50,7 +50,7 @@ def _finalize(name, previous, server_round, groups, *, split):
        data=st.data())
 def test_any_split_merges_to_the_same_result(name, seed, num_clients, server_round, data):
     previous = random_global(seed)
-    sent = _build(name).sent_keys(list(previous))
+    sent = _build(name).client_hooks().sent_keys(list(previous))
     updates = random_updates(previous, num_clients, seed, keys=sent)
     labels = data.draw(st.lists(st.integers(0, 3), min_size=num_clients, max_size=num_clients))
     order = data.draw(st.permutations(range(num_clients)))

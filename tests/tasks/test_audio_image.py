@@ -268,6 +268,7 @@ def test_ten_federated_rounds_lift_each_modalitys_knn_above_random_initialisatio
 
 def _ten_rounds_of_the_simulation() -> tuple[dict[str, float], dict[str, float]]:
     from fedsim.client.trainer import train_client
+    from fedsim.records import RoundContext
     from fedsim.seeding import sample_clients
     from fedsim.server.loop import copy_arrays, initial_model
 
@@ -276,11 +277,10 @@ def _ten_rounds_of_the_simulation() -> tuple[dict[str, float], dict[str, float]]
     model = initial_model(task, exp.seed)
     init, arrays, trainee = task.evaluate(model), copy_arrays(model), task.build_model()
     for rnd in range(1, fed.rounds + 1):
-        acc = strategy.new_accumulator(arrays, rnd)
+        acc, ctx = strategy.new_accumulator(arrays, rnd), RoundContext.for_round(exp, strategy, rnd, aggregation=rnd,
+                                                                                 reply="weights")
         for cid in sample_clients(exp.seed, rnd, fed.clients, fed.cohort_size()):
-            acc.accumulate(train_client(task, trainee, arrays, client_id=cid, server_round=rnd, seed=exp.seed,
-                                        local_epochs=fed.local_epochs, batch_size=fed.batch_size, lr=fed.lr,
-                                        momentum=fed.momentum))
+            acc.accumulate(train_client(task, trainee, arrays, ctx, strategy.client_hooks(), client_id=cid))
         arrays = acc.finalize()
     model.load_state_dict(arrays)
     return init, task.evaluate(model)

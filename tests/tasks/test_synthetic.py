@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from fedsim.client.trainer import train_client
 from fedsim.config import load_config
 from fedsim.factory import task_for
+from fedsim.records import RoundContext
+from fedsim.strategies.fedavg import FedAvg
 
 BENCH = {"task.name": "synthetic", "model.name": "mlp", "federation.clients": 100_000,
          "federation.local_epochs": 1, "federation.batch_size": 32, "federation.lr": 0.05}
@@ -14,6 +16,11 @@ BENCH = {"task.name": "synthetic", "model.name": "mlp", "federation.clients": 10
 
 def _task(**overrides):
     return task_for(load_config(None, {**BENCH, **overrides}))
+
+
+def _round(batch_size: int) -> RoundContext:
+    return RoundContext(server_round=1, aggregation=1, client_ids=(5,), reply="weights", lr=0.05, local_epochs=1,
+                        batch_size=batch_size, seed=0)
 
 
 def test_model_has_the_anchor_parameter_count():
@@ -56,8 +63,7 @@ def test_one_local_epoch_takes_one_step_per_batch(samples, batch, expected_steps
     model = task.build_model()
     start = {k: v.clone() for k, v in model.state_dict().items()}
 
-    update = train_client(task, model, start, client_id=5, server_round=1, seed=0,
-                          local_epochs=1, batch_size=batch, lr=0.05)
+    update = train_client(task, model, start, _round(batch), FedAvg().client_hooks(), client_id=5)
 
     assert len(calls) == expected_steps and update.num_examples == samples
 
@@ -72,8 +78,7 @@ def test_the_step_is_plain_sgd_on_the_clients_batch():
     F.cross_entropy(ref(data["image"]), data["label"]).backward()
     expected = {name: p.detach() - 0.05 * p.grad for name, p in ref.named_parameters()}
 
-    update = train_client(task, model, start, client_id=5, server_round=1, seed=0,
-                          local_epochs=1, batch_size=32, lr=0.05)
+    update = train_client(task, model, start, _round(32), FedAvg().client_hooks(), client_id=5)
 
     for name, value in expected.items():
         torch.testing.assert_close(update.arrays[name], value, rtol=1e-5, atol=1e-6)
