@@ -167,7 +167,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "fedavg": "fedsim.strategies.fedavg:FedAvg",
         "fedavgm": "fedsim.strategies.fedavgm:FedAvgM",
         "fedprox": "fedsim.strategies.fedprox:FedProx",
-        "fedrepopt": "fedsim.strategies.fedavg:FedRepOpt",
+        "fedrepopt": "fedsim.strategies.fedrepopt:FedRepOpt",
         "fedvssl": "fedsim.strategies.fedvssl:FedVSSL",
         "fedyogi": "fedsim.strategies.fedopt:FedYogi",
         "krum": "fedsim.strategies.krum:Krum",
