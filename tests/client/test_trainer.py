@@ -104,3 +104,35 @@ def test_the_task_hears_of_each_client_start_after_the_global_weights_are_loaded
     # Assert: called once, before any step, with the global weights in the model
     assert len(seen) == 1 and seen[0][1] == 0 and calls
     assert all(torch.equal(seen[0][0][k], start[k]) for k in start)
+
+
+def test_a_model_with_dropout_trains_the_same_whatever_the_worker_drew_before():
+    # Arrange: the synthetic task's MLP behind a dropout layer (drawn from torch's global
+    # generator, as the clip-order head's dropout is), and its global weights
+    from torch import nn
+
+    from fedsim.factory import task_for
+    from fedsim.records import RoundContext
+    from fedsim.strategies.fedavg import FedAvg
+
+    task = task_for(load_config(None, {"task.name": "synthetic", "model.name": "mlp",
+                                       "federation.clients": 10}))
+    model = nn.Sequential(nn.Dropout(0.5), task.build_model())
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    ctx = RoundContext(server_round=1, aggregation=1, client_ids=(4,), reply="weights", lr=0.1,
+                       local_epochs=1, batch_size=8, seed=0)
+    hooks = FedAvg(FedAvg.Params()).client_hooks()
+
+    def train(draws_before: int):
+        torch.rand(draws_before)  # what earlier clients of this worker drew from the global RNG
+        update = trainer.train_client(task, model, start, ctx, hooks, client_id=4)
+        return {k: v.clone() for k, v in update.arrays.items()}
+
+    # Act
+    first, second = train(1), train(1000)
+
+    # Assert: identical weights, and dropout was active (different from a dropout-free step)
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    model[0].p = 0.0
+    plain = train(1)
+    assert any(not torch.equal(first[k], plain[k]) for k in first)
