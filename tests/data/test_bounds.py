@@ -224,8 +224,9 @@ def test_a_file_that_fails_only_on_full_decode_fails_its_client_naming_the_file(
 
     class Resident:  # what train_cohort asks of the node: the strategy and one client's training
         strategy = strategy_for(exp)
+        hooks = strategy.client_hooks()
 
-        def train(self, global_arrays, cid, rnd, store):
+        def train(self, global_arrays, cid, ctx, store):
             task.client_dataset(cid)
             raise AssertionError("the corrupt file was decoded")
 
