@@ -4,7 +4,7 @@ Clients hold digit images only, digit sounds only, or both — never pairs
 (:mod:`fedsim.data.paired_digits`; the mix is ``task.params.modality_mix``, drawn per client
 from (seed, client id)). Both modalities enter the encoder as one-channel 2-D inputs: images
 ``(n, 1, s, s)`` and log-mel spectrograms ``(n, 1, n_mels, frames)`` (the audio task's front
-end and views, :class:`fedsim.tasks.audio.AudioTask`), each through a small stem of its own
+end and views, :class:`fedsim.data.augmentations.SoundViews`), each through a small stem of its own
 (3×3 conv + BN + ReLU: the two inputs live on different scales) into one shared trunk
 (``encoders: single``, FSSUAVL) or into one trunk per modality (``encoders: separate``, the
 paper's baseline of two models). Within-modality SimCLR views (the image task's augmentations,
@@ -34,7 +34,7 @@ class ``k`` is a hit when one of its ``k`` nearest items of the other modality h
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -43,15 +43,14 @@ from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from fedsim.data import digits, paired_digits, sounds
+from fedsim.data.augmentations import SoundViews, SoundViewSettings, augment
 from fedsim.losses import NTXentLoss
 from fedsim.models import build_backbone
 from fedsim.registry import MODELS, register_task
-from fedsim.tasks.audio import AudioParams, AudioTask, centre_crop
 from fedsim.tasks.audio_image_parts import (PairedDataset, TwoModalityModel, moment_gap, recall_at_k,
                                             recall_chance)
 from fedsim.tasks.base import Batch, Metric, Task, TaskContext, TaskParams
 from fedsim.tasks.classification import encode, knn_top1
-from fedsim.tasks.image import augment
 
 MODALITIES = paired_digits.MODALITIES
 
@@ -124,10 +123,8 @@ class AudioImageTask(Task):
         super().__init__(context, params or AudioImageParams())
         self.params: AudioImageParams
         p = self.params
-        # The audio task supplies the log-mel front end and the sound views (not its data).
-        self.audio = AudioTask(replace(context, data_dir=None),
-                               AudioParams(clip_seconds=p.clip_seconds, n_mels=p.n_mels,
-                                           condition_strength=p.condition_strength))
+        # the audio task's log-mel front end and sound views, at this task's clip length and mels
+        self.sound_views = SoundViews(SoundViewSettings(clip_seconds=p.clip_seconds, n_mels=p.n_mels))
         self._style = digits.StyleScale(strength=p.style_strength)
         self._conditions = sounds.ConditionScale(strength=p.condition_strength)
         self._ntxent = NTXentLoss(p.temperature)
@@ -169,7 +166,7 @@ class AudioImageTask(Task):
         if MODELS.info(name).fixed_size:
             raise ValueError(f"model {name!r} takes square inputs of one size; the audio_image task needs a "
                              "convolutional backbone (e.g. resnet_small)")
-        mels, frames = self.audio.spectrogram_shape()
+        mels, frames = self.sound_views.spectrogram_shape()
         size = min(p.image_size, mels, frames)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.context.seed)
@@ -184,7 +181,7 @@ class AudioImageTask(Task):
         if modality == "image":
             s = self.params.augment_strength
             return torch.cat([augment(x, generator, s), augment(x, generator, s)])
-        return torch.cat([self.audio.view(x, generator), self.audio.view(x, generator)])
+        return torch.cat([self.sound_views.view(x, generator), self.sound_views.view(x, generator)])
 
     def loss(self, model: nn.Module, batch: Batch, generator: torch.Generator) -> torch.Tensor:
         """Within-modality NT-Xent, plus the cross-modal term when the batch holds both modalities."""
@@ -219,9 +216,8 @@ class AudioImageTask(Task):
             bank_w, bank_ay, query_w, query_ay = paired_digits.eval_sounds(
                 seed=self.context.seed, clip_seconds=p.clip_seconds, per_class=p.eval_per_class,
                 conditions=self._conditions)
-            crop = self.audio.crop_samples
             with torch.no_grad():
-                bank_a, query_a = (self.audio.logmel(centre_crop(w, crop)) for w in (bank_w, query_w))
+                bank_a, query_a = (self.sound_views.centre(w) for w in (bank_w, query_w))
             self._eval = EvalPair(x={"image": (bank_i, query_i), "audio": (bank_a, query_a)},
                                   y={"image": (bank_iy, query_iy), "audio": (bank_ay, query_ay)})
         return self._eval

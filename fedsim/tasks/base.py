@@ -31,8 +31,13 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from fedsim.objectives.heads import BackboneHead, projection_mlp
+
 Batch = Mapping[str, torch.Tensor]
 """One training batch: named tensors, samples along dim 0."""
+
+__all__ = ["BackboneHead", "Batch", "ClientDataset", "MIN_BATCH", "Metric", "Task", "TaskContext",
+           "TaskParams", "TensorDataset", "projection_mlp"]
 
 MIN_BATCH = 2  # BatchNorm and contrastive losses need two samples
 
@@ -116,28 +121,6 @@ class TaskContext:
     backbone_options: dict[str, Any] = field(default_factory=dict)
 
 
-class BackboneHead(nn.Module):
-    """An encoder (``backbone``) followed by a ``head`` (projection MLP, classifier, ...).
-
-    One helper among others: a task may train any module whose encoder it names in
-    :attr:`Task.encoder_prefixes` (``("backbone.",)`` for this one).
-    """
-
-    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
-
-
-def projection_mlp(in_dim: int, out_dim: int) -> nn.Module:
-    """SimCLR's projection g(·): Linear → BN → ReLU → Linear (arXiv 2002.05709, §2.1)."""
-    return nn.Sequential(nn.Linear(in_dim, in_dim, bias=False), nn.BatchNorm1d(in_dim),
-                         nn.ReLU(inplace=True), nn.Linear(in_dim, out_dim))
-
-
 class Task(ABC):
     """A (self-)supervised learning task plugin.
 
@@ -157,6 +140,9 @@ class Task(ABC):
     """Objectives/pretexts (``task.params``) that do not yet beat the random-init encoder and the
     raw-input baseline at their defaults on the bundled data: name -> the measured numbers.
     ``fedsim list`` prints them; ``benchmarks/objectives.py`` measures them."""
+    views: ClassVar[frozenset[str]] = frozenset()
+    """The views this task can produce for an objective (:data:`fedsim.objectives.base.VIEWS`):
+    it can train every registered objective whose needs they cover."""
     default_model: ClassVar[str | None] = None
     """The backbone used when ``model.name`` is not given (``None``: the config's default)."""
 

@@ -29,12 +29,14 @@ held-out clips colourised by a decoder probe fitted at evaluation time on the fr
 decoder heads stay on the clients) and by the model's own decoder head (``psnr_head``).
 Round-0 baselines: kNN on the raw grey pixels; PSNR of the grey input taken as colour (what
 an untrained decoder returns).
+
+Each pretext is a registered objective (:mod:`fedsim.objectives`) needing ``rgb_clips``; the
+task builds one head per pretext under ``heads.<name>`` and sums the weighted losses.
 """
 
 from __future__ import annotations
 
 import copy
-
 from typing import Any, Literal
 
 import numpy as np
@@ -42,20 +44,20 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator, model_validator
 from torch import nn
-from torchvision.transforms.v2.functional import rgb_to_grayscale
 
 from fedsim.data import moving_digits
-from fedsim.data.folder_clients import FolderClients
-from fedsim.losses.clip_order import ClipOrderHead, shuffled_subclips
-from fedsim.losses.ntxent import NTXentLoss
-from fedsim.losses.colorization import psnr, temporal_consistency_loss
-from fedsim.losses.playback_speed import speed_views
+from fedsim.data.augmentations import centre_frames, grey
+from fedsim.losses.colorization import psnr
 from fedsim.models import build_backbone
+from fedsim.objectives import build_objective
+from fedsim.objectives.colorize import ColorDecoder
 from fedsim.registry import MODELS, register_task
-from fedsim.tasks.base import Batch, Metric, Task, TaskContext, TaskParams, TensorDataset
+from fedsim.tasks.base import Batch, Metric, TaskContext, TaskParams, TensorDataset
 from fedsim.tasks.classification import EvalData, ProbeEvaluation, encode
+from fedsim.tasks.folder import FolderTask
 
 Pretext = Literal["order", "speed", "colorize", "contrastive"]
+PRETEXTS: tuple[str, ...] = Pretext.__args__
 PSNR = Metric("psnr", higher_is_better=True,
               description="PSNR (dB) of held-out clips colourised by a decoder probe fitted on the frozen encoder")
 PSNR_HEAD = Metric("psnr_head", higher_is_better=True,
@@ -124,25 +126,6 @@ class VideoParams(TaskParams):
         return float(self.weights.get(name, 1.0))  # type: ignore[call-overload]
 
 
-class ColorDecoder(nn.Module):
-    """Colour from the encoder's map and the grey input: the map upsampled to the clip,
-    concatenated with the grey frames, a 1×3×3 conv + BN + ReLU, a 1×1×1 conv to an RGB
-    offset (tanh) added to the grey frames. As colourisers keep the input's lightness and
-    predict chroma (Zhang et al., arXiv 1603.08511), the offset's conv starts at zero, so an
-    untrained decoder returns the grey input (the ``psnr_grey_input`` baseline)."""
-
-    def __init__(self, feature_dim: int, hidden: int = 16) -> None:
-        super().__init__()
-        self.fuse = nn.Sequential(nn.Conv3d(feature_dim + 1, hidden, (1, 3, 3), padding=(0, 1, 1), bias=False),
-                                  nn.BatchNorm3d(hidden), nn.ReLU(inplace=True), nn.Conv3d(hidden, 3, 1))
-        nn.init.zeros_(self.fuse[-1].weight)
-        nn.init.zeros_(self.fuse[-1].bias)
-
-    def forward(self, feature_map: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
-        up = F.interpolate(feature_map, size=grey.shape[2:], mode="trilinear", align_corners=False)
-        return (grey + torch.tanh(self.fuse(torch.cat([up, grey], dim=1)))).clamp(0, 1)
-
-
 def fit_color_probe(bank_maps: torch.Tensor, bank_grey: torch.Tensor, bank_rgb: torch.Tensor,
                     seed: int) -> ColorDecoder:
     """A fresh :class:`ColorDecoder` fitted to colour the bank clips from frozen feature maps.
@@ -194,47 +177,18 @@ class VideoSSLModel(nn.Module):
         return self.backbone(x)
 
 
-def grey(clips: torch.Tensor) -> torch.Tensor:
-    """RGB clips ``(n, 3, t, h, w)`` -> luminance ``(n, 1, t, h, w)`` (ITU-R 601, torchvision)."""
-    return rgb_to_grayscale(clips.transpose(1, 2)).transpose(1, 2)
-
-
-def temporal_crop(clips: torch.Tensor, frames: int, generator: torch.Generator) -> torch.Tensor:
-    """Per clip, ``frames`` consecutive frames from a random start (a gather: torchvision's
-    video transforms crop space, not time)."""
-    n, t = clips.shape[0], clips.shape[2]
-    start = torch.randint(0, t - frames + 1, (n,), generator=generator)
-    idx = (start[:, None] + torch.arange(frames)[None, :]).to(clips.device)
-    return clips.gather(2, idx[:, None, :, None, None].expand(-1, clips.shape[1], -1, *clips.shape[3:]))
-
-
-def camera_jitter(clips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Per-clip random gain, offset and sensor noise on grey clips in [0, 1] (the camera
-    nuisance of :class:`fedsim.data.moving_digits.CameraScale`; written out because
-    torchvision's ColorJitter draws from the global RNG, not ``generator``)."""
-    n = clips.shape[0]
-    shape = (n,) + (1,) * (clips.dim() - 1)
-    gain = 0.6 + 0.8 * torch.rand(shape, generator=generator)
-    offset = 0.2 * torch.rand(shape, generator=generator) - 0.1
-    noise = 0.06 * torch.rand(shape, generator=generator) * torch.randn(clips.shape, generator=generator)
-    return (clips * gain.to(clips) + offset.to(clips) + noise.to(clips)).clamp(0, 1)
-
-
-def centre_frames(clips: torch.Tensor, frames: int) -> torch.Tensor:
-    start = (clips.shape[2] - frames) // 2
-    return clips[:, :, start:start + frames]
-
-
 @register_task("video")
-class VideoTask(ProbeEvaluation, Task):
+class VideoTask(ProbeEvaluation, FolderTask):
     """Video SSL (clip order, playback speed, VCGAN-style colourisation) on moving digits or a video folder."""
 
     experimental = {"order": "kNN flat after 300 steps, below raw grey pixels", "speed": "kNN flat after 300 steps, "
                     "below raw grey pixels"}
 
     Params = VideoParams
-    reads_data_dir = True
     default_model = "r3d_small"
+    views = frozenset({"rgb_clips"})
+    sample_key = "video"
+    size_params = ("min_clips", "max_clips", "eval_samples")
 
     def __init__(self, context: TaskContext, params: VideoParams | None = None) -> None:
         super().__init__(context, params or VideoParams())
@@ -248,42 +202,42 @@ class VideoTask(ProbeEvaluation, Task):
         self._camera = moving_digits.CameraScale(strength=p.camera_strength)
         self._eval: EvalData | None = None
         self._eval_rgb: torch.Tensor | None = None
-        self._folder = None if context.data_dir is None else FolderClients(
-            context.data_dir, scan=self._scan, load=self._load, seed=context.seed,
-            num_clients=context.num_clients, partitioning=context.partitioning,
-            min_samples=p.min_clips, max_samples=p.max_clips, eval_samples=p.eval_samples)
+        self.objectives = {name: build_objective(name, self.views, p, head_path=f"heads.{name}")
+                           for name in p.pretext}
 
     # ---- data --------------------------------------------------------------------------
 
     @staticmethod
-    def _scan(path: str, *, seed: int) -> Any:
+    def scan_folder(path: str, *, seed: int) -> Any:
         from fedsim.data.video_folders import scan_video_folder
 
         return scan_video_folder(path, seed=seed)
 
-    def _load(self, index: Any, items: np.ndarray) -> torch.Tensor:
+    def load_items(self, index: Any, items: np.ndarray) -> torch.Tensor:
         from fedsim.data.video_folders import load_clips
 
         return load_clips(index, items, frames=self.params.frames, size=self.params.frame_size)
 
+    def generated_samples(self, client_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.params
+        return moving_digits.client_clips(
+            client_id, seed=self.context.seed, num_clients=self.context.num_clients,
+            partitioning=self.context.partitioning, frames=p.frames, size=p.frame_size,
+            min_clips=p.min_clips, max_clips=p.max_clips, scene=self._scene, camera=self._camera)
+
+    def generated_held_out(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        p = self.params
+        return moving_digits.eval_clips(seed=self.context.seed, frames=p.frames, size=p.frame_size,
+                                        per_split=p.eval_samples, scene=self._scene, camera=self._camera)
+
+    def generated_description(self) -> dict[str, Any]:
+        return {"population": "moving digits (sklearn digits, per-client cameras)",
+                "frames": self.params.frames, "frame_size": self.params.frame_size}
+
     def client_dataset(self, client_id: int) -> TensorDataset:
         """Client ``client_id``'s RGB ``video`` clips ``(n, 3, frames, size, size)`` (labels stay on the shelf)."""
-        p = self.params
-        if self._folder is not None:
-            clips, _ = self._folder.client_samples(client_id)
-        else:
-            clips, _ = moving_digits.client_clips(
-                client_id, seed=self.context.seed, num_clients=self.context.num_clients,
-                partitioning=self.context.partitioning, frames=p.frames, size=p.frame_size,
-                min_clips=p.min_clips, max_clips=p.max_clips, scene=self._scene, camera=self._camera)
+        clips, _ = self.samples(client_id)
         return TensorDataset({"video": clips})
-
-    def describe_data(self) -> dict[str, Any]:
-        p = self.params
-        if self._folder is None:
-            return {"source": "generated", "population": "moving digits (sklearn digits, per-client cameras)",
-                    "frames": p.frames, "frame_size": p.frame_size}
-        return {"source": "folder", **self._folder.describe()}
 
     # ---- model and losses --------------------------------------------------------------
 
@@ -298,71 +252,28 @@ class VideoTask(ProbeEvaluation, Task):
             torch.manual_seed(self.context.seed)
             backbone = build_backbone(name, in_channels=1, image_size=p.frame_size,
                                       options=self.context.backbone_options)
-            d = backbone.out_dim
-            heads: dict[str, nn.Module] = {}
-            if "order" in p.pretext:
-                heads["order"] = ClipOrderHead(d, k=p.order_subclips)
-            if "speed" in p.pretext:
-                heads["speed"] = nn.Linear(d, len(p.speeds))
-            if "colorize" in p.pretext:
-                heads["colorize"] = ColorDecoder(d)
-            if "contrastive" in p.pretext:  # SimCLR's projection MLP
-                heads["contrastive"] = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, 32))
+            # heads in the declared order of the pretexts (not the order listed): the init order
+            heads = {pretext: self.objectives[pretext].head(backbone.out_dim, self)
+                     for pretext in PRETEXTS if pretext in self.objectives}
         return VideoSSLModel(backbone, heads)
 
+    def start_local_training(self, model: nn.Module) -> None:
+        for objective in self.objectives.values():
+            objective.start(model)
+
     def loss(self, model: nn.Module, batch: Batch, generator: torch.Generator) -> torch.Tensor:
-        """The weighted sum of the pretexts' losses on one batch of RGB clips."""
-        clips, p = batch["video"], self.params
-        total = clips.new_zeros(())
-        for name in p.pretext:
-            total = total + p.weight(name) * getattr(self, f"_{name}_loss")(model, clips, generator)
+        """The weighted sum of the pretexts' losses on one batch of RGB clips, in the order listed."""
+        total = batch["video"].new_zeros(())
+        for name, objective in self.objectives.items():
+            total = total + self.params.weight(name) * objective.loss(model, batch, self, generator)
         return total
 
-    def _order_loss(self, model: nn.Module, clips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        p = self.params
-        sub, label = shuffled_subclips(clips, k=p.order_subclips, frames=p.order_frames, gap=p.order_gap,
-                                       generator=generator)  # (n, k, 3, f, h, w)
-        n, k = sub.shape[:2]
-        feats = model.backbone(grey(sub.flatten(0, 1)))  # (n·k, d)
-        return F.cross_entropy(model.heads["order"](feats.reshape(n, k, -1)), label)
-
-    def _speed_loss(self, model: nn.Module, clips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        p = self.params
-        views, label = speed_views(clips, speeds=p.speeds, frames=p.speed_frames, generator=generator)
-        return F.cross_entropy(model.heads["speed"](model.backbone(grey(views))), label)
-
-    def _colorize_loss(self, model: nn.Module, clips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        p = self.params
-        start = int(torch.randint(0, clips.shape[2] - p.colorize_frames + 1, (1,), generator=generator))
-        rgb = clips[:, :, start:start + p.colorize_frames]
-        g = grey(rgb)
-        pred = model.heads["colorize"](model.backbone.feature_map(g), g)
-        return (pred - rgb).abs().mean() + p.temporal_weight * temporal_consistency_loss(
-            pred, g, alpha=p.temporal_alpha)
-
-    def _contrastive_loss(self, model: nn.Module, clips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """CVRL-style (arXiv 2008.03800): two views of each clip, at independent start frames and
-        with independent camera-like jitter (gain, offset, noise: the nuisance clients differ
-        by), are positives under NT-Xent; the batch's other clips are the negatives."""
-        p = self.params
-        g = grey(clips)
-        z = [model.heads["contrastive"](model.backbone(camera_jitter(temporal_crop(g, p.contrastive_frames, generator),
-                                                                       generator))) for _ in range(2)]
-        return NTXentLoss(p.temperature)(z[0], z[1])
-
     # ---- evaluation --------------------------------------------------------------------
-
-    def _held_out_rgb(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        p = self.params
-        if self._folder is not None:
-            return self._folder.eval_tensors()
-        return moving_digits.eval_clips(seed=self.context.seed, frames=p.frames, size=p.frame_size,
-                                        per_split=p.eval_samples, scene=self._scene, camera=self._camera)
 
     def eval_data(self) -> EvalData:
         """Held-out clips no client sees: the central ``eval_frames`` grey frames."""
         if self._eval is None:
-            bank, bank_y, query, query_y = self._held_out_rgb()
+            bank, bank_y, query, query_y = self.held_out()
             f = self.params.eval_frames
             self._eval_rgb = centre_frames(query, f)
             self._bank_rgb = centre_frames(bank, f)

@@ -1,4 +1,4 @@
-"""The image task: parameters, per-client data, augmentations and both objectives."""
+"""The image task: parameters, per-client data and its three objectives."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import torch.nn.functional as F
 
 import fedsim.models  # noqa: F401  (registers the backbones)
 from fedsim.config import PartitionConfig
+from fedsim.data.augmentations import augment
 from fedsim.data.digits import split_indices
 from fedsim.losses import BYOLLoss, NTXentLoss
 from fedsim.tasks.base import TaskContext
-from fedsim.tasks.image import ImageParams, ImageTask, augment
+from fedsim.tasks.image import ImageParams, ImageTask
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -102,69 +103,6 @@ def test_eval_data_is_the_held_out_split_and_is_built_once():
     assert data.bank_x.shape == (len(bank), 1, 12, 12) and data.query_y.shape == (len(query),)
     assert set(data.bank_y.tolist()) == set(range(10))
     assert torch.equal(data.query_x, _task().eval_data().query_x)
-
-
-# ---------------------------------------------------------------- augment
-
-def test_augment_is_deterministic_given_the_generator_seed_and_keeps_shape():
-    # Prepare
-    x = _images()
-    # Execute
-    one = augment(x, torch.Generator().manual_seed(3))
-    two = augment(x, torch.Generator().manual_seed(3))
-    # Assert
-    assert one.shape == x.shape and one.dtype == x.dtype
-    assert torch.equal(one, two)
-    assert 0.0 <= float(one.min()) and float(one.max()) <= 1.0  # bilinear warp, blend, ink <= 1
-
-
-@pytest.mark.parametrize("n, h, w", [
-    (1, 12, 12),  # case: a single image
-    (5, 16, 16),  # case: the batch of a client
-])
-def test_augment_keeps_the_shape(n, h, w):
-    # Prepare
-    x = torch.rand(n, 1, h, w, generator=torch.Generator().manual_seed(0))
-    # Execute
-    out = augment(x, torch.Generator().manual_seed(1))
-    # Assert
-    assert out.shape == (n, 1, h, w)
-    assert torch.isfinite(out).all()
-
-
-def test_augment_refuses_non_square_images():
-    with pytest.raises(ValueError, match="square images, got 12x16"):
-        augment(torch.rand(3, 1, 12, 16), torch.Generator().manual_seed(1))
-
-
-def test_two_draws_give_two_different_views():
-    # Prepare
-    x, gen = _images(), torch.Generator().manual_seed(3)
-    # Execute
-    first, second = augment(x, gen), augment(x, gen)
-    # Assert: every sample differs between the views and from the input
-    assert all(not torch.allclose(a, b) for a, b in zip(first, second))
-    assert not torch.allclose(first, x)
-
-
-def test_augment_leaves_the_global_rng_alone():
-    # Prepare
-    before = torch.get_rng_state()
-    # Execute
-    augment(_images(), torch.Generator().manual_seed(0))
-    # Assert
-    assert torch.equal(torch.get_rng_state(), before)
-
-
-def test_zero_strength_only_scales_the_ink():
-    # Prepare
-    x = _images(4)
-    # Execute
-    out = augment(x, torch.Generator().manual_seed(1), strength=0.0)
-    # Assert: no geometry, no thickness -- each image is x times one factor in [0.6, 1]
-    factor = (out * x).flatten(1).sum(1) / (x * x).flatten(1).sum(1)
-    torch.testing.assert_close(out, x * factor.view(-1, 1, 1, 1), atol=1e-5, rtol=1e-5)
-    assert ((0.6 <= factor) & (factor <= 1.0)).all()
 
 
 # ---------------------------------------------------------------- model and losses
