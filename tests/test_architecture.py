@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fedsim"
 LAYERS: list[set[str]] = [
     {"fedsim", "registry", "machine", "records", "seeding", "atomic", "provenance"},  # leaves
     {"config", "plugins", "specs"},  # the experiment spec and plugin loading
-    {"optim", "losses", "data", "models", "strategies", "tasks", "flower"},  # plugins and their parts
+    {"optim", "losses", "data", "models", "objectives", "strategies", "tasks", "flower"},  # plugins and their parts
     {"factory"},  # builds a run's task and strategy from the spec
     {"engines"},  # how a round is executed (plans, reply codecs, Ray)
     {"client", "server"},  # the ClientApp and the round loop
