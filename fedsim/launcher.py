@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -297,38 +297,41 @@ def quiet_flower(verbose: bool) -> None:
 
 
 class _ServerRun:
-    """The round loop as a ServerApp, and what the launcher needs to stop and report it."""
+    """The round loop as a ServerApp (:func:`fedsim.server.app.server_app`), and what the
+    launcher needs to stop and report it."""
 
-    def __init__(self, exp: ExperimentConfig, run_dir: str, **loop_options: Any) -> None:
-        self.exp, self.run_dir, self.loop_options = exp, run_dir, loop_options
+    def __init__(self, exp: ExperimentConfig, run_dir: str, callbacks: Sequence[Any] = (),
+                 **loop_options: Any) -> None:
+        self.exp, self.run_dir, self.callbacks, self.loop_options = exp, run_dir, callbacks, loop_options
         self.stop = StopFlag()
         self.thread: threading.Thread | None = None  # Flower's ServerApp thread, once started
-        self.loop: Any = None
-        self.result: dict[str, Any] = {}
+        self.run: Any = None  # the LoopRun, once the ServerApp started
+
+    def setup(self, grid: Any, context: Any) -> Any:
+        from fedsim.server.app import LoopRun
+
+        self.thread = threading.current_thread()
+        # once the loop ended, no worker need finish what it no longer waits for
+        self.run = LoopRun(grid, self.exp, self.run_dir, callbacks=self.callbacks,
+                           options={"stop": self.stop, **self.loop_options},
+                           close=lambda: self.stop.set("the round loop ended"))
+        return self.run
 
     def app(self) -> Any:
-        from flwr.app import Context
-        from flwr.serverapp import Grid, ServerApp
+        from fedsim.server.app import server_app
 
-        from fedsim.server.loop import RoundLoop
+        return server_app(self.setup)
 
-        server_app = ServerApp()
-
-        @server_app.main()
-        def main(grid: Grid, context: Context) -> None:
-            self.thread = threading.current_thread()
-            try:
-                self.loop = RoundLoop(grid, self.exp, self.run_dir, stop=self.stop, **self.loop_options)
-                self.result.update(self.loop.run())
-            finally:  # no worker need finish what the loop no longer waits for
-                self.stop.set("the round loop ended")
-
-        return server_app
+    @property
+    def result(self) -> dict[str, Any]:
+        """The summary of a run that returned one, else empty."""
+        return self.run.summary if self.run is not None else {}
 
     def stopped(self, error: BaseException | None) -> BaseException:
         """What to raise for a run that ended without its summary (``error``: the main
         thread's exception, if any)."""
-        last = self.loop.last_round if self.loop is not None else _last_round(self.run_dir)
+        loop = self.run.loop if self.run is not None else None
+        last = loop.last_round if loop is not None else _last_round(self.run_dir)
         if self.stop.signum is not None:
             return RunStopped(self.stop.reason, signum=self.stop.signum, last_round=last)
         if error is None or str(error) == _FLOWER_RUNTIME_ERROR or isinstance(error, RunStopped):
@@ -338,11 +341,13 @@ class _ServerRun:
         return error
 
 
-def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
-             verbose: bool = False, resume: bool = False) -> dict[str, Any]:
+def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False, verbose: bool = False,
+             resume: bool = False, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Run ``exp`` on Flower's simulation runtime and return its summary.
 
-    ``resume=True`` continues the run in ``run_dir`` from its last complete round.
+    ``resume=True`` continues the run in ``run_dir`` from its last complete round;
+    ``callbacks`` (:class:`fedsim.server.callbacks.RoundCallback`, e.g. trackers) follow the
+    round loop's own outputs.
     The run always ends: on SIGINT/SIGTERM, or when the runtime stops (Ray failing to start
     or crashing), the round loop is stopped, Ray is shut down and :class:`RunStopped` is raised
     (with the signal and the last complete round); an unreachable ``--ray-address`` or a
@@ -356,7 +361,7 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     attached = ray_cluster.is_attached(exp.engine.ray_address)
     local = None if attached else make_engine(exp)
-    run = _ServerRun(exp, run_dir, quiet=quiet, verbose=verbose, resume=resume, show_summary=False)
+    run = _ServerRun(exp, run_dir, callbacks, quiet=quiet, verbose=verbose, resume=resume)
     error: BaseException | None = None
     kept = False
     signals = SignalsStop(run.stop)
