@@ -243,7 +243,7 @@ def _run_ended(e: Exception, exp: Any, run_dir: Path) -> tuple[int, str] | None:
     from fedsim.atomic import DiskFull
     from fedsim.engines.ray_cluster import RayUnavailable
     from fedsim.engines.stop import RunStopped
-    from fedsim.server.loop import EXIT_RUN_ABORTED, RunAborted
+    from fedsim.server.waits import EXIT_RUN_ABORTED, RunAborted
 
     if isinstance(e, RunStopped):
         code = 128 + e.signum if e.signum else EXIT_RUN_ABORTED

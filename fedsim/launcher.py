@@ -353,10 +353,6 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False, verbos
     (with the signal and the last complete round); an unreachable ``--ray-address`` or a
     cluster too small for one worker raises :class:`RayUnavailable` within seconds.
     """
-    from flwr.simulation import run_simulation
-
-    from fedsim.client.app import app as client_app
-
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     attached = ray_cluster.is_attached(exp.engine.ray_address)
@@ -367,13 +363,7 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False, verbos
     signals = SignalsStop(run.stop)
     quiet_flower(verbose)
     if not quiet:
-        from fedsim.server.progress import note
-
-        if local is None:
-            note(f"attaching to the Ray cluster at {exp.engine.ray_address} ...")
-        else:
-            note(f"starting Ray with {local.num_nodes} {'worker' if local.name == 'cohort' else 'SuperNode'}"
-                 f"{'s' if local.num_nodes != 1 else ''} on {local.device} ...")
+        _note_start(exp, local)
     with signals.active():  # gives the process's own handlers back at the end, Ray's replaced
         try:
             device = local.device if local is not None else exp.engine.device
@@ -384,14 +374,8 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False, verbos
                     raise
                 raise RunStopped(f"Ray did not start ({_root_cause(e)})") from e
             signals.reinstall()  # ray.init installed its own SIGTERM handler (sys.exit)
-            engine = local or attached_engine(exp, run_dir, quiet=quiet)
-            run.loop_options["engine"] = engine
-            backend = backend_config(exp, engine)
-            fast = (dispatch_every(DISPATCH_INTERVAL, run.stop) if engine.name == "cohort"
-                    else contextlib.nullcontext())
-            with fast, workers_stop_with(run.stop), actor_pool_at_most(planned_workers(exp, engine)):
-                run_simulation(server_app=run.app(), client_app=client_app, num_supernodes=engine.num_nodes,
-                               backend_config=backend, verbose_logging=verbose)
+            run.loop_options["engine"] = engine = local or attached_engine(exp, run_dir, quiet=quiet)
+            _run_simulation(run, engine, verbose)
         except Interrupted:
             pass
         except SystemExit as e:  # Ray's SIGTERM handler, if the signal came during ray.init
@@ -402,18 +386,48 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False, verbos
             error = e
         finally:  # whatever ended the runtime's part, the round loop must end too
             signals.armed = False
-            run.stop.set(str(error) if isinstance(error, RunStopped) else
-                         f"the simulation runtime stopped ({_root_cause(error)})" if error else
-                         "the simulation runtime stopped")
-            if run.thread is not None:
-                run.thread.join(JOIN_SECONDS)
-            if not kept:
-                ray_cluster.stop()
-            elif error is not None:  # the kept cluster may be what failed: the next run starts a new one
-                warm.release()
+            _end_run(run, error, kept)
     if run.result:
         return run.result
     raise run.stopped(error)
+
+
+def _note_start(exp: ExperimentConfig, local: Engine | None) -> None:
+    """The start-up line: the cluster the run attaches to, or the local Ray it starts."""
+    from fedsim.server.progress import note
+
+    if local is None:
+        note(f"attaching to the Ray cluster at {exp.engine.ray_address} ...")
+    else:
+        note(f"starting Ray with {local.num_nodes} {'worker' if local.name == 'cohort' else 'SuperNode'}"
+             f"{'s' if local.num_nodes != 1 else ''} on {local.device} ...")
+
+
+def _run_simulation(run: _ServerRun, engine: Engine, verbose: bool) -> None:
+    """Flower's simulation runtime with the round loop as ServerApp, until the loop ends
+    (the cohort engine with the fast dispatcher; workers that give up once ``run`` stops)."""
+    from flwr.simulation import run_simulation
+
+    from fedsim.client.app import app as client_app
+
+    fast = dispatch_every(DISPATCH_INTERVAL, run.stop) if engine.name == "cohort" else contextlib.nullcontext()
+    with fast, workers_stop_with(run.stop), actor_pool_at_most(planned_workers(run.exp, engine)):
+        run_simulation(server_app=run.app(), client_app=client_app, num_supernodes=engine.num_nodes,
+                       backend_config=backend_config(run.exp, engine), verbose_logging=verbose)
+
+
+def _end_run(run: _ServerRun, error: BaseException | None, kept: bool) -> None:
+    """After the runtime returned or failed: stop the round loop (``error``: why), give its
+    thread time to leave, and stop Ray unless it is the process's kept cluster."""
+    run.stop.set(str(error) if isinstance(error, RunStopped) else
+                 f"the simulation runtime stopped ({_root_cause(error)})" if error else
+                 "the simulation runtime stopped")
+    if run.thread is not None:
+        run.thread.join(JOIN_SECONDS)
+    if not kept:
+        ray_cluster.stop()
+    elif error is not None:  # the kept cluster may be what failed: the next run starts a new one
+        warm.release()
 
 
 def _start_ray(exp: ExperimentConfig, init_args: dict[str, Any], env: dict[str, str], verbose: bool) -> bool:

@@ -31,6 +31,7 @@ from fedsim.server.metrics import improved
 from fedsim.server.outputs import NonFiniteCheckpoint
 from fedsim.server.progress import print_summary
 from fedsim.server.resume import IDENTITY_KEY, identity
+from fedsim.server.waits import RunAborted
 
 if TYPE_CHECKING:
     from fedsim.server.loop import RoundLoop
@@ -146,8 +147,6 @@ class Checkpoint(RoundCallback):
     refused, the previous checkpoint kept, and the run aborted."""
 
     def after_round(self, loop: RoundLoop, row: dict[str, Any]) -> None:
-        from fedsim.server.loop import RunAborted  # the loop imports this module
-
         if row["round"] == 0:
             return
 

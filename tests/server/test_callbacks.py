@@ -11,7 +11,7 @@ import torch
 
 from fedsim.config import load_config
 from fedsim.server.callbacks import CallbackList, Guarded, PrintSummary, RoundCallback, run_outputs
-from fedsim.server.loop import RunAborted
+from fedsim.server.waits import RunAborted
 from fedsim.server.outputs import RunWriter
 from fedsim.strategies.fedavg import FedAvg
 

@@ -10,7 +10,7 @@ from fedsim.engines import Engine
 from fedsim.engines.stop import RunStopped, StopFlag
 from flwr.app import ConfigRecord
 
-from fedsim.server.loop import Readiness, WorkersNotReady, wait_for_nodes
+from fedsim.server.waits import Readiness, WorkersNotReady, wait_for_nodes
 
 
 class SilentGrid:
