@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -19,7 +19,7 @@ from fedsim import version
 from fedsim.config import ConfigError, load_config, parse_override
 from fedsim.plugins import builtin_experimental, builtin_listing
 from fedsim.registry import MODELS, STRATEGIES, TASKS
-from fedsim.server.progress import error
+from fedsim.server.progress import error, print_summary
 from fedsim.specs import describe_specs, resolve_spec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -52,7 +52,7 @@ FLAGS = {
 RESUME_MAY_CHANGE = {"federation.rounds", "engine.ray_address"}
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     """Print one line (at most ~300 characters) to stderr and exit with ``code``."""
     error(message, err)
     raise typer.Exit(code)
@@ -168,21 +168,14 @@ def run(
                                       help="Also log every round to tensorboard or mlflow (optional extras)."),
 ) -> None:
     """Run a federated SSL simulation and write results under the run directory."""
-    from fedsim.server.trackers import TRACKERS_ENV, parse_trackers
+    from fedsim.server.trackers import parse_trackers
 
     flags = dict(strategy=strategy, clients=clients, clients_per_round=clients_per_round,
                  rounds=rounds, local_epochs=local_epochs, seed=seed, task=task, model=model,
                  engine=engine, data_dir=data_dir, ray_address=ray_address, out=out,
                  dp_clip=dp_clip, dp_noise=dp_noise)
-    overrides: dict[str, Any] = {}
     try:
-        for item in set_:
-            key, value = parse_override(item)
-            overrides[key] = value
-        for name, value in flags.items():
-            if value is not None:
-                overrides[FLAGS[name]] = value if name in ("out", "data_dir", "ray_address") \
-                    else parse_override(f"x={value}")[1]
+        overrides = _overrides(set_, flags, FLAGS)
         unused_address = None
         if resume is not None:
             config, unused_address = _resume_config(resume, config, overrides)
@@ -203,54 +196,78 @@ def run(
         return
     if resume is not None and _finished(run_dir, exp, quiet):
         return
-    if trackers:  # the round loop reads it (fedsim.server.trackers)
-        os.environ[TRACKERS_ENV] = ",".join(trackers)
+    summary = _simulate(exp, run_dir, trackers, quiet=quiet, verbose=verbose, resume=resume is not None)
+    if as_json or not quiet:
+        print_summary(summary, as_json=as_json)
+
+
+def _overrides(set_: list[str], flags: dict[str, str | None], keys: dict[str, str]) -> dict[str, Any]:
+    """Config overrides from ``--set KEY=VALUE`` items, then the flags given (flag -> config
+    key in ``keys``); a value is read as YAML, paths and addresses as text."""
+    overrides = dict(parse_override(item) for item in set_)
+    for name, value in flags.items():
+        if value is not None:
+            overrides[keys[name]] = value if name in ("out", "data_dir", "ray_address") \
+                else parse_override(f"x={value}")[1]
+    return overrides
+
+
+def _simulate(exp: Any, run_dir: Path, trackers: list[str], *, quiet: bool, verbose: bool,
+              resume: bool) -> dict[str, Any]:
+    """Run ``exp`` (the start line first) and return its summary; a run that ends without
+    one exits with one line and its exit code (:func:`end_run`)."""
     if not quiet:  # before the runtime's imports and Ray's start-up, which take seconds
         fed = exp.federation
         err.print(f"fedsim {version()}: {exp.strategy.name} on {exp.task.name}, {fed.clients} clients, "
                   f"{fed.cohort_size()} per round, {fed.rounds} rounds, engine {exp.engine.name} "
                   f"-> {run_dir}", highlight=False, markup=False)
-    from fedsim.atomic import DiskFull
-    from fedsim.engines.ray_cluster import RayUnavailable
     from fedsim.launcher import simulate
-    from fedsim.engines.stop import RunStopped
-    from fedsim.server.loop import EXIT_RUN_ABORTED, RunAborted
-    from fedsim.server.progress import print_summary
+    from fedsim.server.trackers import make_trackers
 
     own_threads = set(threading.enumerate())
     try:
-        summary = simulate(exp, str(run_dir), quiet=quiet, verbose=verbose, resume=resume is not None)
-    except RunStopped as e:
-        code = 128 + e.signum if e.signum else EXIT_RUN_ABORTED
-        if e.last_round is None:
-            end_run(f"{e.reason} before the run started", code=code, leftover=own_threads)
-        where = (f"after round {e.last_round} of {exp.federation.rounds}" if e.last_round
-                 else "before round 1 completed")
-        end_run(f"{e.reason} {where}; continue with: fedsim run --resume {run_dir}", code=code,
-                leftover=own_threads)
-    except RayUnavailable as e:
-        end_run(str(e), code=2, leftover=own_threads)
-    except RunAborted as e:
-        end_run(f"run aborted: {e}", code=EXIT_RUN_ABORTED, leftover=own_threads)
-    except DiskFull as e:  # the last checkpoint is intact
-        end_run(f"{e}; free some space, then continue with: fedsim run --resume {run_dir}", code=1,
-                leftover=own_threads)
+        return simulate(exp, str(run_dir), quiet=quiet, verbose=verbose, resume=resume,
+                        callbacks=make_trackers(trackers))
     except KeyboardInterrupt:  # before the runtime's own handlers were installed
         end_run(f"interrupted by SIGINT before the run started; nothing to resume in {run_dir}", code=130,
                 leftover=own_threads)
-    except Exception as e:  # a one-line report; --verbose shows the traceback
-        if verbose:
-            raise
-        fail(f"run failed: {type(e).__name__}: {e}", code=1)
-    if as_json or not quiet:
-        print_summary(summary, as_json=as_json)
+    except Exception as e:
+        ended = _run_ended(e, exp, run_dir)
+        if ended is None:  # a one-line report; --verbose shows the traceback
+            if verbose:
+                raise
+            fail(f"run failed: {type(e).__name__}: {e}", code=1)
+        end_run(ended[1], code=ended[0], leftover=own_threads)
+
+
+def _run_ended(e: Exception, exp: Any, run_dir: Path) -> tuple[int, str] | None:
+    """The exit code and line of a run that ended early with ``e`` (stopped, aborted, no
+    Ray, disk full); ``None`` for any other error."""
+    from fedsim.atomic import DiskFull
+    from fedsim.engines.ray_cluster import RayUnavailable
+    from fedsim.engines.stop import RunStopped
+    from fedsim.server.waits import EXIT_RUN_ABORTED, RunAborted
+
+    if isinstance(e, RunStopped):
+        code = 128 + e.signum if e.signum else EXIT_RUN_ABORTED
+        if e.last_round is None:
+            return code, f"{e.reason} before the run started"
+        where = f"after round {e.last_round} of {exp.federation.rounds}" if e.last_round else "before round 1 completed"
+        return code, f"{e.reason} {where}; continue with: fedsim run --resume {run_dir}"
+    if isinstance(e, RayUnavailable):
+        return 2, str(e)
+    if isinstance(e, RunAborted):
+        return EXIT_RUN_ABORTED, f"run aborted: {e}"
+    if isinstance(e, DiskFull):  # the last checkpoint is intact
+        return 1, f"{e}; free some space, then continue with: fedsim run --resume {run_dir}"
+    return None
 
 
 # How long threads of a stopped runtime get before the process exits without them.
 THREAD_GRACE_SECONDS = 5.0
 
 
-def end_run(message: str, code: int, *, leftover: set[threading.Thread]) -> None:
+def end_run(message: str, code: int, *, leftover: set[threading.Thread]) -> NoReturn:
     """Print ``message`` (one line) and exit with ``code``. A thread the runtime started (not
     in ``leftover``) and left stuck, in a Ray call say, would keep the interpreter from
     exiting; after THREAD_GRACE_SECONDS the process exits without it (outputs are on disk)."""
@@ -338,11 +355,7 @@ def bench(
                  dp_noise=dp_noise)
     bench_dir = Path(out or f"runs/bench-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
-        overrides = dict(parse_override(item) for item in set_)
-        for name, value in flags.items():
-            if value is not None:
-                overrides[BENCH_FLAGS[name]] = value if name in ("data_dir", "ray_address") \
-                    else parse_override(f"x={value}")[1]
+        overrides = _overrides(set_, flags, BENCH_FLAGS)
         base, grid = read_bench_yaml(resolve_spec(config)) if config is not None else ({}, None)
         axes = grid_axes(grid, {"strategies": strategies, "tasks": tasks, "alpha": alpha, "seeds": seeds}, axis)
         if not 1 <= parallel <= usable_cores():

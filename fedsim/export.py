@@ -9,10 +9,10 @@ Steps:
    :class:`ExportError` line (exit 2).
 2. Build the task and model as the server did and take the encoder (``model.backbone``: the
    task's single encoder prefix ``backbone.``).
-3. Fold training-only branches into the inference form (:func:`fold_for_inference`):
-   AudioRepInceptionNeXt's three depthwise conv+BN branches into one depthwise conv
-   (:func:`fedsim.models.audio_inceptionnext.reparameterize`), CSLA/Hyper-Search VGG and
-   RepGhost models into their plain twins (merged kernels,
+3. Fold training-only branches into the inference form (:func:`fold_for_inference`) with
+   the encoder's own ``reparameterize()`` (duck-typed: any model may have one):
+   AudioRepInceptionNeXt folds its three depthwise conv+BN branches into one depthwise conv;
+   CSLA/Hyper-Search VGG and RepGhost models return their plain twins (merged kernels,
    :func:`fedsim.models.repopt_vgg.init_plain_from_csla`). RepOpt models trained plain
    (``repopt_vgg``, ``repghost``) are already in inference form.
 4. Export (``torch.onnx.export`` with the dynamo exporter and a dynamic batch axis, or
@@ -28,6 +28,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,35 +160,36 @@ def encoder_and_inputs(task: Any, model: nn.Module, samples: int = SAMPLES) -> t
     return model.backbone, data.query_x[:samples].float()
 
 
-def _first_conv_channels(module: nn.Module) -> int:
-    return next(m for m in module.modules() if isinstance(m, nn.Conv2d)).in_channels
-
-
 def fold_for_inference(encoder: nn.Module) -> tuple[nn.Module, list[str]]:
-    """An eval-mode copy of ``encoder`` with its training-only branches folded, and what was
-    folded (``encoder`` is not changed). Inference outputs are equal up to float rounding."""
-    from fedsim.models.audio_inceptionnext import ThreeWayDepthwise, reparameterize
-    from fedsim.models.repghost import CSLAGhostModule, RepGhostNet, plain_ghost
-    from fedsim.models.repopt_vgg import CSLAVGGBlock, VGGNet, init_plain_from_csla, plain_vgg
+    """An eval-mode copy of ``encoder`` in its inference form, and what was folded
+    (``encoder`` is not changed). Inference outputs are equal up to float rounding.
 
-    done: list[str] = []
-    three_way = sum(isinstance(m, ThreeWayDepthwise) for m in encoder.modules())
-    if three_way:
-        encoder = reparameterize(encoder)
-        done.append(f"{three_way} AudioRep three-way depthwise stages -> one depthwise conv each")
-    csla = [m for m in encoder.modules() if isinstance(m, (CSLAVGGBlock, CSLAGhostModule))]
-    if csla:
-        if isinstance(encoder, VGGNet):
-            plain, what = plain_vgg(_first_conv_channels(encoder)), "RepVGG CSLA blocks (3x3 + 1x1 + identity)"
-        elif isinstance(encoder, RepGhostNet):
-            plain, what = plain_ghost(_first_conv_channels(encoder)), "RepGhost CSLA modules (depthwise + identity)"
-        else:
-            raise ExportError(f"{type(encoder).__name__} holds CSLA blocks but has no known plain twin to fold into")
-        encoder = init_plain_from_csla(plain, encoder)
-        done.append(f"{len(csla)} {what} -> one kernel each")
-    if not done:
-        encoder = copy.deepcopy(encoder)
-    return encoder.eval(), done
+    The form is the model's own: an encoder that can be re-parameterised has a
+    ``reparameterize()`` method returning its inference form (itself folded in place, or a
+    plain twin); one without it, or whose method changes nothing, is exported as it is.
+    """
+    folded = copy.deepcopy(encoder).eval()
+    hook = getattr(folded, "reparameterize", None)
+    if not callable(hook):
+        return folded, []
+    before = _layout(folded)
+    folded = hook().eval()
+    after = _layout(folded)
+    if after == before:
+        return folded, []
+    return folded, [f"{type(encoder).__name__}.reparameterize(): {_changed(before, after)}"]
+
+
+def _layout(module: nn.Module) -> Counter[str]:
+    """How many modules of each class ``module`` holds."""
+    return Counter(type(m).__name__ for m in module.modules())
+
+
+def _changed(before: Counter[str], after: Counter[str]) -> str:
+    """The (at most three) module counts that changed most, e.g. ``CSLAVGGBlock 6 -> 0``."""
+    names = sorted((n for n in set(before) | set(after) if before[n] != after[n]),
+                   key=lambda n: (-abs(before[n] - after[n]), n))
+    return ", ".join(f"{n} {before[n]} -> {after[n]}" for n in names[:3])
 
 
 def _median_ms(call: Callable[[], Any], repeats: int = LATENCY_REPEATS) -> float:

@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -297,38 +297,41 @@ def quiet_flower(verbose: bool) -> None:
 
 
 class _ServerRun:
-    """The round loop as a ServerApp, and what the launcher needs to stop and report it."""
+    """The round loop as a ServerApp (:func:`fedsim.server.app.server_app`), and what the
+    launcher needs to stop and report it."""
 
-    def __init__(self, exp: ExperimentConfig, run_dir: str, **loop_options: Any) -> None:
-        self.exp, self.run_dir, self.loop_options = exp, run_dir, loop_options
+    def __init__(self, exp: ExperimentConfig, run_dir: str, callbacks: Sequence[Any] = (),
+                 **loop_options: Any) -> None:
+        self.exp, self.run_dir, self.callbacks, self.loop_options = exp, run_dir, callbacks, loop_options
         self.stop = StopFlag()
         self.thread: threading.Thread | None = None  # Flower's ServerApp thread, once started
-        self.loop: Any = None
-        self.result: dict[str, Any] = {}
+        self.run: Any = None  # the LoopRun, once the ServerApp started
+
+    def setup(self, grid: Any, context: Any) -> Any:
+        from fedsim.server.app import LoopRun
+
+        self.thread = threading.current_thread()
+        # once the loop ended, no worker need finish what it no longer waits for
+        self.run = LoopRun(grid, self.exp, self.run_dir, callbacks=self.callbacks,
+                           options={"stop": self.stop, **self.loop_options},
+                           close=lambda: self.stop.set("the round loop ended"))
+        return self.run
 
     def app(self) -> Any:
-        from flwr.app import Context
-        from flwr.serverapp import Grid, ServerApp
+        from fedsim.server.app import server_app
 
-        from fedsim.server.loop import RoundLoop
+        return server_app(self.setup)
 
-        server_app = ServerApp()
-
-        @server_app.main()
-        def main(grid: Grid, context: Context) -> None:
-            self.thread = threading.current_thread()
-            try:
-                self.loop = RoundLoop(grid, self.exp, self.run_dir, stop=self.stop, **self.loop_options)
-                self.result.update(self.loop.run())
-            finally:  # no worker need finish what the loop no longer waits for
-                self.stop.set("the round loop ended")
-
-        return server_app
+    @property
+    def result(self) -> dict[str, Any]:
+        """The summary of a run that returned one, else empty."""
+        return self.run.summary if self.run is not None else {}
 
     def stopped(self, error: BaseException | None) -> BaseException:
         """What to raise for a run that ended without its summary (``error``: the main
         thread's exception, if any)."""
-        last = self.loop.last_round if self.loop is not None else _last_round(self.run_dir)
+        loop = self.run.loop if self.run is not None else None
+        last = loop.last_round if loop is not None else _last_round(self.run_dir)
         if self.stop.signum is not None:
             return RunStopped(self.stop.reason, signum=self.stop.signum, last_round=last)
         if error is None or str(error) == _FLOWER_RUNTIME_ERROR or isinstance(error, RunStopped):
@@ -338,37 +341,29 @@ class _ServerRun:
         return error
 
 
-def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
-             verbose: bool = False, resume: bool = False) -> dict[str, Any]:
+def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False, verbose: bool = False,
+             resume: bool = False, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Run ``exp`` on Flower's simulation runtime and return its summary.
 
-    ``resume=True`` continues the run in ``run_dir`` from its last complete round.
+    ``resume=True`` continues the run in ``run_dir`` from its last complete round;
+    ``callbacks`` (:class:`fedsim.server.callbacks.RoundCallback`, e.g. trackers) follow the
+    round loop's own outputs.
     The run always ends: on SIGINT/SIGTERM, or when the runtime stops (Ray failing to start
     or crashing), the round loop is stopped, Ray is shut down and :class:`RunStopped` is raised
     (with the signal and the last complete round); an unreachable ``--ray-address`` or a
     cluster too small for one worker raises :class:`RayUnavailable` within seconds.
     """
-    from flwr.simulation import run_simulation
-
-    from fedsim.client.app import app as client_app
-
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     attached = ray_cluster.is_attached(exp.engine.ray_address)
     local = None if attached else make_engine(exp)
-    run = _ServerRun(exp, run_dir, quiet=quiet, verbose=verbose, resume=resume, show_summary=False)
+    run = _ServerRun(exp, run_dir, callbacks, quiet=quiet, verbose=verbose, resume=resume)
     error: BaseException | None = None
     kept = False
     signals = SignalsStop(run.stop)
     quiet_flower(verbose)
     if not quiet:
-        from fedsim.server.progress import note
-
-        if local is None:
-            note(f"attaching to the Ray cluster at {exp.engine.ray_address} ...")
-        else:
-            note(f"starting Ray with {local.num_nodes} {local.node_noun}"
-                 f"{'s' if local.num_nodes != 1 else ''} on {local.device} ...")
+        _note_start(exp, local)
     with signals.active():  # gives the process's own handlers back at the end, Ray's replaced
         try:
             device = local.device if local is not None else exp.engine.device
@@ -379,14 +374,8 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
                     raise
                 raise RunStopped(f"Ray did not start ({_root_cause(e)})") from e
             signals.reinstall()  # ray.init installed its own SIGTERM handler (sys.exit)
-            engine = local or attached_engine(exp, run_dir, quiet=quiet)
-            run.loop_options["engine"] = engine
-            backend = backend_config(exp, engine)
-            fast = (dispatch_every(DISPATCH_INTERVAL, run.stop) if engine.fast_dispatch
-                    else contextlib.nullcontext())
-            with fast, workers_stop_with(run.stop), actor_pool_at_most(planned_workers(exp, engine)):
-                run_simulation(server_app=run.app(), client_app=client_app, num_supernodes=engine.num_nodes,
-                               backend_config=backend, verbose_logging=verbose)
+            run.loop_options["engine"] = engine = local or attached_engine(exp, run_dir, quiet=quiet)
+            _run_simulation(run, engine, verbose)
         except Interrupted:
             pass
         except SystemExit as e:  # Ray's SIGTERM handler, if the signal came during ray.init
@@ -397,18 +386,48 @@ def simulate(exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
             error = e
         finally:  # whatever ended the runtime's part, the round loop must end too
             signals.armed = False
-            run.stop.set(str(error) if isinstance(error, RunStopped) else
-                         f"the simulation runtime stopped ({_root_cause(error)})" if error else
-                         "the simulation runtime stopped")
-            if run.thread is not None:
-                run.thread.join(JOIN_SECONDS)
-            if not kept:
-                ray_cluster.stop()
-            elif error is not None:  # the kept cluster may be what failed: the next run starts a new one
-                warm.release()
+            _end_run(run, error, kept)
     if run.result:
         return run.result
     raise run.stopped(error)
+
+
+def _note_start(exp: ExperimentConfig, local: Engine | None) -> None:
+    """The start-up line: the cluster the run attaches to, or the local Ray it starts."""
+    from fedsim.server.progress import note
+
+    if local is None:
+        note(f"attaching to the Ray cluster at {exp.engine.ray_address} ...")
+    else:
+        note(f"starting Ray with {local.num_nodes} {local.node_noun}"
+             f"{'s' if local.num_nodes != 1 else ''} on {local.device} ...")
+
+
+def _run_simulation(run: _ServerRun, engine: Engine, verbose: bool) -> None:
+    """Flower's simulation runtime with the round loop as ServerApp, until the loop ends
+    (the cohort engine with the fast dispatcher; workers that give up once ``run`` stops)."""
+    from flwr.simulation import run_simulation
+
+    from fedsim.client.app import app as client_app
+
+    fast = dispatch_every(DISPATCH_INTERVAL, run.stop) if engine.fast_dispatch else contextlib.nullcontext()
+    with fast, workers_stop_with(run.stop), actor_pool_at_most(planned_workers(run.exp, engine)):
+        run_simulation(server_app=run.app(), client_app=client_app, num_supernodes=engine.num_nodes,
+                       backend_config=backend_config(run.exp, engine), verbose_logging=verbose)
+
+
+def _end_run(run: _ServerRun, error: BaseException | None, kept: bool) -> None:
+    """After the runtime returned or failed: stop the round loop (``error``: why), give its
+    thread time to leave, and stop Ray unless it is the process's kept cluster."""
+    run.stop.set(str(error) if isinstance(error, RunStopped) else
+                 f"the simulation runtime stopped ({_root_cause(error)})" if error else
+                 "the simulation runtime stopped")
+    if run.thread is not None:
+        run.thread.join(JOIN_SECONDS)
+    if not kept:
+        ray_cluster.stop()
+    elif error is not None:  # the kept cluster may be what failed: the next run starts a new one
+        warm.release()
 
 
 def _start_ray(exp: ExperimentConfig, init_args: dict[str, Any], env: dict[str, str], verbose: bool) -> bool:

@@ -137,7 +137,7 @@ def test_export_of_a_csla_run_writes_the_plain_model(tmp_path: Path) -> None:
     result = runner.invoke(app, ["export", str(run_dir), "-f", "torchscript", "-o", str(tmp_path / "v.pt")])
     # Assert
     assert result.exit_code == 0, result.output
-    assert "6 RepVGG CSLA blocks" in result.output
+    assert "VGGNet.reparameterize(): CSLAVGGBlock 6 -> 0" in result.output
     names = [n for n, _ in torch.jit.load(str(tmp_path / "v.pt")).named_parameters()]
     assert names and not any("conv_1x1" in n for n in names)  # the 1x1 branch is folded away
 

@@ -4,7 +4,9 @@ component is ``fedsim.deploy.serverapp:app``; the ``clientapp`` is fedsim's own 
 It takes the whole experiment from the run config, not from a file: ``config-yaml`` is the
 resolved experiment (``ExperimentConfig.to_yaml``) and ``run-dir`` the absolute run directory
 on the SuperLink's host. Then it runs the same round loop as ``fedsim run`` over the
-connected SuperNodes, so the run directory holds the same files as a simulation's.
+connected SuperNodes (the ServerApp comes from the same factory,
+:func:`fedsim.server.app.server_app`), so the run directory holds the same files as a
+simulation's.
 
 How SuperNodes map to clients: the experiment runs the ``flower`` engine with
 ``federation.clients`` equal to the number of SuperNodes; the round loop waits for that many
@@ -21,35 +23,31 @@ What each box did is noted on the way (:class:`fedsim.deploy.boxes.BoxLedger`) a
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
+import yaml
 from flwr.app import Context
-from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp import Grid
 
 from fedsim.config import load_config
 from fedsim.deploy.boxes import BoxLedger
-from fedsim.server.loop import RoundLoop
+from fedsim.server.app import LoopRun, server_app
 
 CONFIG_KEY = "config-yaml"
 RUN_DIR_KEY = "run-dir"
 
-app = ServerApp()
 
-
-@app.main()
-def main(grid: Grid, context: Context) -> None:
-    """Run the experiment carried in the run config and write its run directory."""
+def deployed_run(grid: Grid, context: Context) -> LoopRun:
+    """The experiment carried in the run config, over a grid that keeps the boxes' ledger."""
     text = str(context.run_config.get(CONFIG_KEY, ""))
     run_dir = str(context.run_config.get(RUN_DIR_KEY, ""))
     if not text or not run_dir:
         raise ValueError(f"the run config needs {CONFIG_KEY!r} and {RUN_DIR_KEY!r}; submit with fedsim deploy run")
-    with tempfile.TemporaryDirectory(prefix="fedsim-deploy-") as tmp:
-        path = Path(tmp) / "config.yaml"
-        path.write_text(text)
-        exp = load_config(path)
+    # the resolved experiment's sections, validated as overrides of the defaults (no file)
+    exp = load_config(None, yaml.safe_load(text))
     ledger = BoxLedger(grid, Path(run_dir))
-    try:
-        RoundLoop(ledger, exp, run_dir, quiet=True, whole_nodes=True).run()  # type: ignore[arg-type]
-    finally:
-        ledger.finish()
+    return LoopRun(ledger, exp, run_dir, options={"quiet": True, "whole_nodes": True},  # type: ignore[arg-type]
+                   close=ledger.finish)
+
+
+app = server_app(deployed_run)

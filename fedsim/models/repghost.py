@@ -167,10 +167,19 @@ class RepGhostNet(nn.Module):
         self.head = nn.Sequential(nn.Conv2d(in_ch, self.out_dim, 1, bias=False),
                                   nn.BatchNorm2d(self.out_dim), nn.ReLU(inplace=True))
         self.pool = nn.AdaptiveAvgPool2d(1)
+        self.in_channels = in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (n, c, h, w) -> (n, out_dim)
         return torch.flatten(self.pool(self.head(self.blocks(self.stem(x)))), 1)
+
+    def reparameterize(self) -> nn.Module:
+        """The inference form: the CSLA or Hyper-Search model (``repghost_csla``,
+        ``repghost_hs``) folded into its plain twin (merged depthwise kernels); a plain model
+        (``repghost``) is already in that form and returns itself."""
+        if not any(isinstance(m, CSLAGhostModule) for m in self.modules()):
+            return self
+        return init_plain_from_csla(plain_ghost(self.in_channels), self)
 
 
 def plain_ghost(in_channels: int = 1) -> RepGhostNet:

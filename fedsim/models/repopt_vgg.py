@@ -146,10 +146,19 @@ class VGGNet(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.out_dim: int = widths[-1]
+        self.in_channels = in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (n, c, h, w) -> (n, out_dim)
         return torch.flatten(self.pool(self.stages(x)), 1)
+
+    def reparameterize(self) -> nn.Module:
+        """The inference form: the CSLA or Hyper-Search model (``repvgg_csla``, ``repvgg_hs``)
+        folded into its plain twin (merged 3×3 kernels, :func:`init_plain_from_csla`); a plain
+        model (``repopt_vgg``) is already in that form and returns itself."""
+        if not any(isinstance(m, CSLAVGGBlock) for m in self.modules()):
+            return self
+        return init_plain_from_csla(plain_vgg(self.in_channels), self)
 
 
 def plain_vgg(in_channels: int = 1) -> VGGNet:

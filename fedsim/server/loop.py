@@ -4,18 +4,19 @@ Per round: sample clients with a generator seeded by (seed, round), drop the sim
 dropouts and stragglers, send each SuperNode its clients with the global weights, fold
 every reply into the strategy's accumulator (validated first; in plan order, so the float
 summation order and therefore the result do not depend on arrival order), apply the
-failure policy, finalize, evaluate every ``evaluation.every`` rounds, then append the
-round's line and atomically replace the checkpoint. ``resume=True`` continues a run from
-its last complete round.
+failure policy, finalize, evaluate every ``evaluation.every`` rounds, then hand the round's
+record to the callbacks (:mod:`fedsim.server.callbacks`: best models, the line in
+``rounds.jsonl``, the checkpoint, trackers...). ``resume=True`` continues a run from its last
+complete round.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 from torch import nn
@@ -24,97 +25,31 @@ from fedsim import records as R
 from fedsim.config import ExperimentConfig
 from fedsim.engines import Engine, make_engine, server_device
 from fedsim.engines.stop import StopFlag
-from fedsim.seeding import derive_seed, sample_clients
+from fedsim.seeding import sample_clients
+from fedsim.server.callbacks import CallbackList, RoundCallback, run_outputs
 from fedsim.server.heterogeneity import unavailable
-from fedsim.server.metrics import improved, metric_summary
-from fedsim.server.outputs import NonFiniteCheckpoint, RunWriter
+from fedsim.server.metrics import metric_summary
+from fedsim.server.outputs import RunWriter
 from fedsim.provenance import KEY as PROVENANCE, now_utc, provenance
-from fedsim.server.progress import RoundProgress, note, print_summary
-from fedsim.server.resume import IDENTITY_KEY, identity
-from fedsim.server.trackers import open_trackers, trackers_from_env
+from fedsim.server.progress import RoundProgress, note
 from fedsim.server.replies import RoundTally, fold_reply, payload_bytes
+from fedsim.server.waits import PULL_INTERVAL, Readiness, RunAborted, wait_for_nodes
 from fedsim.records import RoundContext, RunSpec
 from fedsim.strategies.base import Arrays, Strategy
 from fedsim.strategies.validation import all_finite
 from fedsim.tasks.base import Task
 from fedsim.factory import strategy_for, task_for
 
-NODE_WAIT_SECONDS = 120.0
-READY_SECONDS = 300.0  # Ray start-up, actor creation and each worker's first model build
-READY_PINGS = 64  # at most this many nodes are asked whether they are ready
-PULL_INTERVAL = 0.01
-EXIT_RUN_ABORTED = 3
 
-
-class RunAborted(RuntimeError):
-    """Too many consecutive rounds failed; the run stops (exit code 3)."""
-
-
-class WorkersNotReady(RunAborted):
-    """The SuperNodes or their ClientApps did not come up in time; no round can run (exit code 3)."""
-
-
-def initial_model(task: Task, seed: int) -> nn.Module:
-    """The task's model initialised from ``seed`` without touching global RNG state."""
-    with torch.random.fork_rng():
-        torch.manual_seed(derive_seed(seed, 0x1417))
-        return task.build_model()
+def initial_model(task: Task, seed: int | None = None) -> nn.Module:
+    """The task's initial model: ``task.build_model()``, which seeds itself from the task's
+    seed and leaves the global RNG alone. ``seed`` is ignored; it is kept only for callers
+    written when this function seeded the build itself (which every ``build_model`` overrode)."""
+    return task.build_model()
 
 
 def copy_arrays(model: nn.Module) -> Arrays:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def wait_for_nodes(grid: Grid, count: int, *, timeout: float = NODE_WAIT_SECONDS,
-                   stop: StopFlag | None = None) -> list[int]:
-    """The ``count`` lowest SuperNode ids (sorted), waiting up to ``timeout`` s for them to connect.
-
-    Only ``count`` are used even when more are connected (``flwr run`` with more
-    ``num-supernodes`` than cohort workers), so a round is split the same way everywhere.
-    """
-    deadline = time.monotonic() + timeout
-    stop = stop or StopFlag()
-    while True:
-        stop.check()
-        nodes = sorted(grid.get_node_ids())
-        if len(nodes) >= count:
-            return nodes[:count]
-        if time.monotonic() > deadline:
-            raise WorkersNotReady(f"only {len(nodes)} of {count} SuperNodes connected after {timeout:.0f}s")
-        stop.sleep(0.1)
-
-
-class Readiness:
-    """Ask up to ``READY_PINGS`` nodes a ``query`` now, collect the answers later.
-
-    A node answers once its ClientApp runs and has built the run's task and model (from the
-    ``run`` record), so Ray's start-up and the workers' first build are over before any
-    round's timeout starts; the server evaluates round 0 meanwhile. An error reply counts
-    as an answer: the rounds count and report such failures.
-    """
-
-    def __init__(self, grid: Grid, node_ids: list[int], run: ConfigRecord, *,
-                 timeout: float = READY_SECONDS) -> None:
-        self.grid, self.timeout = grid, timeout
-        self.started = time.monotonic()
-        content = RecordDict({R.RUN: run})
-        pings = [Message(content, node_id, MessageType.QUERY, ttl=timeout) for node_id in node_ids[:READY_PINGS]]
-        self.count = len(pings)
-        self.waiting = set(grid.push_messages(pings))
-
-    def wait(self, stop: StopFlag | None = None) -> float:
-        """Wait for every answer; returns the seconds since the pings were sent."""
-        stop = stop or StopFlag()
-        while self.waiting:
-            for reply in self.grid.pull_messages(list(self.waiting)):
-                self.waiting.discard(reply.metadata.reply_to_message_id)
-            if self.waiting and time.monotonic() - self.started > self.timeout:
-                raise WorkersNotReady(f"{len(self.waiting)} of {self.count} workers did not start within "
-                                      f"{self.timeout:.0f}s (are engine.num_cpus_per_client CPUs free on the "
-                                      "Ray cluster?)")
-            if self.waiting:
-                stop.sleep(PULL_INTERVAL)
-        return time.monotonic() - self.started
 
 
 class RoundLoop:
@@ -122,10 +57,11 @@ class RoundLoop:
 
     def __init__(self, grid: Grid, exp: ExperimentConfig, run_dir: str, *, quiet: bool = False,
                  resume: bool = False, verbose: bool = False, stop: StopFlag | None = None,
-                 whole_nodes: bool = False, show_summary: bool = True, engine: Engine | None = None) -> None:
+                 whole_nodes: bool = False, engine: Engine | None = None,
+                 callbacks: Iterable[RoundCallback] = ()) -> None:
+        """``callbacks`` (trackers, say) follow the loop's own outputs (:func:`run_outputs`)."""
         self.grid = grid
         self.started_at = now_utc()
-        self.show_summary = show_summary  # print the summary on stdout (the CLI prints its own)
         self.stop = stop or StopFlag()  # set by the launcher when the runtime ends or a signal comes
         self.verbose = verbose  # print the first client traceback of the run
         self.shown_traceback = False
@@ -133,14 +69,14 @@ class RoundLoop:
         self.task: Task = task_for(exp)
         self.strategy: Strategy = strategy_for(exp)
         self.engine: Engine = engine or make_engine(exp)  # the launcher's, sized by an attached cluster
-        self.model = initial_model(self.task, exp.seed)
+        self.model = self.task.build_model()
         self.global_arrays = copy_arrays(self.model)
         self.model.to(server_device(self.engine.device))  # where the workers train, if the driver can
         self.writer = RunWriter(run_dir, exp.to_yaml(), resume=resume)
         # whole_nodes (deployment): every SuperNode is one client training all of its own data
         self.run_record = ConfigRecord(RunSpec.from_experiment(exp, whole_node=whole_nodes).to_record())
         self.quiet = quiet
-        self.tracked = exp.evaluation.track or [self.task.primary_metric.name]
+        self.resumed = resume
         self.failed_streak = 0
         self.last_round = 0
         self.aggregations = 0  # completed aggregations; strategies count warm-up/SWA by them
@@ -148,8 +84,7 @@ class RoundLoop:
             self._restore()
         else:
             self.writer.describe_data(self.task.describe_data())
-        # sinks beside rounds.jsonl (fedsim run --tracker); each gets every line the writer gets
-        self.trackers = open_trackers(trackers_from_env(), self.writer.dir, experiment=exp, resume=resume)
+        self.callbacks = CallbackList([*run_outputs(), *callbacks])
 
     def _restore(self) -> None:
         # fedsim.server.resume.check_resumable (run by the CLI before start-up) has checked
@@ -171,22 +106,16 @@ class RoundLoop:
         self.model.load_state_dict(self.global_arrays)
         return self.task.evaluate(self.model)
 
-    def record_evaluated(self, row: dict[str, Any]) -> None:
-        """Write ``best_<metric>.pt`` for every tracked metric ``row`` improves (before the
-        row's line, so a crash in between redoes the round and rewrites the same model)."""
-        for name in self.tracked:
-            if improved(self.writer.rows, row, self.task.metric(name)):
-                self.writer.best_model(name, self.global_arrays)
-
     def run(self) -> dict[str, Any]:
         """Run the remaining rounds; returns the summary also written to ``summary.json``."""
         completed = False
         try:
+            self.callbacks.on_begin(self)
             summary = self._run()
             completed = True
             return summary
         finally:
-            self.trackers.close(completed=completed)
+            self.callbacks.on_close(self, completed=completed)
 
     def _run(self) -> dict[str, Any]:
         started = time.perf_counter()
@@ -195,10 +124,7 @@ class RoundLoop:
         node_ids = wait_for_nodes(self.grid, self.engine.num_nodes, stop=self.stop)
         ready = Readiness(self.grid, node_ids, self.run_record)
         if not self.writer.rows:
-            row0 = {"round": 0, **self.evaluate(), **self.task.baselines()}
-            self.record_evaluated(row0)
-            self.writer.round(row0)
-            self.trackers.log_round(row0)
+            self.callbacks.after_round(self, {"round": 0, **self.evaluate(), **self.task.baselines()})
         ready.wait(self.stop)  # round timeouts start after
         first_round_at = time.perf_counter() - started
         if not self.quiet:
@@ -207,7 +133,8 @@ class RoundLoop:
                            quiet=self.quiet) as bar:
             for rnd in range(self.last_round + 1, fed.rounds + 1):
                 row = self.run_round(rnd, node_ids, bar)
-                self.trackers.log_round(row)
+                self.callbacks.after_round(self, row)  # the line, then the checkpoint
+                self.last_round = rnd
                 bar.round_end(row)
                 if row.get("skipped") and not self.quiet:
                     bar.console.print(f"round {rnd}: only {row['clients_ok']} of {row['clients_sampled']} "
@@ -220,10 +147,7 @@ class RoundLoop:
                                      f"model last changed in round {rnd - self.failed_streak}, last "
                                      f"checkpoint is round {rnd}")
             summary = self._summary(first_round_at, time.perf_counter() - started)
-            self.writer.finish(summary, self.global_arrays, {m.name: m.higher_is_better for m in self.task.metrics()})
-            self.trackers.finish(summary)
-        if self.show_summary and not self.quiet:
-            print_summary(summary)
+        self.callbacks.on_end(self, summary)
         if self.aggregations == 0 and fed.rounds > 0:  # fewer rounds than max_failed_rounds, all skipped
             raise RunAborted(f"all {fed.rounds} rounds were skipped, so the model is the initial one; "
                              f"see 'failed' and 'errors' in {self.writer.dir / 'rounds.jsonl'}")
@@ -300,8 +224,34 @@ class RoundLoop:
         return acc, tally
 
     def run_round(self, rnd: int, node_ids: list[int], bar: RoundProgress) -> dict[str, Any]:
-        fed = self.exp.federation
+        """Train round ``rnd``, fold its replies, finalize and evaluate when due; returns the
+        round's record (the callbacks write it)."""
         t0 = time.perf_counter()
+        sampled, acc, tally, bytes_down = self._train(rnd, node_ids, bar, t0)
+        train_seconds = time.perf_counter() - t0
+        ok = self._aggregate(rnd, acc, tally, len(sampled))
+        row: dict[str, Any] = {"round": rnd, "clients_sampled": len(sampled), **tally.as_record(),
+                               "skipped": not ok, "train_loss": tally.mean_loss,
+                               "train_seconds": train_seconds,
+                               # train_seconds minus this is the engine's own overhead
+                               # (messages, Ray, waiting for the slowest reply)
+                               "busiest_reply_seconds": tally.busiest_reply_seconds,
+                               "updates_per_s": tally.ok / train_seconds,
+                               "bytes_down": bytes_down, "bytes_up": tally.bytes_up}
+        row.update(self.strategy.last_round_info())
+        if rnd % self.exp.evaluation.every == 0 or rnd == self.exp.federation.rounds:
+            t1 = time.perf_counter()
+            row.update(self.evaluate())
+            row["eval_seconds"] = time.perf_counter() - t1
+        row["round_seconds"] = time.perf_counter() - t0
+        self._report_errors(rnd, tally, bar)
+        return row
+
+    def _train(self, rnd: int, node_ids: list[int], bar: RoundProgress,
+               t0: float) -> tuple[list[int], Any, RoundTally, int]:
+        """Sample the round's clients, drop the unavailable ones, send the rest the global
+        model and fold their replies: ``(sampled, accumulator, tally, bytes sent down)``."""
+        fed = self.exp.federation
         sampled = sample_clients(self.exp.seed, rnd, fed.clients, fed.cohort_size())
         absent = unavailable(self.exp.heterogeneity, seed=self.exp.seed, server_round=rnd,
                              client_ids=sampled, local_epochs=fed.local_epochs)
@@ -319,47 +269,24 @@ class RoundLoop:
         acc, tally = self._collect(rnd, plan, sent, bar, t0, deadline)
         for reason in absent.values():
             tally.failed[reason] += 1
-        train_seconds = time.perf_counter() - t0
-        ok = acc.num_clients > 0 and tally.ok >= fed.min_success_fraction * len(sampled)
-        if ok:
-            new_global = acc.finalize()
-            bad = [k for k, v in new_global.items() if v.is_floating_point() and not all_finite(v)]
-            if bad:  # every update was finite: the server rule itself diverged; stop, never train on NaN
-                raise RunAborted(f"strategy {self.exp.strategy.name!r} produced a non-finite global model in "
-                                 f"round {rnd} ({len(bad)} tensors, e.g. {bad[0]}); try a smaller server "
-                                 f"or client learning rate; last checkpoint is round {rnd - 1}")
-            self.global_arrays = new_global
-            self.failed_streak = 0
-            self.aggregations += 1
-        else:
+        return sampled, acc, tally, bytes_down
+
+    def _aggregate(self, rnd: int, acc: Any, tally: RoundTally, sampled: int) -> bool:
+        """Finalize the round when enough of its ``sampled`` clients succeeded
+        (``federation.min_success_fraction``), else count a failed round; whether it did."""
+        if not (acc.num_clients > 0 and tally.ok >= self.exp.federation.min_success_fraction * sampled):
             self.failed_streak += 1
-        row: dict[str, Any] = {"round": rnd, "clients_sampled": len(sampled), **tally.as_record(),
-                               "skipped": not ok, "train_loss": tally.mean_loss,
-                               "train_seconds": train_seconds,
-                               # train_seconds minus this is the engine's own overhead
-                               # (messages, Ray, waiting for the slowest reply)
-                               "busiest_reply_seconds": tally.busiest_reply_seconds,
-                               "updates_per_s": tally.ok / train_seconds,
-                               "bytes_down": bytes_down, "bytes_up": tally.bytes_up}
-        row.update(self.strategy.last_round_info())
-        if rnd % self.exp.evaluation.every == 0 or rnd == fed.rounds:
-            t1 = time.perf_counter()
-            row.update(self.evaluate())
-            row["eval_seconds"] = time.perf_counter() - t1
-            self.record_evaluated(row)
-        row["round_seconds"] = time.perf_counter() - t0
-        # The line first, then the checkpoint: a resume truncates lines past the checkpoint.
-        self.writer.round(row)
-        try:
-            self.writer.checkpoint({"round": rnd, "global": self.global_arrays,
-                                    "strategy": self.strategy.state_dict(),
-                                    "failed_streak": self.failed_streak, "aggregations": self.aggregations,
-                                    IDENTITY_KEY: identity(self.exp)})
-        except NonFiniteCheckpoint as e:  # e.g. a strategy's server momentum diverged
-            raise RunAborted(str(e)) from None
-        self.last_round = rnd
-        self._report_errors(rnd, tally, bar)
-        return row
+            return False
+        new_global = acc.finalize()
+        bad = [k for k, v in new_global.items() if v.is_floating_point() and not all_finite(v)]
+        if bad:  # every update was finite: the server rule itself diverged; stop, never train on NaN
+            raise RunAborted(f"strategy {self.exp.strategy.name!r} produced a non-finite global model in "
+                             f"round {rnd} ({len(bad)} tensors, e.g. {bad[0]}); try a smaller server "
+                             f"or client learning rate; last checkpoint is round {rnd - 1}")
+        self.global_arrays = new_global
+        self.failed_streak = 0
+        self.aggregations += 1
+        return True
 
     def _report_errors(self, rnd: int, tally: RoundTally, bar: RoundProgress) -> None:
         """One line per failure reason (its count and first message); the run's first

@@ -14,6 +14,7 @@ import csv
 import json
 import math
 import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,11 @@ def first_non_finite(value: Any, where: str = "") -> str | None:
         if found is not None:
             return found
     return None
+
+
+def default_run_dir(exp: Any) -> Path:
+    """Where a run of ``exp`` (an ExperimentConfig) without ``out`` writes: ``runs/<time>-<strategy>``."""
+    return Path(f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{exp.strategy.name}")
 
 
 def is_run(run_dir: str | os.PathLike[str]) -> bool:

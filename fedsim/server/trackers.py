@@ -1,11 +1,12 @@
 """Tracking sinks beside ``rounds.jsonl``: TensorBoard and MLflow, off by default.
 
-The round loop calls a :class:`Trackers` set once per round line (:meth:`Trackers.log_round`),
-once with the summary (:meth:`Trackers.finish`) and at the end (:meth:`Trackers.close`). A
-sink gets every numeric entry of the line, nested counts as ``failed/timeout``; nothing names
-a metric. Which sinks run is a choice of outputs, not of the experiment (like ``--quiet``):
-``fedsim run --tracker NAME`` sets :data:`TRACKERS_ENV`, which the round loop reads, so
-``flwr run .`` honours the variable too.
+A tracker is a round-loop callback (:class:`fedsim.server.callbacks.RoundCallback`): it
+opens when the run begins, gets every round line (:meth:`~RoundCallback.after_round`), the
+summary (:meth:`~RoundCallback.on_end`) and closes at the end. A sink gets every numeric
+entry of the line, nested counts as ``failed/timeout``; nothing names a metric. Which sinks
+run is a choice of outputs, not of the experiment (like ``--quiet``): ``fedsim run --tracker
+NAME`` builds them with :func:`make_trackers` and hands them to the round loop; ``flwr run .``
+reads the names from its run config (``trackers``).
 
 * ``tensorboard``: ``torch.utils.tensorboard.SummaryWriter`` writing to ``<run>/tensorboard``
   (``pip install 'fedsim-ssl[tensorboard]'``; view with ``tensorboard --logdir runs``).
@@ -15,40 +16,30 @@ a metric. Which sinks run is a choice of outputs, not of the experiment (like ``
   run per fedsim run (its id is kept in ``<run>/mlflow_run_id``, so a resumed run logs into
   the same one); the resolved config as parameters (``pip install 'fedsim-ssl[mlflow]'``).
 
-A sink that fails while logging prints one line and is dropped; the run goes on.
+A sink that fails while logging prints one line and is dropped; the run goes on
+(:class:`fedsim.server.callbacks.Guarded`).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from fedsim.config import ConfigError
+from fedsim.server.callbacks import Guarded, RoundCallback
 
-TRACKERS_ENV = "FEDSIM_TRACKERS"
+if TYPE_CHECKING:
+    from fedsim.server.loop import RoundLoop
+
 # tracker name -> (module that must import, the pip extra that installs it)
 EXTRAS = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow")}
 MLFLOW_RUN_ID_FILE = "mlflow_run_id"
 MLFLOW_DB_FILE = "mlflow.db"
 MAX_PARAM_CHARS = 500  # MLflow's limit on a parameter value
-
-
-class Tracker(Protocol):
-    """A sink for a run's round lines and summary."""
-
-    def log_round(self, row: Mapping[str, Any]) -> None:
-        """Log one ``rounds.jsonl`` line (its ``round`` is the step)."""
-
-    def finish(self, summary: Mapping[str, Any]) -> None:
-        """Log the run's summary."""
-
-    def close(self, *, completed: bool) -> None:
-        """Flush and release the sink (``completed``: the run wrote its summary)."""
 
 
 def parse_trackers(values: Iterable[str]) -> list[str]:
@@ -70,11 +61,6 @@ def parse_trackers(values: Iterable[str]) -> list[str]:
     return names
 
 
-def trackers_from_env() -> list[str]:
-    """The trackers named by :data:`TRACKERS_ENV` (empty: none)."""
-    return parse_trackers([os.environ.get(TRACKERS_ENV, "")])
-
-
 def scalars(row: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     """The numeric entries of ``row`` (booleans as 0/1), nested mappings as ``key/sub``."""
     out: dict[str, float] = {}
@@ -87,26 +73,37 @@ def scalars(row: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     return out
 
 
-class TensorBoardTracker:
+class Tracker(RoundCallback):
+    """A sink opened on the run's directory when the run begins (:meth:`open`)."""
+
+    def on_begin(self, loop: RoundLoop) -> None:
+        self.open(loop.writer.dir, loop.exp, resume=loop.resumed)
+
+    def open(self, run_dir: Path, exp: Any, *, resume: bool) -> None:
+        """Start logging the run ``exp`` (an ExperimentConfig) in ``run_dir``."""
+        raise NotImplementedError
+
+
+class TensorBoardTracker(Tracker):
     """Scalars per round into ``<run>/tensorboard`` with ``torch.utils.tensorboard``."""
 
-    def __init__(self, run_dir: Path, config_yaml: str) -> None:
+    def open(self, run_dir: Path, exp: Any, *, resume: bool) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-        self.writer.add_text("config", "```\n" + config_yaml + "\n```")
+        self.writer.add_text("config", "```\n" + exp.to_yaml() + "\n```")
 
-    def log_round(self, row: Mapping[str, Any]) -> None:
+    def after_round(self, loop: RoundLoop | None, row: Mapping[str, Any]) -> None:
         for key, value in scalars(row).items():
             self.writer.add_scalar(key, value, global_step=int(row["round"]))
         self.writer.flush()
 
-    def finish(self, summary: Mapping[str, Any]) -> None:
+    def on_end(self, loop: RoundLoop | None, summary: Mapping[str, Any]) -> None:
         step = int(summary.get("rounds", 0))
         for key, value in scalars(summary).items():
             self.writer.add_scalar(f"summary/{key}", value, global_step=step)
 
-    def close(self, *, completed: bool) -> None:
+    def on_close(self, loop: RoundLoop | None, *, completed: bool) -> None:
         self.writer.close()
 
 
@@ -116,10 +113,10 @@ def default_mlflow_uri(run_dir: Path) -> str:
     return f"sqlite:///{(run_dir / MLFLOW_DB_FILE).resolve()}"
 
 
-class MlflowTracker:
+class MlflowTracker(Tracker):
     """Metrics per round into an MLflow run (a local store in the run directory by default)."""
 
-    def __init__(self, run_dir: Path, experiment_name: str, params: Mapping[str, Any], *, resume: bool) -> None:
+    def open(self, run_dir: Path, exp: Any, *, resume: bool) -> None:
         from mlflow.tracking import MlflowClient
 
         uri = os.environ.get("MLFLOW_TRACKING_URI") or default_mlflow_uri(run_dir)
@@ -128,11 +125,11 @@ class MlflowTracker:
         if resume and id_file.is_file():
             self.run_id = id_file.read_text().strip()
             return
-        found = self.client.get_experiment_by_name(experiment_name)
-        experiment_id = found.experiment_id if found else self.client.create_experiment(experiment_name)
+        found = self.client.get_experiment_by_name(exp.name)
+        experiment_id = found.experiment_id if found else self.client.create_experiment(exp.name)
         self.run_id = self.client.create_run(experiment_id, run_name=run_dir.name).info.run_id
         id_file.write_text(self.run_id + "\n")
-        for key, value in _flat(params).items():
+        for key, value in _flat(exp.model_dump(mode="json")).items():
             self.client.log_param(self.run_id, key, str(value)[:MAX_PARAM_CHARS])
 
     def _log(self, values: Mapping[str, float], step: int) -> None:
@@ -141,13 +138,13 @@ class MlflowTracker:
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
 
-    def log_round(self, row: Mapping[str, Any]) -> None:
+    def after_round(self, loop: RoundLoop | None, row: Mapping[str, Any]) -> None:
         self._log(scalars(row), int(row["round"]))
 
-    def finish(self, summary: Mapping[str, Any]) -> None:
+    def on_end(self, loop: RoundLoop | None, summary: Mapping[str, Any]) -> None:
         self._log(scalars(summary, prefix="summary/"), int(summary.get("rounds", 0)))
 
-    def close(self, *, completed: bool) -> None:
+    def on_close(self, loop: RoundLoop | None, *, completed: bool) -> None:
         self.client.set_terminated(self.run_id, status="FINISHED" if completed else "KILLED")
 
 
@@ -161,38 +158,10 @@ def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-class Trackers:
-    """The run's sinks; one that raises prints one line and is dropped."""
-
-    def __init__(self, sinks: dict[str, Tracker]) -> None:
-        self.sinks = sinks
-
-    def _each(self, call: str, *args: Any, **kwargs: Any) -> None:
-        for name, sink in list(self.sinks.items()):
-            try:
-                getattr(sink, call)(*args, **kwargs)
-            except Exception as e:  # a sink must not end a run
-                print(f"warning: tracker {name} failed ({type(e).__name__}: {e}); it is off for the rest "
-                      "of the run", file=sys.stderr)
-                del self.sinks[name]
-
-    def log_round(self, row: Mapping[str, Any]) -> None:
-        self._each("log_round", row)
-
-    def finish(self, summary: Mapping[str, Any]) -> None:
-        self._each("finish", summary)
-
-    def close(self, *, completed: bool) -> None:
-        self._each("close", completed=completed)
-        self.sinks = {}
+TRACKERS: dict[str, type[Tracker]] = {"tensorboard": TensorBoardTracker, "mlflow": MlflowTracker}
 
 
-def open_trackers(names: Iterable[str], run_dir: Path, *, experiment: Any, resume: bool) -> Trackers:
-    """The sinks ``names`` for the run in ``run_dir`` (``experiment``: its ExperimentConfig)."""
-    sinks: dict[str, Tracker] = {}
-    for name in names:
-        if name == "tensorboard":
-            sinks[name] = TensorBoardTracker(run_dir, experiment.to_yaml())
-        elif name == "mlflow":
-            sinks[name] = MlflowTracker(run_dir, experiment.name, experiment.model_dump(mode="json"), resume=resume)
-    return Trackers(sinks)
+def make_trackers(names: Iterable[str]) -> list[RoundCallback]:
+    """The round-loop callbacks of the trackers ``names`` (checked by :func:`parse_trackers`),
+    each :class:`~fedsim.server.callbacks.Guarded`: one that fails is dropped, the run goes on."""
+    return [Guarded(name, TRACKERS[name]()) for name in names]

@@ -9,7 +9,9 @@ import pytest
 
 from fedsim.config import ConfigError, load_config
 from fedsim.server import trackers as trackers_module
-from fedsim.server.trackers import default_mlflow_uri, open_trackers, parse_trackers, scalars
+from fedsim.server.callbacks import Guarded
+from fedsim.server.trackers import (MlflowTracker, TensorBoardTracker, default_mlflow_uri, make_trackers,
+                                    parse_trackers, scalars)
 
 ROWS = [{"round": 0, "knn_top1": 0.2, "knn_top1_raw_input": 0.5},
         {"round": 1, "clients_ok": 2, "skipped": False, "failed": {"timeout": 1}, "errors": {}, "knn_top1": 0.3,
@@ -28,6 +30,13 @@ def test_a_missing_package_names_the_extra(monkeypatch):
         parse_trackers(["mlflow"])
 
 
+def test_trackers_are_guarded_callbacks_built_unopened():
+    sinks = make_trackers(["tensorboard", "mlflow"])  # opened by the loop, in the run directory
+
+    assert [(type(s), s.name, type(s.inner)) for s in sinks] == [
+        (Guarded, "tensorboard", TensorBoardTracker), (Guarded, "mlflow", MlflowTracker)]
+
+
 def test_unknown_tracker_lists_the_known_ones():
     with pytest.raises(ConfigError, match="choose one of: tensorboard, mlflow"):
         parse_trackers(["tensorboard,wandb"])
@@ -38,11 +47,12 @@ def test_unknown_tracker_lists_the_known_ones():
 def test_tensorboard_gets_every_round(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    sinks = open_trackers(["tensorboard"], tmp_path, experiment=load_config(None), resume=False)
+    sink = TensorBoardTracker()
+    sink.open(tmp_path, load_config(None), resume=False)
     for row in ROWS:
-        sinks.log_round(row)
-    sinks.finish({"rounds": 1, "knn_top1": 0.3})
-    sinks.close(completed=True)
+        sink.after_round(None, row)
+    sink.on_end(None, {"rounds": 1, "knn_top1": 0.3})
+    sink.on_close(None, completed=True)
 
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
@@ -58,12 +68,14 @@ def test_mlflow_gets_every_round_in_a_local_store_and_a_resume_continues_the_run
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     exp = load_config(None)
-    first = open_trackers(["mlflow"], tmp_path, experiment=exp, resume=False)
-    first.log_round(ROWS[0])
-    first.close(completed=False)
-    resumed = open_trackers(["mlflow"], tmp_path, experiment=exp, resume=True)
-    resumed.log_round(ROWS[1])
-    resumed.close(completed=True)
+    first = MlflowTracker()
+    first.open(tmp_path, exp, resume=False)
+    first.after_round(None, ROWS[0])
+    first.on_close(None, completed=False)
+    resumed = MlflowTracker()
+    resumed.open(tmp_path, exp, resume=True)
+    resumed.after_round(None, ROWS[1])
+    resumed.on_close(None, completed=True)
 
     client = MlflowClient(tracking_uri=default_mlflow_uri(tmp_path))
     run_id = (tmp_path / "mlflow_run_id").read_text().strip()

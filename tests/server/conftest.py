@@ -10,6 +10,7 @@ import yaml
 
 from fedsim.config import load_config
 from fedsim.launcher import simulate
+from fedsim.server.callbacks import RoundCallback
 
 SMALL = {
     "federation.clients": 6, "federation.clients_per_round": 3, "federation.rounds": 3,
@@ -32,20 +33,42 @@ def read_rows(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (Path(run_dir) / "rounds.jsonl").read_text().splitlines()]
 
 
+class HookLog(RoundCallback):
+    """Every hook the round loop called, in order, with what it passed."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def on_begin(self, loop) -> None:
+        self.calls.append(("on_begin", loop.last_round))
+
+    def after_round(self, loop, row) -> None:
+        self.calls.append(("after_round", dict(row)))
+
+    def on_end(self, loop, summary) -> None:
+        self.calls.append(("on_end", dict(summary)))
+
+    def on_close(self, loop, *, completed) -> None:
+        self.calls.append(("on_close", completed))
+
+
 @pytest.fixture(scope="session")
 def simulated(tmp_path_factory):
-    """``simulated(engine, strategy="fedavg", tag="a")`` -> run dir of a finished small run."""
+    """``simulated(engine, strategy="fedavg", tag="a")`` -> run dir of a finished small run;
+    ``simulated.hooks[run_dir]``: the round-loop callback calls of that run (:class:`HookLog`)."""
     cache: dict[tuple[str, str, str], Path] = {}
 
     def run(engine: str, strategy: str = "fedavg", tag: str = "a") -> Path:
         key = (engine, strategy, tag)
         if key not in cache:
             run_dir = tmp_path_factory.mktemp(f"{engine}-{strategy}-{tag}") / "run"
+            run.hooks[run_dir] = HookLog()
             simulate(small_config(**{"engine.name": engine, "strategy.name": strategy}),
-                     str(run_dir), quiet=True)
+                     str(run_dir), quiet=True, callbacks=[run.hooks[run_dir]])
             cache[key] = run_dir
         return cache[key]
 
+    run.hooks = {}
     return run
 
 

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from fedsim.server.outputs import json_safe
 from tests.server.conftest import read_rows, small_config
 from fedsim.factory import task_for
 
@@ -39,6 +40,19 @@ def test_outputs_of_a_real_run(simulated, engine):
     assert all(torch.equal(final[k], ckpt["global"][k]) for k in final)
     initial = task_for(small_config()).build_model().state_dict()
     assert any(not torch.equal(final[k], initial[k]) for k in final)  # training moved the model
+
+
+@pytest.mark.timeout(300)
+def test_callbacks_get_every_line_then_the_summary_then_close(simulated):
+    run_dir = simulated("cohort")
+
+    calls = simulated.hooks[run_dir].calls
+
+    assert [c[0] for c in calls] == ["on_begin", *["after_round"] * 4, "on_end", "on_close"]
+    assert calls[0] == ("on_begin", 0) and calls[-1] == ("on_close", True)
+    as_written = [json.loads(json.dumps(json_safe(c[1]))) for c in calls[1:6]]  # NaN -> null
+    assert as_written[:4] == read_rows(run_dir)
+    assert as_written[4] == json.loads((run_dir / "summary.json").read_text())
 
 
 @pytest.mark.timeout(600)

@@ -11,7 +11,7 @@ from fedsim.engines.flower import FlowerEngine
 from fedsim.engines.stop import RunStopped, StopFlag
 from flwr.app import ConfigRecord
 
-from fedsim.server.loop import Readiness, WorkersNotReady, wait_for_nodes
+from fedsim.server.waits import Readiness, WorkersNotReady, wait_for_nodes
 
 
 class SilentGrid:
