@@ -38,6 +38,7 @@ def test_the_loss_is_the_weighted_sum_of_the_pretext_losses():
     assert loss(["order", "speed"]) > loss("order")
 
 
+@pytest.mark.slow
 def test_an_untrained_colouriser_returns_the_grey_input():
     # Prepare
     task = _task(pretext="colorize")
@@ -71,6 +72,7 @@ def test_temporal_crop_and_camera_jitter_keep_a_clips_frames_in_order():
     assert not torch.allclose(jit[0].mean(), jit[1].mean())
 
 
+@pytest.mark.slow
 def test_contrastive_pretraining_lifts_knn_above_random_init_and_raw_pixels():
     # Prepare: seed 0, the calibrated population, 8 clients' clips pooled (in-process, 1 thread)
     torch.set_num_threads(1)
