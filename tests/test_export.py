@@ -81,7 +81,7 @@ def test_folded_encoder_equals_trained_one_and_has_fewer_parameters(build, kind,
         assert any(isinstance(m, kind) for m in folded.modules())
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("fmt", [pytest.param("onnx", marks=pytest.mark.slow), "torchscript"])
 def test_reparameterised_audio_encoder_exports_and_matches_pytorch(tmp_path: Path, fmt: str) -> None:
     # Prepare
     trained = randomised(audio_rep_inceptionnext(1, widths=(8, 16), depths=(1, 1)))
