@@ -8,6 +8,8 @@ import signal
 import sys
 import time
 
+import pytest
+
 from fedsim.bench.grid import Cell
 from fedsim.bench.host import CellHost
 from fedsim.bench.plan import NEW, PlannedCell
@@ -34,6 +36,7 @@ def test_cells_of_a_bench_started_with_sigint_ignored_get_the_default_sigint(tmp
     assert after == signal.SIG_IGN
 
 
+@pytest.mark.slow  # a host process that imports the CLI: 10-30 s
 def test_a_cell_host_started_with_sigint_ignored_still_stops_on_sigint(tmp_path):
     # Prepare: this process ignores SIGINT, as under nohup; a host has started and answered a job
     original = signal.signal(signal.SIGINT, signal.SIG_IGN)
