@@ -106,6 +106,7 @@ def test_reparameterised_audio_encoder_exports_and_matches_pytorch(tmp_path: Pat
     assert report.params_exported < report.params_trained
 
 
+@pytest.mark.slow
 def test_export_cli_writes_checked_onnx_and_torchscript_for_resnet_small(tmp_path: Path) -> None:
     # Prepare
     run_dir = make_run(tmp_path, "resnet_small")
