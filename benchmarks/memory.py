@@ -4,7 +4,7 @@ fedsim promises that registering clients costs nothing until they are sampled: a
 data is a pure function of (seed, client id) generated on demand, sampling is O(clients per
 round), and the server keeps one accumulator of the model's size (docs/concepts/task-contract.md
 and docs/concepts/aggregation.md). This script checks it: for every population size
-(default 1,000, 10,000 and 100,000 registered clients) it runs ``fedsim run`` — the real
+(default 1,000, 100,000 and 1,000,000 registered clients) it runs ``fedsim run`` — the real
 command, each in its own process — with 1,000 clients per round on the synthetic MLP
 workload of ``throughput.py`` (MLP 784-100-10, one SGD step on 32 samples per client),
 measures the whole process tree's peak RSS and PSS (``proctree.py``: the driver with the
@@ -12,7 +12,7 @@ ServerApp plus every Ray daemon and worker), and prints the growth from the smal
 largest population against the target of at most +10 %:
 
     python benchmarks/memory.py
-    python benchmarks/memory.py --populations 1000,100000 --rounds 2
+    python benchmarks/memory.py --rounds 2 --repeat 3
 
 Writes ``benchmarks/results/memory.json`` and ``memory.png``. Peak RSS of a Ray process tree
 varies by a few per cent from run to run (how many idle workers Ray prestarts, when the
@@ -130,7 +130,7 @@ def plot(results: list[dict[str, Any]], path: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--populations", default="1000,10000,100000", help="registered clients, comma-separated")
+    ap.add_argument("--populations", default="1000,100000,1000000", help="registered clients, comma-separated")
     ap.add_argument("--per-round", type=int, default=1000, help="clients sampled per round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workers", type=int, default=usable_cores(), help="cohort workers (default: usable cores)")

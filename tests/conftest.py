@@ -104,7 +104,10 @@ SLOW_FIXTURES = {"tiny", "tiny_bench", "uninterrupted"}
 
 def pytest_collection_modifyitems(config, items):
     """``slow``: tests with their own Ray (``own_ray``) or a process-running fixture, besides
-    those marked by hand; ``make test-fast`` (``-m "not slow"``) leaves them out."""
+    those marked by hand; ``make test-fast`` (``-m "not slow"``) leaves them out. The ``own_ray``
+    tests run last: each shuts the kept cluster down, and the next in-process run would start
+    it again (a Ray start-up per own_ray test in the middle of the session)."""
     for item in items:
         if item.get_closest_marker("own_ray") or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: item.get_closest_marker("own_ray") is not None)  # stable: order kept otherwise

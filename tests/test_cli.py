@@ -141,6 +141,7 @@ def test_out_into_a_fedsim_run_suggests_resume(tmp_path):
     assert line.endswith(f"already holds a run; choose another --out, or --resume {run}")
 
 
+@pytest.mark.slow
 def test_out_that_is_a_file_exits_2_at_once(tmp_path):
     a_file = tmp_path / "results.txt"
     a_file.write_text("not a directory")

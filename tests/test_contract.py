@@ -70,7 +70,8 @@ def test_task_builds_a_model_and_client_batches_that_train(name):
     assert encoder and set(encoder) <= set(model.state_dict())
 
 
-@pytest.mark.parametrize("name", TASKS.names())
+@pytest.mark.parametrize("name", [  # audio and video evaluate for tens of seconds: in the slow set
+    pytest.param(n, marks=pytest.mark.slow) if n in ("audio", "video") else n for n in TASKS.names()])
 def test_task_evaluates_exactly_its_declared_metrics(name):
     # Prepare
     task = _task(name)

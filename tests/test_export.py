@@ -82,7 +82,7 @@ def test_folded_encoder_equals_trained_one_and_has_fewer_parameters(build, kind,
         assert any(isinstance(m, kind) for m in folded.modules())
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("fmt", [pytest.param("onnx", marks=pytest.mark.slow), "torchscript"])
 def test_reparameterised_audio_encoder_exports_and_matches_pytorch(tmp_path: Path, fmt: str) -> None:
     # Prepare
     trained = randomised(audio_rep_inceptionnext(1, widths=(8, 16), depths=(1, 1)))
@@ -107,6 +107,7 @@ def test_reparameterised_audio_encoder_exports_and_matches_pytorch(tmp_path: Pat
     assert report.params_exported < report.params_trained
 
 
+@pytest.mark.slow
 def test_export_cli_writes_checked_onnx_and_torchscript_for_resnet_small(tmp_path: Path) -> None:
     # Prepare
     run_dir = make_run(tmp_path, "resnet_small")

@@ -118,6 +118,7 @@ def _tiny_run(tmp_path: Path, task: str) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_every_registered_task_exports_or_says_in_one_line_it_cannot(tmp_path):
     load_plugins()
     exported, refused = [], []

@@ -104,6 +104,7 @@ def _clean_venv(path: Path) -> Path:
     return python
 
 
+@pytest.mark.slow
 def test_the_installed_wheel_runs_a_bundled_experiment_by_name(wheel, tmp_path):
     python = _clean_venv(tmp_path / "venv")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -25,6 +26,13 @@ from pathlib import Path
 from typing import IO, Any
 
 HOST_MODULE = "fedsim.bench.host"
+
+
+def default_sigint() -> None:
+    """In a cell's process or a cell host before it starts: SIGINT back to its default. A bench
+    started with SIGINT ignored (``nohup``, some CI runners) would pass that on, and its cells
+    and hosts would ignore the SIGINT the bench forwards to stop them at a resumable point."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_cell(args: list[str], log: str) -> int:
@@ -78,7 +86,8 @@ class CellHost:
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", HOST_MODULE], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
+                                     preexec_fn=default_sigint)
         self.answers: queue.Queue[dict[str, Any]] = queue.Queue()
         self.busy = False
         threading.Thread(target=self._read, daemon=True).start()

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from fedsim.bench.host import CellHost, hostable
+from fedsim.bench.host import CellHost, default_sigint, hostable
 from fedsim.bench.plan import DONE, LOG_DIR, PlannedCell
 from fedsim.bench.results import record_process_time
 from fedsim.provenance import now_utc
@@ -142,13 +142,6 @@ class BenchProgress:
         else:
             line = f"[red]cell {escape(name)}: failed (exit {outcome.returncode}): {escape(outcome.message)}"
         self.console.print(line, highlight=False, soft_wrap=True)
-
-
-def default_sigint() -> None:
-    """In a cell's process before it starts: SIGINT back to its default. A bench started with
-    SIGINT ignored (``nohup``, some CI runners) would pass that on, and its cells would
-    ignore the SIGINT the bench forwards to stop them at a resumable point."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class Runner:

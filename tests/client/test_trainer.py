@@ -37,7 +37,8 @@ def _train(task, start, hooks=None, **kw):
 
 @pytest.mark.parametrize("model_name", [
     "mlp",  # case: the benchmark MLP
-    "resnet_small",  # case: BatchNorm buffers (running stats, num_batches_tracked) are returned too
+    # case: BatchNorm buffers (running stats, num_batches_tracked) are returned too (CPU-bound: slow set)
+    pytest.param("resnet_small", marks=pytest.mark.slow),
 ])
 def test_plain_sgd_equals_torch_sgd_bit_for_bit(model_name, monkeypatch):
     task, start = _setup(model_name)

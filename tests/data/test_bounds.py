@@ -160,6 +160,7 @@ def test_a_decompression_bomb_header_is_refused_before_decoding(tmp_path):
     assert image_header(path) == (8192, 8192)
 
 
+@pytest.mark.slow
 def test_a_bomb_in_a_folder_fails_check_in_seconds_without_memory_growth(tmp_path):
     # Prepare: a folder of 40 small images, one replaced by the bomb header
     root = tmp_path / "data"

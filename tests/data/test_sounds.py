@@ -85,7 +85,8 @@ def test_pathological_partitioning_skews_labels():
     assert len({frozenset(s) for s in label_sets}) > 1
 
 
-@pytest.mark.parametrize("partitioning", [IID, DIRICHLET, PATHOLOGICAL])
+@pytest.mark.parametrize("partitioning", [  # each synthesises ~250 clips: the non-IID cases are slow
+    IID, pytest.param(DIRICHLET, marks=pytest.mark.slow), pytest.param(PATHOLOGICAL, marks=pytest.mark.slow)])
 def test_held_out_base_clips_never_reach_a_client(monkeypatch, partitioning):
     # Prepare: record which base clips get synthesised
     synthesised: list[np.ndarray] = []

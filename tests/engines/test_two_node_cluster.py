@@ -18,6 +18,7 @@ from fedsim.engines.ray_nodes import RayNodes
 from tests.server.conftest import small_yaml
 
 TASKSET = shutil.which("taskset")
+pytestmark = pytest.mark.slow  # two raylets of its own and fedsim runs as subprocesses
 
 
 @pytest.fixture(scope="module")

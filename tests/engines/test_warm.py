@@ -19,6 +19,7 @@ def _kept_ids() -> set[str]:
     return {a._actor_id.hex() for a in warm._keeper.all()}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_runs_reuse_the_kept_workers_and_a_dead_one_is_replaced(tmp_path):
     import ray

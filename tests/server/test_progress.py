@@ -74,6 +74,7 @@ def test_curves_share_one_integer_round_axis_from_round_zero_with_directions():
     assert ticks == [0, 1, 2, 3]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_piped_run_prints_whole_round_lines_on_stderr_and_json_on_stdout(tmp_path):
     run_dir = tmp_path / "run"

@@ -104,6 +104,7 @@ def test_run_stops_with_exit_code_3_after_max_failed_rounds(tmp_path):
     assert all(r["failed"] == {"client-exception": 3} for r in rows[1:])
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_diverged_server_rule_stops_the_run_instead_of_training_on_nan(tmp_path, monkeypatch):
     # Prepare: the server's finalize (it runs in this process) returns a NaN global in round 2

@@ -250,6 +250,7 @@ def test_modality_norm_keeps_one_batch_norm_per_modality_and_shares_every_convol
     assert moved and all(".norms.image." in k for k in moved)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_ten_federated_rounds_lift_each_modalitys_knn_above_random_initialisation():
     # Prepare: simulations/audio_image.yaml at seed 1 for 10 rounds, in-process as

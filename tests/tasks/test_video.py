@@ -40,6 +40,7 @@ def test_the_loss_is_the_weighted_sum_of_the_pretext_losses():
     assert loss(["order", "speed"]) > loss("order")
 
 
+@pytest.mark.slow
 def test_an_untrained_colouriser_returns_the_grey_input():
     # Prepare
     task = _task(pretext="colorize")
@@ -56,6 +57,7 @@ def test_an_untrained_colouriser_returns_the_grey_input():
     assert scores["psnr"] > grey_psnr - 0.3, (scores, grey_psnr)
 
 
+@pytest.mark.slow
 def test_contrastive_pretraining_lifts_knn_above_random_init_and_raw_pixels():
     # Prepare: seed 0, the calibrated population, 8 clients' clips pooled (in-process, 1 thread)
     torch.set_num_threads(1)

@@ -20,6 +20,7 @@ from tests.conftest import run_fedsim
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_fedvssl_trains_the_video_task_on_a_folder_of_videos(tmp_path):
     # Prepare: 2 classes x 6 UCF-101-named videos of 10 frames (a square moving right or down)
