@@ -58,8 +58,8 @@ class BarlowTwinsLoss(nn.Module):
         Multiplies the loss (solo-learn's ``scale_loss``, 0.1 for its CIFAR settings), i.e.
         divides the learning rate the loss sees: the sum over ``c`` dimensions of squared
         correlations has far larger gradients than NT-Xent, so at NT-Xent's learning rate it
-        needs a small scale (the audio task: 0.01; measured kNN after 3 rounds 0.333 at 0.01,
-        0.203 at 1.0, init 0.297).
+        needs a small scale (the audio task: 0.01; measured after 3 rounds, λ = 1/64, seed 0:
+        linear probe 0.48 at 0.01 vs 0.27 at 1.0, init 0.43).
     """
 
     def __init__(self, lambda_offdiag: float = 5e-3, eps: float = 1e-5, scale: float = 1.0) -> None:
