@@ -47,13 +47,27 @@ def test_gradient_flows_and_bad_inputs_are_refused():
         BarlowTwinsLoss()(torch.randn(1, 4), torch.randn(1, 4))
 
 
-def test_lambda_scales_with_the_width_as_in_the_paper():
+def test_lambda_is_one_over_the_width():
     from fedsim.losses.barlow import scaled_lambda
 
-    assert scaled_lambda(8192) == pytest.approx(5e-3)  # the paper's setting
-    assert scaled_lambda(64) == pytest.approx(0.64) and scaled_lambda(256) == pytest.approx(0.16)
+    assert scaled_lambda(64) == pytest.approx(1 / 64) and scaled_lambda(256) == pytest.approx(1 / 256)
     with pytest.raises(ValueError):
         scaled_lambda(0)
+
+
+def test_default_lambda_keeps_the_redundancy_noise_floor_below_the_invariance_term_on_small_batches():
+    # Prepare: independent (uncorrelated) views, the worst case for the redundancy term's floor
+    from fedsim.losses.barlow import scaled_lambda
+
+    gen = torch.Generator().manual_seed(0)
+    d, n = 64, 8  # a client's short last batch
+    z0, z1 = torch.randn(n, d, generator=gen), torch.randn(n, d, generator=gen)
+    # Execute: the loss minus its invariance term
+    loss_fn = BarlowTwinsLoss(scaled_lambda(d))
+    floor = float(loss_fn(z0, z1)) - float(((torch.diagonal(_corr(z0, z1)) - 1) ** 2).sum())
+    # Assert: ~ lambda * d(d-1)/n = (1/64) * 64 * 63 / 8 = 7.9, an eighth of the invariance term's d = 64
+    assert 4.0 < floor < 16.0
+    assert float(BarlowTwinsLoss(0.64)(z0, z1)) > 300  # the previous width-scaled lambda: noise dominates
 
 
 def test_projector_is_three_linear_layers_with_batchnorm_after_the_first_two():
@@ -65,3 +79,10 @@ def test_projector_is_three_linear_layers_with_batchnorm_after_the_first_two():
     kinds = [type(m) for m in layers]
     assert kinds == [nn.Linear, nn.BatchNorm1d, nn.ReLU] * 2 + [nn.Linear]
     assert layers[0].in_features == 8 and all(m.out_features == 32 for m in layers if isinstance(m, nn.Linear))
+
+
+def _corr(z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
+    """The standardised cross-correlation, written out as the paper's Algorithm 1."""
+    a = (z0 - z0.mean(0)) / z0.std(0, unbiased=False)
+    b = (z1 - z1.mean(0)) / z1.std(0, unbiased=False)
+    return a.T @ b / len(z0)
