@@ -1,6 +1,6 @@
 """Barlow Twins (Zbontar et al., arXiv 2103.03230): feature matching of two augmented views.
 
-Reads ``projection_dim``, ``barlow_lambda`` (``None``: the paper's λ scaled to the width,
+Reads ``projection_dim``, ``barlow_lambda`` (``None``: λ = 1 / width,
 :func:`fedsim.losses.barlow.scaled_lambda`) and ``barlow_scale`` from the task's parameters.
 """
 
