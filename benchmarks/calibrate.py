@@ -25,7 +25,7 @@ from fedsim.client.trainer import train_client
 from fedsim.config import load_config, parse_override
 from fedsim.records import RoundContext
 from fedsim.seeding import sample_clients
-from fedsim.server.loop import copy_arrays, initial_model
+from fedsim.server.loop import copy_arrays
 from fedsim.factory import strategy_for, task_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -35,7 +35,7 @@ def run_seed(config: str | None, overrides: dict, seed: int) -> dict:
     exp = load_config(config, {**overrides, "seed": seed})
     fed = exp.federation
     task, strategy = task_for(exp), strategy_for(exp)
-    model = initial_model(task, exp.seed)
+    model = task.build_model()
     global_arrays = copy_arrays(model)
     trainee = task.build_model()
     out: dict = {"seed": seed, "init": task.evaluate(model), "baselines": task.baselines(), "rounds": []}

@@ -26,7 +26,7 @@ from fedsim.client.trainer import train_client
 from fedsim.config import load_config, parse_override
 from fedsim.records import RoundContext
 from fedsim.seeding import sample_clients
-from fedsim.server.loop import copy_arrays, initial_model
+from fedsim.server.loop import copy_arrays
 from fedsim.factory import strategy_for, task_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -41,7 +41,7 @@ def train(config: str, overrides: dict, seed: int) -> tuple[torch.nn.Module, dic
     exp = load_config(config, {**overrides, "seed": seed})
     fed = exp.federation
     task, strategy = task_for(exp), strategy_for(exp)
-    model = initial_model(task, exp.seed)
+    model = task.build_model()
     init, baselines = task.evaluate(model), task.baselines()
     global_arrays = copy_arrays(model)
     trainee = task.build_model()

@@ -9,7 +9,7 @@ from fedsim import records as R
 from fedsim.client.app import train
 from fedsim.config import load_config
 from fedsim.records import RoundContext, RunSpec, WireError, flatten, unflatten
-from fedsim.server.loop import copy_arrays, initial_model
+from fedsim.server.loop import copy_arrays
 from tests.conftest import resident_of, round_of, train_message
 
 TINY = {"task.name": "synthetic", "model.name": "mlp", "federation.clients": 4,
@@ -100,7 +100,7 @@ def test_a_missing_strategy_value_is_refused_by_name():
 def test_a_round_is_decoded_from_its_records_alone():
     # no experiment text anywhere in the message: names, parameters and round values only
     exp = load_config(None, TINY)
-    msg = train_message(exp, copy_arrays(initial_model(resident_of(exp).task, exp.seed)), [1], R.REPLY_WEIGHTS,
+    msg = train_message(exp, copy_arrays(resident_of(exp).task.build_model()), [1], R.REPLY_WEIGHTS,
                         server_round=3)
     for record in msg.content.config_records.values():
         assert all(not (isinstance(v, str) and v.lstrip().startswith("{")) for v in record.values())
@@ -119,7 +119,7 @@ def test_a_round_is_decoded_from_its_records_alone():
 @pytest.mark.parametrize("version, shown", [(1, "version 1"), (None, "no version")])
 def test_a_record_of_another_wire_version_is_refused_with_a_message(version, shown):
     exp = load_config(None, TINY)
-    msg = train_message(exp, copy_arrays(initial_model(resident_of(exp).task, exp.seed)), [1], R.REPLY_WEIGHTS)
+    msg = train_message(exp, copy_arrays(resident_of(exp).task.build_model()), [1], R.REPLY_WEIGHTS)
     record = msg.content.config_records[R.ROUND]
     if version is None:
         del record[R.WIRE_VERSION_KEY]
@@ -182,7 +182,7 @@ def test_a_deployed_node_trains_all_of_its_own_folder_under_its_client_id(tmp_pa
     # 400 draws per client from its pool of the box's training images: all of them, for a whole node
     train_ids = set(whole.task._folder.index.train_ids.tolist())
     pools = [set(shared.task._folder.client_items(c).tolist()) for c in range(3)]
-    update = whole.train(copy_arrays(initial_model(whole.task, exp.seed)), 2,
+    update = whole.train(copy_arrays(whole.task.build_model()), 2,
                          round_of(exp, 1, client_ids=[2], reply=R.REPLY_WEIGHTS), None)
 
     assert decoded.whole_node

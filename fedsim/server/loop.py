@@ -41,13 +41,6 @@ from fedsim.tasks.base import Task
 from fedsim.factory import strategy_for, task_for
 
 
-def initial_model(task: Task, seed: int | None = None) -> nn.Module:
-    """The task's initial model: ``task.build_model()``, which seeds itself from the task's
-    seed and leaves the global RNG alone. ``seed`` is ignored; it is kept only for callers
-    written when this function seeded the build itself (which every ``build_model`` overrode)."""
-    return task.build_model()
-
-
 def copy_arrays(model: nn.Module) -> Arrays:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 

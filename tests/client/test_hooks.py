@@ -13,7 +13,7 @@ from fedsim.client.trainer import train_client
 from fedsim.config import load_config
 from fedsim.records import RoundContext, RunSpec
 from fedsim.registry import STRATEGIES
-from fedsim.server.loop import copy_arrays, initial_model
+from fedsim.server.loop import copy_arrays
 from fedsim.strategies.base import StrategyParams
 from fedsim.strategies.fedavg import FedAvg
 from fedsim.strategies.hooks import ClientHooks
@@ -55,7 +55,7 @@ def test_a_rule_defined_in_one_file_changes_what_its_clients_do(monkeypatch):
     ctx = RoundContext.from_record(ConfigRecord(sent.to_record()))
     shifted = Resident(replace(RunSpec.from_experiment(exp), strategy="shift"))
     plain = Resident(RunSpec.from_experiment(exp))
-    start = copy_arrays(initial_model(plain.task, exp.seed))
+    start = copy_arrays(plain.task.build_model())
     # Execute: the same client through the ClientApp's training path, with and without the rule
     update = shifted.train(start, 1, ctx, None)
     reference = plain.train(start, 1, round_of(exp, 2, [1], R.REPLY_WEIGHTS), None)
@@ -74,7 +74,7 @@ def test_the_trainer_builds_the_optimiser_the_hooks_give():
 
     exp = load_config(None, EXP)
     task = Resident(RunSpec.from_experiment(exp)).task
-    start = copy_arrays(initial_model(task, exp.seed))
+    start = copy_arrays(task.build_model())
 
     update = train_client(task, task.build_model(), start, round_of(exp, 1, [0]), Frozen(FedAvg()), client_id=0)
 

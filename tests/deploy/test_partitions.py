@@ -13,7 +13,7 @@ from fedsim import records as R
 from fedsim.client.app import Resident, describe_node, node_partition
 from fedsim.config import load_config
 from fedsim.records import RoundContext, RunSpec
-from fedsim.server.loop import copy_arrays, initial_model
+from fedsim.server.loop import copy_arrays
 
 pytestmark = pytest.mark.timeout(120)
 EXP = {"task.name": "synthetic", "model.name": "mlp", "federation.clients": 3, "federation.clients_per_round": 3,
@@ -29,7 +29,7 @@ def node(**config: object) -> SimpleNamespace:
 def test_box_k_trains_exactly_what_simulated_client_k_would() -> None:
     # Prepare
     exp = load_config(None, EXP)
-    start = copy_arrays(initial_model(Resident(RunSpec.from_experiment(exp)).task, exp.seed))
+    start = copy_arrays(Resident(RunSpec.from_experiment(exp)).task.build_model())
     simulated = Resident(RunSpec.from_experiment(exp))
     boxes = [Resident(RunSpec.from_experiment(exp, whole_node=True), partition=(k, 3)) for k in (0, 1)]
     # Execute: each box trains its own share, and so does the simulated client of that id

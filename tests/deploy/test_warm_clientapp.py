@@ -15,7 +15,7 @@ from fedsim import records as R
 from fedsim.config import load_config
 from fedsim.deploy import warm
 from fedsim.records import RoundContext, RunSpec
-from fedsim.server.loop import copy_arrays, initial_model
+from fedsim.server.loop import copy_arrays
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -42,7 +42,7 @@ def test_the_warm_process_answers_with_fedsims_clientapp_and_ends_with_its_super
                        batch_size=16, seed=exp.seed)
     from fedsim.client.app import Resident
 
-    start = copy_arrays(initial_model(Resident(RunSpec.from_experiment(exp)).task, exp.seed))
+    start = copy_arrays(Resident(RunSpec.from_experiment(exp)).task.build_model())
 
     def message(kind: str, content: RecordDict) -> Message:
         return Message(content, context.node_id, kind, ttl=120)

@@ -6,7 +6,7 @@ import pytest
 from fedsim.client.app import train, train_cohort
 from fedsim.records import REPLY_SUMS, REPLY_WEIGHTS
 from fedsim.config import load_config
-from fedsim.server.loop import copy_arrays, initial_model
+from fedsim.server.loop import copy_arrays
 from fedsim.server.replies import RoundTally, fold_content, fold_reply, split_error
 from tests.conftest import resident_of, round_of, train_message
 
@@ -19,7 +19,7 @@ FIRST = "InjectedClientError: injected failure in client 1"
 def setup():
     exp = load_config(None, TINY)
     resident = resident_of(exp)
-    return exp, resident, copy_arrays(initial_model(resident.task, exp.seed))
+    return exp, resident, copy_arrays(resident.task.build_model())
 
 
 def test_cohort_reply_names_the_first_exception_of_each_reason(setup):

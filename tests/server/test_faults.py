@@ -16,7 +16,7 @@ from fedsim.records import REPLY_SUMS, REPLY_WEIGHTS
 from fedsim.client.faults import InjectedClientError
 from fedsim.client.state import ClientStateStore
 from fedsim.config import load_config
-from fedsim.server.loop import copy_arrays, initial_model
+from fedsim.server.loop import copy_arrays
 from fedsim.server.replies import RoundTally, fold_content
 from tests.conftest import resident_of, round_of
 
@@ -36,7 +36,7 @@ def _resident(strategy, tmp_path):
         "federation.round_timeout": 1.0, "faults": FAULTS,
         "task.params": {"image_size": 12, "min_samples": 8, "max_samples": 8}, "model.name": "resnet_small"})
     resident = resident_of(exp)
-    global_arrays = copy_arrays(initial_model(resident.task, exp.seed))
+    global_arrays = copy_arrays(resident.task.build_model())
     # warm up (data partitioner, first backward) so only the injected timeout is slow
     train_one(resident, global_arrays, GOOD[0], round_of(exp, 1), ClientStateStore(tmp_path / "warm"))
     return resident, global_arrays, round_of(exp, ROUND)

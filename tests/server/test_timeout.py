@@ -12,7 +12,7 @@ from fedsim.cli import app as cli
 from fedsim.client.app import train, train_cohort
 from fedsim.config import load_config
 from fedsim.launcher import simulate
-from fedsim.server.loop import copy_arrays, initial_model
+from fedsim.server.loop import copy_arrays
 from tests.conftest import resident_of, round_of
 from tests.server.conftest import read_rows
 
@@ -36,7 +36,7 @@ def test_one_second_round_timeout_loses_no_round_to_start_up(engine, tmp_path):
 def test_cohort_worker_past_its_deadline_trains_nobody_else():
     exp = load_config(None, TINY)
     resident = resident_of(exp)
-    global_arrays = copy_arrays(initial_model(resident.task, exp.seed))
+    global_arrays = copy_arrays(resident.task.build_model())
     began = time.perf_counter()
 
     content = train_cohort(resident, global_arrays, [0, 1, 2, 3], round_of(exp, 1), None, deadline=time.time() - 1)

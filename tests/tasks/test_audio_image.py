@@ -271,11 +271,11 @@ def _ten_rounds_of_the_simulation() -> tuple[dict[str, float], dict[str, float]]
     from fedsim.client.trainer import train_client
     from fedsim.records import RoundContext
     from fedsim.seeding import sample_clients
-    from fedsim.server.loop import copy_arrays, initial_model
+    from fedsim.server.loop import copy_arrays
 
     exp = load_config(str(Path(__file__).resolve().parents[2] / "simulations" / "audio_image.yaml"), {"seed": 1, "federation.rounds": 10})
     fed, task, strategy = exp.federation, task_for(exp), strategy_for(exp)
-    model = initial_model(task, exp.seed)
+    model = task.build_model()
     init, arrays, trainee = task.evaluate(model), copy_arrays(model), task.build_model()
     for rnd in range(1, fed.rounds + 1):
         acc, ctx = strategy.new_accumulator(arrays, rnd), RoundContext.for_round(exp, strategy, rnd, aggregation=rnd,

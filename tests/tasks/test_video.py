@@ -5,10 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fedsim.client.trainer import train_client
 from fedsim.config import load_config
-from fedsim.seeding import sample_clients
-from fedsim.server.loop import copy_arrays, initial_model
 from fedsim.data.augmentations import grey
 from fedsim.tasks.video import VideoTask
 from fedsim.factory import task_for
