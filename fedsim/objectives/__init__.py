@@ -21,10 +21,27 @@ from typing import Any
 from fedsim.objectives.base import VIEWS, Objective, TwoViewObjective, ViewSource
 
 _REGISTERED: list[type[Objective]] = []
+# The built-in objectives, imported the first time the registry is used, in the order their
+# choices are listed. Not at import time: the image, sound and video views they use import
+# torchvision and torchaudio, which a task without objectives (synthetic) must not pay for.
+BUILTIN = ("simclr", "byol", "supervised", "barlow", "spectrogram_order", "clip_order", "playback_speed",
+           "colorize", "clip_contrast")
+_builtins_loaded = False
+
+
+def _load_builtins() -> None:
+    global _builtins_loaded
+    if not _builtins_loaded:
+        _builtins_loaded = True  # first: their own register_objective calls come back here
+        import importlib
+
+        for module in BUILTIN:
+            importlib.import_module(f"fedsim.objectives.{module}")
 
 
 def register_objective(name: str, *, needs: Iterable[str]) -> Callable[[type[Objective]], type[Objective]]:
     """Register an :class:`Objective` subclass under ``name``, needing the views ``needs``."""
+    _load_builtins()  # a plugin's objective is listed after the built-in ones
     wanted = frozenset(needs)
     unknown = sorted(wanted - set(VIEWS))
     if unknown:
@@ -42,12 +59,14 @@ def register_objective(name: str, *, needs: Iterable[str]) -> Callable[[type[Obj
 
 def objective_names(views: Iterable[str]) -> list[str]:
     """Names of the objectives a task producing ``views`` can train, in registration order."""
+    _load_builtins()
     have = frozenset(views)
     return list(dict.fromkeys(o.name for o in _REGISTERED if o.needs <= have))
 
 
 def objective_class(name: str, views: Iterable[str]) -> type[Objective]:
     """The objective registered as ``name`` whose needs ``views`` meet (ValueError naming the choices)."""
+    _load_builtins()
     have = frozenset(views)
     for o in _REGISTERED:
         if o.name == name and o.needs <= have:
@@ -60,17 +79,6 @@ def build_objective(name: str, views: Iterable[str], params: Any, head_path: str
     """The objective ``name`` for a task producing ``views``, reading its settings from ``params``."""
     return objective_class(name, views)(params, head_path)
 
-
-# the built-in objectives register themselves on import (order: the order of the choices listed)
-from fedsim.objectives import simclr  # noqa: E402,F401
-from fedsim.objectives import byol  # noqa: E402,F401
-from fedsim.objectives import supervised  # noqa: E402,F401
-from fedsim.objectives import barlow  # noqa: E402,F401
-from fedsim.objectives import spectrogram_order  # noqa: E402,F401
-from fedsim.objectives import clip_order  # noqa: E402,F401
-from fedsim.objectives import playback_speed  # noqa: E402,F401
-from fedsim.objectives import colorize  # noqa: E402,F401
-from fedsim.objectives import clip_contrast  # noqa: E402,F401
 
 __all__ = ["VIEWS", "Objective", "TwoViewObjective", "ViewSource", "build_objective", "objective_class",
            "objective_names", "register_objective"]
