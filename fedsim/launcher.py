@@ -61,9 +61,8 @@ def keeps_client_state(exp: ExperimentConfig) -> bool:
     its strategy's client half (DP keeps the wrapped rule's) lets clients load only part of the
     global model. Read from the registered class; nothing is built."""
     from fedsim.registry import STRATEGIES
-    from fedsim.strategies.hooks import ClientHooks
 
-    return STRATEGIES.get(exp.strategy.name).Hooks.load_keys is not ClientHooks.load_keys
+    return STRATEGIES.get(exp.strategy.name).Hooks.loads_part()
 
 
 @contextlib.contextmanager

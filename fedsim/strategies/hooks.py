@@ -70,7 +70,13 @@ class ClientHooks:
     def keeps_local(self) -> bool:
         """Whether clients keep tensors of their own between rounds (the rule lets them load
         only part of the global model), so a run needs a client state store."""
-        return type(self).load_keys is not ClientHooks.load_keys
+        return self.loads_part()
+
+    @classmethod
+    def loads_part(cls) -> bool:
+        """:attr:`keeps_local` read from the class, before any strategy is built: the rule
+        overrides :meth:`load_keys`."""
+        return cls.load_keys is not ClientHooks.load_keys
 
     def sent_keys(self, keys: list[str]) -> list[str]:
         """The tensors a client sends and the server aggregates (default: all); the global
