@@ -112,14 +112,13 @@ def _finished(run_dir: Path, exp: Any, quiet: bool) -> bool:
 def _checked_task(exp: Any) -> None:
     """Build the task and its model and scan a ``--data-dir`` before start-up, so a malformed
     folder, a bad ``model.params`` option or a model the task cannot use is one line, exit 2."""
-    from fedsim.data.folders import DataFolderError
     from fedsim.factory import task_for
 
     try:
         task = task_for(exp)
         task.describe_data()
         task.build_model()
-    except (DataFolderError, ValueError) as e:
+    except ValueError as e:  # a DataFolderError too (a ValueError): importing it loads the image readers
         raise ConfigError(str(e)) from None
 
 
@@ -346,6 +345,7 @@ def bench(
     then write bench.csv, bench.md, plots and report.html. Rerun to continue an interrupted bench."""
     from fedsim.bench.grid import grid_axes
     from fedsim.bench.plan import BENCH_FILE, DONE, BenchSpec, parse_target, plan, read_bench_yaml
+    from fedsim.bench.runner import start_hosts
     from fedsim.machine import usable_cores
     from fedsim.server.outputs import is_run
     from fedsim.server.trackers import parse_trackers
@@ -367,6 +367,10 @@ def bench(
         spec = BenchSpec(axes=axes, base=base, overrides=overrides, target=parse_target(target),
                          trackers=tuple(parse_trackers(tracker)))
         planned = plan(spec, bench_dir)
+    except ConfigError as e:
+        fail(str(e))
+    hosts = [] if check else start_hosts(planned, parallel)
+    try:
         checked: set[str] = set()
         for cell in planned:  # a bad model option or data folder: one line before anything runs
             what = json.dumps([cell.exp.task.model_dump(), cell.exp.model.model_dump()], sort_keys=True)
@@ -374,16 +378,19 @@ def bench(
                 _checked_task(cell.exp)
                 checked.add(what)
     except ConfigError as e:
+        for host in hosts:
+            host.close(timeout=10.0)
         fail(str(e))
     _warn_schedules([cell.exp for cell in planned if cell.state != DONE])
     if check:
         for cell in planned:
             typer.echo(f"{cell.state:6s} {cell.rounds_done:>4d}/{cell.rounds:<4d} {cell.dir}")
         return
-    _run_bench(spec, planned, bench_dir, parallel=parallel, quiet=quiet)
+    _run_bench(spec, planned, bench_dir, parallel=parallel, quiet=quiet, hosts=hosts)
 
 
-def _run_bench(spec: Any, planned: list[Any], bench_dir: Path, *, parallel: int, quiet: bool) -> None:
+def _run_bench(spec: Any, planned: list[Any], bench_dir: Path, *, parallel: int, quiet: bool,
+               hosts: list[Any]) -> None:
     """Run the planned cells, then write the results; exit 1 if a cell failed, 130/143 if interrupted."""
     from fedsim.bench.plan import DONE, command, write_bench_files
     from fedsim.bench.report import build_report
@@ -394,14 +401,18 @@ def _run_bench(spec: Any, planned: list[Any], bench_dir: Path, *, parallel: int,
     if not quiet:
         err.print(f"fedsim bench: {len(planned)} cells ({len(planned) - todo} already done) -> {bench_dir}",
                   highlight=False, markup=False)
-    runner = Runner(planned, lambda cell: command(cell, spec, bench_dir), bench_dir, parallel=parallel, quiet=quiet)
+    runner = Runner(planned, lambda cell: command(cell, spec, bench_dir), bench_dir, parallel=parallel, quiet=quiet,
+                    hosts=hosts)
     try:
         outcomes = runner.run()
     except BenchInterrupted as e:
         report = build_report(bench_dir)
         fail(f"interrupted by {signal_name(e.signum)}: {report.finished} of {report.total} cells done; "
              f"rerun the same command to continue (interrupted cells resume)", code=128 + e.signum)
-    report = build_report(bench_dir)
+    try:
+        report = build_report(bench_dir)  # while the cell hosts shut their clusters down
+    finally:
+        runner.close()
     failed = [o for o in outcomes if not o.ok]
     if not quiet:
         for path in report.files:

@@ -32,7 +32,7 @@ def ray_init_args(exp: ExperimentConfig) -> dict[str, Any]:
     """``ray.init`` arguments: quiet start-up, and the cluster to attach to — only the one
     ``--ray-address`` names; without it a local Ray of the run's own (``"local"``), never a
     cluster that happens to run on this host (:func:`fedsim.engines.ray_cluster.is_attached`)."""
-    return {"logging_level": "ERROR", "log_to_driver": True, "address": exp.engine.ray_address or "local"}
+    return {**ray_cluster.LOCAL_INIT_ARGS, "address": exp.engine.ray_address or "local"}
 
 
 def backend_config(exp: ExperimentConfig, engine: Engine | None = None) -> dict[str, Any]:

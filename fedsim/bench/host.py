@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 HOST_MODULE = "fedsim.bench.host"
+PRESTART = "--prestart"  # start the host's local Ray before its first cell
 
 
 def default_sigint() -> None:
@@ -59,11 +60,18 @@ def run_cell(args: list[str], log: str) -> int:
         sys.stderr.flush()
 
 
-def main() -> None:
-    from fedsim.engines.warm import warm_cluster
+def main(argv: list[str]) -> None:
+    from fedsim.engines import warm
 
     answers: IO[str] = os.fdopen(os.dup(1), "w", buffering=1)  # the runner's channel, not a cell's log
-    with warm_cluster():
+    with warm.warm_cluster():
+        if PRESTART in argv:  # Ray and the cell code load while the bench still plans and checks
+            try:
+                warm.prestart()
+            except Exception:  # the first cell starts Ray itself, and its log says what failed
+                warm.release()
+        import fedsim.cli  # noqa: F401  (what run_cell needs, loaded before the first job)
+
         for line in sys.stdin:
             if not line.strip():
                 continue
@@ -84,8 +92,9 @@ def hostable(cmd: list[str]) -> list[str] | None:
 class CellHost:
     """The runner's handle on one host process."""
 
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", HOST_MODULE], stdin=subprocess.PIPE,
+    def __init__(self, *, prestart: bool = False) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", HOST_MODULE, *([PRESTART] if prestart else [])],
+                                     stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
                                      preexec_fn=default_sigint)
         self.answers: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -122,13 +131,17 @@ class CellHost:
         self.busy = False
         return code
 
-    def close(self, timeout: float) -> None:
-        """Ask the host to end (stdin closed) and wait ``timeout`` seconds, then kill it."""
+    def end(self) -> None:
+        """Ask the host to end once its running cell (if any) is done: stdin closed, no wait."""
         if self.proc.stdin is not None and not self.proc.stdin.closed:
             try:
                 self.proc.stdin.close()
             except OSError:
                 pass
+
+    def close(self, timeout: float) -> None:
+        """Ask the host to end (stdin closed) and wait ``timeout`` seconds, then kill it."""
+        self.end()
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -137,4 +150,4 @@ class CellHost:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

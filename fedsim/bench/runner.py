@@ -148,7 +148,8 @@ class Runner:
     """Starts cells up to ``parallel`` at a time and waits for them."""
 
     def __init__(self, cells: list[PlannedCell], command: Callable[[PlannedCell], list[str]], bench_dir: Path, *,
-                 parallel: int = 1, quiet: bool = False, console: Console | None = None) -> None:
+                 parallel: int = 1, quiet: bool = False, console: Console | None = None,
+                 hosts: list[CellHost] | None = None) -> None:
         self.cells = cells
         self.command = command
         self.bench_dir = bench_dir
@@ -157,7 +158,7 @@ class Runner:
         self.progress = BenchProgress(cells, quiet=quiet, console=console)
         self.running: list[_Running] = []
         self.seen_rounds: dict[str, int] = {}
-        self.hosts: list[CellHost] = []
+        self.hosts: list[CellHost] = list(hosts or [])  # started early (start_hosts) or on demand
 
     def run(self) -> list[CellOutcome]:
         """Run every cell not done; returns one outcome per cell (skipped ones included).
@@ -186,8 +187,13 @@ class Runner:
             signal.signal(signal.SIGTERM, previous)
             if previous_int == signal.SIG_IGN:
                 signal.signal(signal.SIGINT, previous_int)
-            self._close_hosts(STOP_GRACE_SECONDS)
+            for host in self.hosts:  # they shut their clusters down while the bench writes its report
+                host.end()
         return outcomes
+
+    def close(self) -> None:
+        """Wait for the hosts to end (each is killed after ``STOP_GRACE_SECONDS``)."""
+        self._close_hosts(STOP_GRACE_SECONDS)
 
     def _host(self) -> CellHost:
         """An idle, live cell host (a dead one is replaced by a new one)."""
@@ -267,6 +273,17 @@ class Runner:
             record_process_time(self.bench_dir, run.cell.cell.name, started_at=run.started_at,
                                 seconds=time.monotonic() - run.started, returncode=run.proc.returncode)
         self.running = []
+
+
+def start_hosts(cells: list[PlannedCell], parallel: int) -> list[CellHost]:
+    """The cell hosts the bench's first cells will need, started now with their local Ray
+    (``--prestart``), so that their imports and Ray's start-up overlap the bench's own checks;
+    none when cells run as processes of their own (``FEDSIM_BENCH_HOSTS=0``) or attach to a
+    cluster (``engine.ray_address``: a host starts no local Ray for them)."""
+    todo = [c for c in cells if c.state != DONE]
+    if os.environ.get(HOSTS_ENV, "1") == "0" or any(c.exp.engine.ray_address for c in todo):
+        return []
+    return [CellHost(prestart=True) for _ in range(min(parallel, len(todo)))]
 
 
 def record_cell_seconds(cell: PlannedCell, seconds: float) -> None:

@@ -22,9 +22,10 @@ class Summary:
 
 def t_quantile(p: float, dof: int) -> float:
     """The ``p`` quantile of Student's t with ``dof`` degrees of freedom."""
-    from scipy.stats import t  # scipy comes with scikit-learn
+    # scipy comes with scikit-learn; scipy.special's inverse CDF, not scipy.stats (4x the import time)
+    from scipy.special import stdtrit
 
-    return float(t.ppf(p, dof))
+    return float(stdtrit(dof, p))
 
 
 def summarize(values: Iterable[float | None], *, confidence: float = 0.95) -> Summary | None:
@@ -66,8 +67,9 @@ def paired(values: Iterable[tuple[float | None, float | None]], *, confidence: f
     s = summarize(diffs, confidence=confidence)
     assert s is not None
     p = None
-    if s.std:  # the t statistic needs spread; scipy would return nan (and warn) without it
-        from scipy.stats import ttest_rel
+    if s.std:  # the t statistic needs spread (scipy's ttest_rel would return nan and warn)
+        from scipy.special import stdtr  # the t CDF (scipy.stats.ttest_rel's, without its import time)
 
-        p = float(ttest_rel([x for x, _ in pairs], [r for _, r in pairs]).pvalue)
+        t = s.mean / (s.std / math.sqrt(s.n))
+        p = float(2.0 * stdtr(s.n - 1, -abs(t)))
     return Paired(len(diffs), diffs, s.mean, s.low, s.high, p)

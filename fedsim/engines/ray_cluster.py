@@ -17,6 +17,9 @@ from fedsim.records import NODE_KEYS, node_env_name
 
 PROBE_SECONDS = 5.0  # how long a Ray head at --ray-address gets to accept a TCP connection
 GCS_ATTEMPTS = 1  # then how many times ray.init tries its GCS (~35 s each)
+LOCAL_INIT_ARGS: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": True, "address": "local"}
+"""``ray.init`` arguments of a run on a local Ray of its own: quiet start-up, and ``"local"``, never
+a cluster that happens to run on this host (:func:`is_attached`)."""
 
 
 class RayUnavailable(RuntimeError):
@@ -57,8 +60,17 @@ def start(init_args: dict[str, Any], *, num_cpus_per_client: float, quiet_worker
     workers (the simulated nodes' settings)."""
     import ray
 
-    if ray.is_initialized():
-        return
+    if not ray.is_initialized():
+        _init(init_args, quiet_workers=quiet_workers, env=env)
+    largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+    if largest < num_cpus_per_client:
+        raise RayUnavailable(f"engine.num_cpus_per_client: {num_cpus_per_client:g} CPUs per worker, but the "
+                             f"largest Ray node has {largest:g}; choose at most {largest:g}")
+
+
+def _init(init_args: dict[str, Any], *, quiet_workers: bool, env: dict[str, str] | None) -> None:
+    import ray
+
     address = init_args.get("address")
     if address:
         probe(str(address))
@@ -93,10 +105,6 @@ def start(init_args: dict[str, Any], *, num_cpus_per_client: float, quiet_worker
     from ray._private import auto_init_hook
 
     auto_init_hook.enable_auto_connect = False
-    largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
-    if largest < num_cpus_per_client:
-        raise RayUnavailable(f"engine.num_cpus_per_client: {num_cpus_per_client:g} CPUs per worker, but the "
-                             f"largest Ray node has {largest:g}; choose at most {largest:g}")
 
 
 def stop() -> None:

@@ -165,6 +165,17 @@ def _patched() -> Iterator[None]:
         BasicActorPool.add_actors_to_pool, BasicActorPool.terminate_all_actors, RayBackend.terminate = originals
 
 
+def prestart() -> None:
+    """Start the kept cluster now, as the next local run would, so that Ray's start-up overlaps
+    whatever this process does before that run (a bench's cell host starts it while the bench
+    still plans and checks its cells). The run's actors are created, and get its node
+    settings, when it starts."""
+    from fedsim.engines import ray_cluster
+
+    assert _keeper is not None, "prestart() belongs inside warm_cluster()"
+    ray_cluster.start(dict(ray_cluster.LOCAL_INIT_ARGS), num_cpus_per_client=0.0)
+
+
 def release() -> None:
     """Kill the kept actors and shut the kept cluster down (``warm_cluster`` stays active)."""
     import ray

@@ -7,9 +7,10 @@ import sys
 import pytest
 
 from fedsim.bench.grid import Cell
-from fedsim.bench.host import hostable
-from fedsim.bench.plan import NEW, PlannedCell
-from fedsim.bench.runner import Runner
+from fedsim.bench import runner as runner_module
+from fedsim.bench.host import CellHost, hostable
+from fedsim.bench.plan import DONE, NEW, PlannedCell
+from fedsim.bench.runner import Runner, start_hosts
 from fedsim.config import load_config
 
 BAD = [sys.executable, "-m", "fedsim", "run", "--task", "no-such-task"]  # exit 2 before Ray starts
@@ -31,6 +32,7 @@ def test_a_failing_cell_leaves_its_host_running_for_the_next(tmp_path):
     runner._host = lambda: hosts.append(real_host()) or hosts[-1]
 
     outcomes = runner.run()
+    runner.close()
 
     assert [o.returncode for o in outcomes] == [2, 2]
     assert len({id(h) for h in hosts}) == 1  # one host ran both cells
@@ -53,3 +55,55 @@ def test_a_host_that_dies_fails_its_cell_and_is_replaced(tmp_path):
     assert host.result() == -9  # the cell fails with the host's end
     assert runner._host() is not host and runner.hosts[0].alive  # the next cell gets a new host
     runner._close_hosts(5)
+
+
+def _cells(tmp_path, states, ray_address=None):
+    exp = load_config(None)
+    if ray_address:
+        exp = exp.model_copy(update={"engine": exp.engine.model_copy(update={"ray_address": ray_address})})
+    return [PlannedCell(Cell(f"c{i}", {}), tmp_path / f"c{i}", exp, state) for i, state in enumerate(states)]
+
+
+@pytest.mark.parametrize("states, parallel, env, address, started", [
+    ([NEW, NEW, NEW], 2, None, None, 2),        # as many as run at once
+    ([DONE, NEW], 2, None, None, 1),           # no more than the cells left to run
+    ([DONE, DONE], 1, None, None, 0),
+    ([NEW, NEW], 1, "0", None, 0),             # cells as processes of their own
+    ([NEW, NEW], 1, None, "10.0.0.1:6379", 0),  # cells attach elsewhere: no local Ray to start
+])
+def test_hosts_are_started_early_only_where_cells_will_use_them(tmp_path, monkeypatch, states, parallel, env,
+                                                                  address, started):
+    made = []
+    monkeypatch.setattr(runner_module, "CellHost", lambda prestart: made.append(prestart) or object())
+    if env is None:
+        monkeypatch.delenv(runner_module.HOSTS_ENV, raising=False)
+    else:
+        monkeypatch.setenv(runner_module.HOSTS_ENV, env)
+
+    hosts = start_hosts(_cells(tmp_path, states, address), parallel)
+
+    assert len(hosts) == started and made == [True] * started
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_prestarted_host_has_its_ray_up_before_its_first_cell(tmp_path):
+    import time
+
+    import psutil
+
+    host = CellHost(prestart=True)
+    try:
+        deadline = time.monotonic() + 240
+        names: set[str] = set()
+        while time.monotonic() < deadline and not {"gcs_server", "raylet"} <= names:
+            names = {p.name() for p in psutil.Process(host.proc.pid).children(recursive=True)}
+            time.sleep(0.5)
+        assert {"gcs_server", "raylet"} <= names, names  # no cell submitted yet
+        host.submit(["run", "--task", "no-such-task"], tmp_path / "a.log")
+        while (code := host.result()) is None:
+            time.sleep(0.1)
+        assert code == 2 and host.alive
+    finally:
+        host.close(60)
+    assert host.proc.returncode == 0

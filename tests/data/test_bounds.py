@@ -139,7 +139,7 @@ def test_a_corrupt_file_late_in_the_folder_is_one_line_exit_2_before_start(tmp_p
     code, lines = _check(task, tmp_path / "data")
     # Assert
     assert code == 2 and len(lines) == 1, lines
-    assert bad.name in lines[0] and len(lines[0]) <= 300
+    assert bad.name in lines[0] and len(lines[0].replace(str(bad), "PATH")) <= 200  # short, besides the path
 
 
 def test_a_decompression_bomb_header_is_refused_before_decoding(tmp_path):
