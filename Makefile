@@ -19,8 +19,14 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 demo: $(STAMP)
 	$(BIN)/fedsim run --strategy ldawa --clients 1000 --config simulations/quickstart.yaml --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
+# The suite runs on TEST_WORKERS pytest-xdist workers (each with its own kept Ray cluster):
+# most slow tests wait on Ray start-ups and subprocesses, so two workers on two cores overlap
+# the waits. TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(PYTEST)
 	$(MAKE) --no-print-directory docs
 
 # Benchmarks are not tests: about 40 min on 2 cores; run them on a quiet machine.
@@ -41,4 +47,4 @@ docs: $(STAMP)
 
 # The inner loop: everything but the tests marked slow (own Ray start-ups, real processes, long runs).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
+	$(PYTEST) -m "not slow"

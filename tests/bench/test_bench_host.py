@@ -88,16 +88,29 @@ def test_hosts_are_started_early_only_where_cells_will_use_them(tmp_path, monkey
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_prestarted_host_has_its_ray_up_before_its_first_cell(tmp_path):
+    import subprocess
     import time
 
-    import psutil
+    def descendants(pid: int) -> set[str]:
+        rows = [ln.split(None, 2) for ln in subprocess.run(["ps", "-eo", "pid=,ppid=,comm="], capture_output=True,
+                                                           text=True).stdout.splitlines()]
+        children: dict[int, list[tuple[int, str]]] = {}
+        for row in rows:
+            if len(row) == 3:
+                children.setdefault(int(row[1]), []).append((int(row[0]), row[2]))
+        names, todo = set(), [pid]
+        while todo:
+            for child, name in children.get(todo.pop(), []):
+                names.add(name)
+                todo.append(child)
+        return names
 
     host = CellHost(prestart=True)
     try:
         deadline = time.monotonic() + 240
         names: set[str] = set()
         while time.monotonic() < deadline and not {"gcs_server", "raylet"} <= names:
-            names = {p.name() for p in psutil.Process(host.proc.pid).children(recursive=True)}
+            names = descendants(host.proc.pid)
             time.sleep(0.5)
         assert {"gcs_server", "raylet"} <= names, names  # no cell submitted yet
         host.submit(["run", "--task", "no-such-task"], tmp_path / "a.log")
