@@ -59,7 +59,7 @@ def main() -> None:
             rows.append({"strategy": strategy, "seed": int(seed), "wall_s": wall, **summary})
             print(f"{strategy:10s} seed {seed}: kNN {summary['knn_top1']:.3f} (init {summary['knn_top1_init']:.3f}, "
                   f"raw {summary['knn_top1_raw_input']:.3f}), {wall:.0f} s", flush=True)
-    print(f"\n| strategy | final kNN top-1 (mean ± std) | init kNN | raw-input kNN | seeds |\n|---|---|---|---|---|")
+    print("\n| strategy | final kNN top-1 (mean ± std) | init kNN | raw-input kNN | seeds |\n|---|---|---|---|---|")
     table = {}
     for strategy in args.strategies.split(","):
         got = [r for r in rows if r["strategy"] == strategy]

@@ -6,12 +6,10 @@ pixels), never a real decode; WAV and video bounds are checked from headers the 
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 import subprocess
 import sys
-import time
 import zlib
 from pathlib import Path
 
