@@ -1,8 +1,10 @@
 """The bench's tables: per declared metric, mean ± std and 95 % CI over seeds for every
 combination of the other axes, with the initial encoder and the round-0 baselines beside,
-then the paired comparison of each strategy against a reference strategy over the seeds
-both ran; the cost of a run (process time, throughput, bytes); and the provenance of the
-results. Rendered as markdown (``bench.md``) and, by :mod:`fedsim.bench.html`, as HTML."""
+then the paired comparison over the seeds both ran: of each strategy against a reference
+strategy, or, in a grid of one strategy, of each varied axis's values against its first value
+(α × SWA, modalities, encoders); the cost of a run (process time, throughput, bytes); and the
+provenance of the results. Rendered as markdown (``bench.md``) and, by
+:mod:`fedsim.bench.html`, as HTML."""
 
 from __future__ import annotations
 
@@ -115,17 +117,33 @@ def _signed(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:+.{digits}f}"
 
 
-def paired_table(cells: Sequence[CellResult], labels: Sequence[str], metric: str, reference: str) -> Table:
-    """Per combination of the other axes, each strategy's final ``metric`` minus the
-    reference's, seed by seed over the seeds both ran: the differences, their mean and 95 %
-    CI, and the paired t-test's p-value."""
+def comparisons(cells: Sequence[CellResult], labels: Sequence[str]) -> list[tuple[str, Any]]:
+    """The paired comparisons a bench reports, as (axis label, reference value): each strategy
+    against :func:`reference_strategy` when the cells ran several; otherwise every axis of
+    ``labels`` with two or more values against its first value in grid order."""
+    reference = reference_strategy(cells)
+    if reference is not None:
+        return [(STRATEGY_LABEL, reference)]
+    out = []
+    for label in labels:
+        values = list(dict.fromkeys(c.values.get(label) for c in cells))
+        if len(values) > 1:
+            out.append((label, values[0]))
+    return out
+
+
+def paired_table(cells: Sequence[CellResult], labels: Sequence[str], metric: str, reference: Any,
+                 axis: str = STRATEGY_LABEL) -> Table:
+    """Per combination of the other axes, each value of ``axis`` (by default each strategy):
+    its final ``metric`` minus the ``reference`` value's, seed by seed over the seeds both
+    ran: the differences, their mean and 95 % CI, and the paired t-test's p-value."""
     having = [c for c in cells if metric in c.metrics]
-    others = [lb for lb in labels if lb != STRATEGY_LABEL]
+    others = [lb for lb in labels if lb != axis]
     rows = []
     for key, members in groups(having, others).items():
-        by_strategy = groups(members, [STRATEGY_LABEL])
-        ref = {c.values.get(SEED_LABEL): c.summary.get(metric) for c in by_strategy.get((reference,), [])}
-        for (name,), runs in by_strategy.items():
+        by_value = groups(members, [axis])
+        ref = {c.values.get(SEED_LABEL): c.summary.get(metric) for c in by_value.get((reference,), [])}
+        for (name,), runs in by_value.items():
             if name == reference:
                 continue
             mine = {c.values.get(SEED_LABEL): c.summary.get(metric) for c in runs}
@@ -139,11 +157,13 @@ def paired_table(cells: Sequence[CellResult], labels: Sequence[str], metric: str
                                                  f"[{_signed(result.low)}, {_signed(result.high)}]",
                                                  "–" if result is None or result.p is None else f"{result.p:.3g}"])
     higher = next((c.higher_is_better.get(metric) for c in having if metric in c.higher_is_better), True)
-    note = (f"Δ = strategy − {reference}, final {metric}, per seed over the seeds both ran (n); mean Δ with its "
-            f"95 % CI from the t-distribution (n − 1 degrees of freedom) and the two-sided paired t-test's p; "
-            f"{'positive' if higher else 'negative'} Δ is better; p needs two seeds whose Δ differ")
-    return Table(title=f"{metric}: paired difference against {reference}",
-                 headers=[*others, STRATEGY_LABEL, "n", "Δ per seed", "mean Δ", "95 % CI", "p"], rows=rows, note=note)
+    against = reference if axis == STRATEGY_LABEL else f"{axis}={reference}"
+    note = (f"Δ = {axis} − {against}, final {metric}, per seed over the seeds both ran (n), the other axes "
+            f"equal; mean Δ with its 95 % CI from the t-distribution (n − 1 degrees of freedom) and the "
+            f"two-sided paired t-test's p; {'positive' if higher else 'negative'} Δ is better; p needs two seeds "
+            f"whose Δ differ")
+    return Table(title=f"{metric}: paired difference against {against}",
+                 headers=[*others, axis, "n", "Δ per seed", "mean Δ", "95 % CI", "p"], rows=rows, note=note)
 
 
 def cost_table(cells: Sequence[CellResult], labels: Sequence[str]) -> Table:
@@ -190,15 +210,13 @@ def _mb(value: Any) -> float | None:
 
 def bench_tables(cells: Sequence[CellResult], labels: Sequence[str], target: tuple[str, float] | None,
                  reference: str | None = None) -> list[Table]:
-    """Every metric's table, each followed by its paired comparison against ``reference``
-    (default: :func:`reference_strategy`) when the cells ran several strategies; then the
-    cost table."""
-    reference = reference or reference_strategy(cells)
+    """Every metric's table, each followed by its paired comparisons (:func:`comparisons`; or
+    each strategy against ``reference`` when given); then the cost table."""
+    pairs = [(STRATEGY_LABEL, reference)] if reference is not None else comparisons(cells, labels)
     tables = []
     for metric in metric_names(cells):
         tables.append(metric_table(cells, labels, metric, target))
-        if reference is not None:
-            tables.append(paired_table(cells, labels, metric, reference))
+        tables += [paired_table(cells, labels, metric, ref, axis) for axis, ref in pairs]
     return [*tables, cost_table(cells, labels)]
 
 

@@ -8,7 +8,8 @@ import math
 import pytest
 
 from fedsim.bench.results import CellResult, process_seconds, read_cell, record_process_time
-from fedsim.bench.tables import cost_table, paired_table, provenance_table, reference_strategy
+from fedsim.bench.tables import (bench_tables, comparisons, cost_table, paired_table, provenance_table,
+                                 reference_strategy)
 
 SUMMARY = {"primary_metric": "acc", "acc_best_round": 2, "rounds": 2, "wall_seconds": 10.0}
 
@@ -40,6 +41,34 @@ def test_paired_rows_use_only_the_seeds_both_strategies_ran():
     assert table.rows[0][6] == "0.205"
     assert table.rows[1] == ["1.0", "ldawa", "1", "0: +0.250", "+0.250", "–", "–"]  # one seed: no interval
     assert "positive Δ is better" in table.note
+
+
+def test_a_grid_of_one_strategy_compares_each_varied_axis_against_its_first_value():
+    # FedVSSL's α × SWA grid: one strategy, so no strategy comparison, one per varied axis
+    def vssl(alpha: float, swa: bool, seed: int, acc: float) -> CellResult:
+        values = {"strategy": "fedvssl", "alpha": alpha, "swa": swa, "seed": seed}
+        return CellResult(f"{alpha}-{swa}-{seed}", values, {**SUMMARY, "acc": acc}, [], {"acc": True})
+    accs = {(0.0, True): [0.30, 0.29, 0.31], (0.0, False): [0.20, 0.25, 0.30],
+            (0.9, True): [0.33, 0.28, 0.31], (0.9, False): [0.26, 0.18, 0.25]}
+    cells = [vssl(a, w, seed, acc) for (a, w), row in accs.items() for seed, acc in enumerate(row)]
+    labels = ["strategy", "alpha", "swa"]
+
+    tables = bench_tables(cells, labels, None)
+    swa = paired_table(cells, labels, "acc", True, axis="swa")
+
+    assert comparisons(cells, labels) == [("alpha", 0.0), ("swa", True)]
+    assert [t.title for t in tables] == ["acc (primary; higher is better)", "acc: paired difference against alpha=0.0",
+                                         "acc: paired difference against swa=True", "cost per run"]
+    assert swa.headers == ["strategy", "alpha", "swa", "n", "Δ per seed", "mean Δ", "95 % CI", "p"]
+    # α = 0.9: Δ = −0.07, −0.10, −0.06: mean −0.0767, std 0.0208, half-width 4.3027 · 0.0208 / √3
+    half = 4.3027 * math.sqrt(((0.07 - 0.23 / 3) ** 2 + (0.10 - 0.23 / 3) ** 2 + (0.06 - 0.23 / 3) ** 2) / 2) / math.sqrt(3)
+    assert swa.rows[1][:6] == ["fedvssl", "0.9", "False", "3", "0: -0.070; 1: -0.100; 2: -0.060", "-0.077"]
+    assert swa.rows[1][6] == f"[{-0.23 / 3 - half:+.3f}, {-0.23 / 3 + half:+.3f}]"
+    assert swa.rows[0][:5] == ["fedvssl", "0.0", "False", "3", "0: -0.100; 1: -0.040; 2: -0.010"]
+    assert swa.note.startswith("Δ = swa − swa=True")
+    # several strategies: only the strategy comparison, as before
+    assert comparisons([cell("ldawa", 0, 0.5), cell("fedavg", 0, 0.4, alpha=1.0)], ["strategy", "alpha"]) == \
+        [("strategy", "fedavg")]
 
 
 def test_process_time_sums_the_cells_processes_but_failed_attempts_and_reaches_the_cost_table(tmp_path):
