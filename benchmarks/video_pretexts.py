@@ -9,11 +9,15 @@ the pretext learn its own task?" separately from "do its features carry the labe
 ``federated``: :func:`calibrate.run_seed` of a ``benchmarks/objectives.py`` cell with extra
 overrides, one seed (the rounds' losses and the final kNN).
 
+``motion``: how far the main digit moves in the pooled clips (centroid of the grey mass above
+each frame's median, in px) and how many clips bounce off an edge.
+
 Each run is appended to ``benchmarks/results/objectives/sweeps/video-<pretext>.json``::
 
     python benchmarks/video_pretexts.py central order --steps 900 --every 150 --lr 0.01
     python benchmarks/video_pretexts.py central speed --steps 400 --every 100 --lr 0.01 --set speeds=[1,3]
     python benchmarks/video_pretexts.py federated order --set federation.lr=0.01
+    python benchmarks/video_pretexts.py motion order
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -49,15 +54,19 @@ def pretext_logits(task, model, batch: torch.Tensor, generator: torch.Generator)
     return objective.head_of(model)(model.backbone(grey(views))), label
 
 
-def central(pretext: str, params: dict, *, steps: int, every: int, lr: float, seed: int = 0) -> dict:
-    """Pooled-clip SGD on ``pretext``: its training accuracy and the encoder's kNN every ``every`` steps."""
+def pooled_clips(seed: int = 0, params: dict | None = None, clients: int = 8) -> tuple[Any, torch.Tensor]:
+    """The video task (the spec's population, task ``params`` on top) and its first ``clients`` clients' clips."""
     from fedsim.config import load_config
     from fedsim.factory import task_for
 
-    exp = load_config(None, {"task.name": "video", "seed": seed, "federation.clients": 100, "evaluation.knn_k": 20,
-                             "task.params": {"pretext": pretext, "eval_samples": 100, **params}})
-    task = task_for(exp)
-    clips = torch.cat([task.client_dataset(c)["video"] for c in range(8)])
+    task = task_for(load_config(None, {"task.name": "video", "seed": seed, "federation.clients": 100,
+                                       "evaluation.knn_k": 20, "task.params": {"eval_samples": 100, **(params or {})}}))
+    return task, torch.cat([task.client_dataset(c)["video"] for c in range(clients)])
+
+
+def central(pretext: str, params: dict, *, steps: int, every: int, lr: float, seed: int = 0) -> dict:
+    """Pooled-clip SGD on ``pretext``: its training accuracy and the encoder's kNN every ``every`` steps."""
+    task, clips = pooled_clips(seed, {"pretext": pretext, **params})
     model = task.build_model()
     init = task.evaluate(model)
     out = {"kind": "central", "pretext": pretext, "params": params, "lr": lr, "seed": seed, "clips": len(clips),
@@ -83,6 +92,26 @@ def central(pretext: str, params: dict, *, steps: int, every: int, lr: float, se
     return out
 
 
+def motion(seed: int = 0) -> dict:
+    """Quantiles of the main digit's centroid displacement (px) per frame and over the clip."""
+    from fedsim.data.augmentations import grey
+
+    _, clips = pooled_clips(seed)
+    g = grey(clips)[:, 0]  # (n, t, h, w)
+    mass = (g - g.flatten(2).median(dim=2).values[:, :, None, None]).clamp(min=0)
+    total = mass.sum((2, 3))
+    cy = (mass * torch.arange(g.shape[2]).float()[:, None]).sum((2, 3)) / total
+    cx = (mass * torch.arange(g.shape[3]).float()).sum((2, 3)) / total
+    step = torch.hypot(cy.diff(dim=1), cx.diff(dim=1))
+    span = torch.hypot(cy[:, -1] - cy[:, 0], cx[:, -1] - cx[:, 0])
+    q = torch.tensor([0.1, 0.5, 0.9])
+    vx, vy = cx.diff(dim=1), cy.diff(dim=1)
+    bounce = (((vx[:, 1:] * vx[:, :-1]) < -0.01) | ((vy[:, 1:] * vy[:, :-1]) < -0.01)).any(1)
+    return {"kind": "motion", "seed": seed, "clips": len(clips), "frames": g.shape[1], "size": g.shape[2],
+            "step_px_q10_50_90": torch.quantile(step.flatten(), q).tolist(),
+            "clip_span_px_q10_50_90": torch.quantile(span, q).tolist(), "share_bouncing": float(bounce.float().mean())}
+
+
 def federated(pretext: str, sets: dict, seed: int = 0) -> dict:
     """One seed of the ``video-<pretext>`` cell of ``benchmarks/objectives.py`` with ``sets`` on top."""
     from calibrate import run_seed
@@ -99,7 +128,7 @@ def main() -> None:
     from fedsim.config import parse_override
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=("central", "federated"))
+    parser.add_argument("kind", choices=("central", "federated", "motion"))
     parser.add_argument("pretext", choices=("order", "speed"))
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--every", type=int, default=100)
@@ -111,8 +140,10 @@ def main() -> None:
     sets = dict(parse_override(kv) for kv in args.set)
     if args.kind == "central":
         record = central(args.pretext, sets, steps=args.steps, every=args.every, lr=args.lr, seed=args.seed)
-    else:
+    elif args.kind == "federated":
         record = federated(args.pretext, sets, seed=args.seed)
+    else:
+        record = motion(args.seed)
     path = os.path.join(SWEEPS, f"video-{args.pretext}.json")
     runs = json.load(open(path)) if os.path.exists(path) else []
     with open(path, "w") as fh:
