@@ -41,6 +41,8 @@ CELLS: dict[str, tuple[str, dict, str]] = {
     "video-order": ("simulations/fedvssl_video.yaml", {"task.params.pretext": ["order"]}, "knn_top1_raw_input"),
     "video-speed": ("simulations/fedvssl_video.yaml", {"task.params.pretext": ["speed"]}, "knn_top1_raw_input"),
     "video-colorize": ("simulations/fedvssl_video.yaml", {"task.params.pretext": ["colorize"]}, "psnr_grey_input"),
+    "video-colorize-fedavg": ("simulations/fedvssl_video.yaml", {"task.params.pretext": ["colorize"], "strategy.name": "fedavg",
+                                                                 "strategy.params": {}}, "psnr_grey_input"),
 }
 
 
