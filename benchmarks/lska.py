@@ -16,9 +16,13 @@ calls, LSKA and LKA interleaved so that load from other processes hits both alik
 kNN on the image task comes from ``benchmarks/calibrate.py`` runs (one per model, 3 seeds),
 e.g. ``python benchmarks/calibrate.py --config simulations/quickstart.yaml --seeds 0,1,2
 --set model.name=van_lska --name quickstart-van_lska``; ``--knn NAME,...`` summarises
-``benchmarks/results/calibrate-NAME.json`` files into the same results file.
+``benchmarks/results/calibrate-NAME.json`` files (or any such file given by its path) into the
+same results file. At 32 px, where a k = 23 gate sees the whole first-stage map::
 
-Writes ``benchmarks/results/lska.json`` and prints Markdown tables.
+    python benchmarks/lska.py --kernels "" --knn benchmarks/results/lska32/van_lska-k23.json,\
+        benchmarks/results/lska32/van_lka-k23.json --out benchmarks/results/lska32/summary.json
+
+Writes ``benchmarks/results/lska.json`` (or ``--out``) and prints Markdown tables.
 """
 
 from __future__ import annotations
@@ -96,7 +100,8 @@ def knn_summary(names: list[str]) -> dict[str, dict[str, object]]:
     """Per calibration file: kNN at init, after training and raw-pixel, per seed and mean ± std."""
     out: dict[str, dict[str, object]] = {}
     for name in names:
-        with open(os.path.join(HERE, "results", f"calibrate-{name}.json")) as fh:
+        path = name if name.endswith(".json") else os.path.join(HERE, "results", f"calibrate-{name}.json")
+        with open(path) as fh:
             runs = json.load(fh)["results"]
         rows = {"init": [r["init"]["knn_top1"] for r in runs], "final": [r["final"]["knn_top1"] for r in runs],
                 "raw": [r["baselines"]["knn_top1_raw_input"] for r in runs]}
@@ -108,7 +113,7 @@ def knn_summary(names: list[str]) -> dict[str, dict[str, object]]:
 
 def markdown(rows: list[dict[str, object]], knn: dict[str, dict[str, object]]) -> str:
     lines = ["| k | (k0, kd, d) | unit params LSKA / LKA | backbone params LSKA / LKA | unit ms LSKA / LKA "
-             "| backbone infer ms LSKA / LKA | train step ms LSKA / LKA |", "|" + " --- |" * 7]
+             "| backbone infer ms LSKA / LKA | train step ms LSKA / LKA |", "|" + " --- |" * 7] if rows else []
     for r in rows:
         lines.append(f"| {r['kernel_size']} | ({r['k0']}, {r['kd']}, {r['dilation']}) "
                      f"| {r['unit_params_lska']:,} / {r['unit_params_lka']:,} "
@@ -128,18 +133,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kernels", default=",".join(map(str, KERNELS)))
     parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--knn", default="", help="calibration names, e.g. quickstart-van_lska,quickstart-van_lka")
+    parser.add_argument("--knn", default="", help="calibration names or .json paths, e.g. quickstart-van_lska,quickstart-van_lka")
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "lska.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
     rows = []
-    for k in (int(s) for s in args.kernels.split(",")):
+    for k in (int(s) for s in args.kernels.split(",") if s):
         rows.append(measure_kernel(k, args.repeats))
         print(json.dumps(rows[-1]), flush=True)
     knn = knn_summary([n for n in args.knn.split(",") if n])
     machine = {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__,
                "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "loadavg_after": os.getloadavg()}
-    path = os.path.join(HERE, "results", "lska.json")
+    path = args.out
     with open(path, "w") as fh:
         json.dump({"machine": machine, "repeats": args.repeats, "unit_shape": UNIT_SHAPE,
                    "backbone_batch": [BATCH, 1, SIZE, SIZE], "kernels": rows, "knn": knn}, fh, indent=1)
