@@ -2,8 +2,9 @@
 
 * **glyphs** (image, ImageFolder layout): the digits 0–9 rendered with PIL in the machine's
   TrueType fonts (``fc-list``; PIL's default font at several sizes when there are none), each
-  image on a random background (flat, gradient or noise, any colour), in a random ink colour,
-  size, rotation, position and stroke, with blur and sensor noise, 48 px RGB PNG. The fonts
+  image dark on light (7 in 10) or light on dark, background (flat or a gradient) and ink
+  tinted in random colours, in a random size, rotation, position and stroke, with blur and
+  sensor noise, 48 px RGB PNG. The fonts
   are split: ``test/`` is drawn in fonts no ``train/`` image uses (unseen fonts), so kNN on
   the held-out split measures generalisation to new typefaces.
 * **vowels** (audio, class folders of WAV files): eight spoken-vowel classes (five steady
@@ -64,41 +65,37 @@ def _font(source: str, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFon
     return ImageFont.truetype(source, size) if source else ImageFont.load_default(size)
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """(size, size, 3) float in [0, 1]: a flat colour, a linear gradient or smooth noise."""
-    kind = rng.integers(3)
-    a, b = rng.random(3), rng.random(3)
-    if kind == 0:
-        return np.broadcast_to(a, (size, size, 3)).copy()
-    if kind == 1:
-        angle = rng.uniform(0, 2 * np.pi)
-        yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
-        t = np.clip((xx - 0.5) * np.cos(angle) + (yy - 0.5) * np.sin(angle) + 0.5, 0, 1)[..., None]
-        return a * (1 - t) + b * t
-    coarse = rng.random((4, 4, 3))
-    smooth = np.asarray(Image.fromarray((coarse * 255).astype(np.uint8)).resize((size, size), Image.BICUBIC))
-    return 0.5 * a + 0.5 * smooth / 255.0
+def _background(rng: np.random.Generator, size: int, shade: float) -> np.ndarray:
+    """(size, size, 3) float in [0, 1] around luminance ``shade``: a flat colour or a gentle
+    linear gradient of a random hue (paper, a wall, a screen)."""
+    tint = shade + rng.uniform(-0.15, 0.15, 3)
+    if rng.random() < 0.5:
+        return np.broadcast_to(np.clip(tint, 0, 1), (size, size, 3)).copy()
+    angle = rng.uniform(0, 2 * np.pi)
+    yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
+    t = ((xx - 0.5) * np.cos(angle) + (yy - 0.5) * np.sin(angle))[..., None]
+    return np.clip(tint + 0.25 * t, 0, 1)
 
 
 def render_glyph(text: str, source: str, rng: np.random.Generator, size: int = IMAGE_SIZE) -> Image.Image:
-    """``text`` in font ``source`` on a random background, randomly placed and coloured."""
+    """``text`` in font ``source``, dark on light or light on dark in random colours, randomly
+    sized, rotated, placed, blurred and noised."""
     big = size * 4
     mask = Image.new("L", (big, big), 0)
     draw = ImageDraw.Draw(mask)
-    font = _font(source, int(big * rng.uniform(0.45, 0.8)))
+    font = _font(source, int(big * rng.uniform(0.55, 0.8)))
     stroke = int(rng.integers(0, 4))
     box = draw.textbbox((0, 0), text, font=font, stroke_width=stroke)
-    x = (big - (box[2] - box[0])) / 2 - box[0] + rng.uniform(-0.15, 0.15) * big
-    y = (big - (box[3] - box[1])) / 2 - box[1] + rng.uniform(-0.15, 0.15) * big
+    x = (big - (box[2] - box[0])) / 2 - box[0] + rng.uniform(-0.08, 0.08) * big
+    y = (big - (box[3] - box[1])) / 2 - box[1] + rng.uniform(-0.08, 0.08) * big
     draw.text((x, y), text, fill=255, font=font, stroke_width=stroke, stroke_fill=255)
-    mask = mask.rotate(rng.uniform(-20, 20), resample=Image.BILINEAR)
+    mask = mask.rotate(rng.uniform(-12, 12), resample=Image.BILINEAR)
     mask = mask.resize((size, size), Image.LANCZOS).filter(ImageFilter.GaussianBlur(rng.uniform(0, 0.8)))
     alpha = np.asarray(mask, dtype=np.float64)[..., None] / 255.0
-    back = _background(rng, size)
-    ink = rng.random(3)
-    while np.abs(ink - back.mean((0, 1))).sum() < 0.6:  # keep the glyph visible
-        ink = rng.random(3)
-    img = back * (1 - alpha) + ink * alpha + rng.normal(0, rng.uniform(0, 0.06), (size, size, 3))
+    light = rng.random() < 0.7  # most pages are light
+    back = _background(rng, size, rng.uniform(0.7, 0.95) if light else rng.uniform(0.05, 0.3))
+    ink = np.clip((rng.uniform(0.0, 0.3) if light else rng.uniform(0.7, 1.0)) + rng.uniform(-0.2, 0.2, 3), 0, 1)
+    img = back * (1 - alpha) + ink * alpha + rng.normal(0, rng.uniform(0, 0.05), (size, size, 3))
     return Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8))
 
 
@@ -186,13 +183,15 @@ def write_vowels(out: Path, *, seed: int, speakers: int, clips_per_speaker: int,
     return out
 
 
-def make_folders(out: str | os.PathLike, *, seed: int = 0, scale: float = 1.0) -> dict[str, Path]:
-    """Both folders under ``out`` (``glyphs/``, ``vowels/``); ``scale`` shrinks them (tests)."""
+def make_folders(out: str | os.PathLike, *, seed: int = 0, scale: float = 1.0,
+                 names: tuple[str, ...] = ("glyphs", "vowels")) -> dict[str, Path]:
+    """The folders ``names`` under ``out`` (``glyphs/``, ``vowels/``); ``scale`` shrinks them (tests)."""
     root = Path(out)
     n = lambda k: max(2, int(round(k * scale)))  # noqa: E731
-    return {"glyphs": write_glyphs(root / "glyphs", seed=seed, per_class=n(80), test_per_class=n(50)),
-            "vowels": write_vowels(root / "vowels", seed=seed, speakers=n(30), clips_per_speaker=n(3),
-                                   test_speakers=n(15))}
+    writers = {"glyphs": lambda: write_glyphs(root / "glyphs", seed=seed, per_class=n(80), test_per_class=n(50)),
+               "vowels": lambda: write_vowels(root / "vowels", seed=seed, speakers=n(30), clips_per_speaker=n(3),
+                                              test_speakers=n(15))}
+    return {name: writers[name]() for name in names}
 
 
 def main() -> None:
