@@ -10,6 +10,7 @@ Markdown table of mean ± std over the seeds::
 
     python benchmarks/folder_recipes.py --seeds 0,1,2
     python benchmarks/folder_recipes.py --only image --seeds 0 --set federation.rounds=2
+    python benchmarks/folder_recipes.py --table      # the table of the committed results
 """
 
 from __future__ import annotations
@@ -68,15 +69,16 @@ def summarise(rows: list[dict]) -> dict[str, list[float]]:
 
 def table(results: dict[str, dict]) -> str:
     """Markdown: one row per spec, kNN top-1 mean ± std over the seeds."""
-    lines = ["| spec | seeds | raw input | pooled log-mel | random init | trained | wall time / seed |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| spec | seeds | rounds | raw input | pooled log-mel | random init | trained | wall time / seed |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for task, res in results.items():
         s = res["summary"]
 
         def cell(key: str) -> str:
             return f"{s[key][0]:.3f} ± {s[key][1]:.3f}" if key in s else "–"
 
-        lines.append(f"| `{res['spec']}` ({task}) | {len(res['seeds'])} | {cell('knn_top1_raw_input')} | "
+        rounds = max(r["round"] for r in res["seeds"][0]["rounds"] if "knn_top1" in r)
+        lines.append(f"| `{res['spec']}` ({task}) | {len(res['seeds'])} | {rounds} | {cell('knn_top1_raw_input')} | "
                      f"{cell('knn_top1_pooled_logmel')} | {cell('knn_init')} | **{cell('knn_trained')}** | "
                      f"{s['seconds'][0] / 60:.0f} min |")
     return "\n".join(lines)
@@ -90,7 +92,17 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="key.path=value, as fedsim run --set")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, one process each")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "folder"))
+    parser.add_argument("--table", action="store_true", help="only print the table of the JSON files in --out")
     args = parser.parse_args()
+    if args.table:
+        results = {}
+        for task, (name, _) in SPECS.items():
+            path = os.path.join(args.out, f"{name}.json")
+            if os.path.exists(path):
+                with open(path) as fh:
+                    results[task] = json.load(fh)
+        print(table(results))
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
     overrides = dict(parse_override(kv) for kv in args.set)
     os.makedirs(args.out, exist_ok=True)
