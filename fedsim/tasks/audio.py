@@ -42,6 +42,7 @@ from torch import nn
 
 from fedsim.data import sounds
 from fedsim.data.augmentations import SAMPLE_RATE, SoundViews
+from fedsim.data.folder_augmentations import spectrogram_crop
 from fedsim.models import build_backbone
 from fedsim.objectives import build_objective
 from fedsim.registry import MODELS, register_task
@@ -72,6 +73,9 @@ class AudioParams(TaskParams):
     reverb_probability: float = Field(0.5, ge=0.0, le=1.0, description="share of views with a random room")
     time_mask: int = Field(16, ge=0, description="SpecAugment: longest time mask, frames")
     freq_mask: int = Field(12, ge=0, description="SpecAugment: widest frequency mask, mel bands")
+    spectrogram_crop: tuple[float, float] | None = Field(
+        None, description="views get a random resized crop of the log-mel, U(lo, hi) of each axis "
+                          "(BYOL-A; fedsim.data.folder_augmentations.spectrogram_crop); None: off")
     min_clips: int = Field(32, ge=2, description="smallest client data set")
     max_clips: int = Field(64, ge=2, description="largest client data set")
     condition_strength: float = Field(1.0, ge=0.0, description="spread of the per-client recording conditions")
@@ -87,6 +91,8 @@ class AudioParams(TaskParams):
         lo, hi = self.noise_snr_db
         if lo > hi:
             raise ValueError(f"noise_snr_db: low ({lo}) is more than high ({hi})")
+        if self.spectrogram_crop is not None and not 0 < self.spectrogram_crop[0] <= self.spectrogram_crop[1]:
+            raise ValueError(f"spectrogram_crop: expected 0 < lo <= hi, got {list(self.spectrogram_crop)}")
         return self
 
 
@@ -166,7 +172,10 @@ class AudioTask(ProbeEvaluation, FolderTask):
 
     def view(self, wave: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """One augmented log-mel view ``(n, 1, n_mels, frames)`` of clips ``(n, samples)``."""
-        return self.sound_views.view(wave, generator)
+        spec = self.sound_views.view(wave, generator)
+        if self.params.spectrogram_crop is None:
+            return spec
+        return spectrogram_crop(spec, generator, self.params.spectrogram_crop)
 
     def loss(self, model: nn.Module, batch: Batch, generator: torch.Generator) -> torch.Tensor:
         """The objective's loss of one batch of clips (views drawn from ``generator``)."""

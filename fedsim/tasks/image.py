@@ -30,6 +30,7 @@ from torch import nn
 
 from fedsim.data import digits
 from fedsim.data.augmentations import augment
+from fedsim.data.folder_augmentations import photo_augment
 from fedsim.data.folders import ImageIndex, load_images, scan_image_folder
 from fedsim.models import build_backbone
 from fedsim.objectives import build_objective
@@ -52,6 +53,9 @@ class ImageParams(TaskParams):
     max_samples: int = Field(128, ge=2, description="largest client data set")
     style_strength: float = Field(1.0, ge=0.0, description="spread of the per-client writer styles")
     augment_strength: float = Field(1.0, ge=0.0, description="spread of the SimCLR augmentations")
+    augmentations: Literal["writer", "photo"] = Field(
+        "writer", description="views: the digit writers' nuisances, or crop-flip-colour for photo "
+                              "folders (fedsim.data.folder_augmentations)")
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0, description="supervised objective only")
     eval_samples: int = Field(500, ge=1, description="--data-dir: held-out images per bank and query set, at most")
 
@@ -127,7 +131,10 @@ class ImageTask(ProbeEvaluation, FolderTask):
         return TensorDataset({"image": x, "label": y} if "labels" in self.objective.needs else {"image": x})
 
     def view(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """One augmented view of images ``x`` (:func:`fedsim.data.augmentations.augment`)."""
+        """One augmented view of images ``x`` (:func:`fedsim.data.augmentations.augment`, or
+        :func:`fedsim.data.folder_augmentations.photo_augment` with ``augmentations: photo``)."""
+        if self.params.augmentations == "photo":
+            return photo_augment(x, generator, self.params.augment_strength)
         return augment(x, generator, self.params.augment_strength)
 
     def start_local_training(self, model: nn.Module) -> None:
