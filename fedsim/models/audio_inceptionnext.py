@@ -318,6 +318,28 @@ def reparameterize(model: nn.Module) -> nn.Module:
     return folded
 
 
+def final_map_size(height: int, width: int, *, stem_stride: int = 4, stages: int = len(WIDTHS)) -> tuple[int, int]:
+    """The last stage's map of a ``height × width`` input: each stride-2 step (the stem's conv
+    and max-pool, every stage after the first) halves a side, rounding up ('same' padding)."""
+    halvings = {4: 2, 2: 1, 1: 0}[stem_stride] + stages - 1
+    for _ in range(halvings):
+        height, width = -(-height // 2), -(-width // 2)
+    return height, width
+
+
+def stem_stride_for(height: int, width: int, *, min_side: int = 4, stages: int = len(WIDTHS)) -> int:
+    """The input-size rule for ``stem_stride``: the largest of 4 (official), 2, 1 that leaves the
+    last stage a map of at least ``min_side`` on its short side (1 if none does).
+
+    The official stem was made for 128 mel bins × ~1000 frames (10 s clips), where 4 leaves a
+    4×32 map; a CPU-sized 64 × 81 spectrogram (0.8 s) keeps 2×3 with it, 4×6 with 2 and 8×11
+    with 1. Each halving of the stem's stride makes the stages about 4× dearer."""
+    for stride in (4, 2, 1):
+        if min(final_map_size(height, width, stem_stride=stride, stages=stages)) >= min_side:
+            return stride
+    return 1
+
+
 def _validate(widths: tuple[int, ...], depths: tuple[int, ...], kernels: tuple[int, ...],
               expansion: int) -> None:
     if len(widths) != len(depths) or not widths:

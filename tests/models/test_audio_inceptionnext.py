@@ -10,7 +10,8 @@ from torch import nn
 
 from fedsim.models import build_backbone
 from fedsim.models.audio_inceptionnext import (AudioInceptionNeXt, AudioRepInceptionNeXt,
-                                               InceptionBlock, ThreeWayDepthwise, reparameterize)
+                                               InceptionBlock, ThreeWayDepthwise, final_map_size,
+                                               reparameterize, stem_stride_for)
 from fedsim.registry import MODELS
 
 pytestmark = pytest.mark.timeout(60)
@@ -169,6 +170,26 @@ def test_registry_declares_min_size_and_options() -> None:
         build_backbone(NAME, in_channels=1, image_size=7)
     wide = MODELS.get(NAME)(in_channels=2, widths=(8, 16), depths=(1, 1))
     assert wide(spectrograms(2, 16, 16).repeat(1, 2, 1, 1)).shape == (2, 16)
+
+
+@pytest.mark.parametrize(("stem_stride", "expected"), [(4, (2, 3)), (2, (4, 6)), (1, (8, 11))])
+def test_stem_stride_sets_the_last_stage_map_of_a_short_clip(stem_stride: int, expected: tuple[int, int]) -> None:
+    # Prepare: a 64-mel view of 0.8 s (81 frames at hop 160), the audio task's default
+    model = build_backbone(NAME, in_channels=1, image_size=64, options={"stem_stride": stem_stride})
+    # Execute
+    last = model.stages(model.stem(spectrograms(2, 64, 81)))
+    # Assert: the hand-computed halvings (stem 2 + 3 stages, 1 + 3, 0 + 3) and the helper agree
+    assert tuple(last.shape[2:]) == expected == final_map_size(64, 81, stem_stride=stem_stride)
+    assert model(spectrograms(2, 64, 81)).shape == (2, 128)
+
+
+def test_the_input_size_rule_keeps_at_least_four_pixels_on_the_short_side() -> None:
+    assert stem_stride_for(128, 1001) == 4  # the paper's 10 s, 128-mel input: 4 x 32
+    assert stem_stride_for(64, 81) == 2  # the audio task's default view: 4 x 6, not 2 x 3
+    assert stem_stride_for(32, 51) == 1  # 32 mels: 4 x 7
+    assert stem_stride_for(8, 8) == 1  # nothing keeps 4 px: the finest stem
+    with pytest.raises(ValueError, match="1, 2 or 4"):
+        AudioRepInceptionNeXt(1, stem_stride=3)
 
 
 @pytest.mark.parametrize(("options", "message"), [

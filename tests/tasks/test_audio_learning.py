@@ -1,0 +1,43 @@
+"""The audio task learns: fixed-seed SimCLR lifts kNN above the random-init encoder (in-process).
+
+Only above the random init: at a test's budget SimCLR does not yet reach the hand-made
+pooled log-mel baseline (measured below: 0.35 after 60 steps, 0.41 after 90, pooled log-mel
+0.42); the federated spec beats it by 0.085 on average only after 12 rounds of ~150 local
+steps on each of 10 clients (docs/reproductions/objectives.md). Barlow Twins and temporal
+order are not tested: neither beats both baselines at the spec's budget yet (experimental).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fedsim.config import load_config
+from fedsim.factory import task_for
+
+pytestmark = pytest.mark.timeout(600)  # ~40 s on a quiet 2-core machine; shared CI runners are slower
+
+
+@pytest.mark.slow
+def test_simclr_lifts_knn_above_random_init():
+    # Prepare: seed 0, the calibrated population cut to 0.5 s clips, 8 clients' clips pooled, 1 thread
+    torch.set_num_threads(1)
+    exp = load_config(None, {"task.name": "audio", "seed": 0, "model.name": "resnet_small", "federation.clients": 100,
+                             "evaluation.knn_k": 20,
+                             "task.params": {"objective": "simclr", "clip_seconds": 0.5, "eval_per_class": 20}})
+    task = task_for(exp)
+    clips = torch.cat([task.client_dataset(c)["audio"] for c in range(8)])
+    model = task.build_model()
+    init, pooled = task.evaluate(model)["knn_top1"], task.baselines()["knn_top1_pooled_logmel"]
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    g = torch.Generator().manual_seed(0)
+    # Execute: 60 SGD steps of NT-Xent on batches of 32
+    for _ in range(60):
+        loss = task.loss(model, {"audio": clips[torch.randint(0, len(clips), (32,), generator=g)]}, g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    trained = task.evaluate(model.eval())["knn_top1"]
+    # Assert: measured 0.246 (init) -> 0.354 after 60 steps (linear probe 0.41 -> 0.53), pooled
+    # log-mel 0.417, raw log-mel 0.329; chance is 1/12
+    assert trained >= init + 0.06, (init, pooled, trained)
