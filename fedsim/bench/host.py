@@ -98,6 +98,7 @@ class CellHost:
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
                                      preexec_fn=default_sigint)
         self.answers: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.wake = threading.Event()  # set on each answer; the runner may share one among its hosts
         self.busy = False
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -105,6 +106,8 @@ class CellHost:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.answers.put(json.loads(line))
+            self.wake.set()
+        self.wake.set()  # the host ended
 
     @property
     def alive(self) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -159,6 +160,9 @@ class Runner:
         self.running: list[_Running] = []
         self.seen_rounds: dict[str, int] = {}
         self.hosts: list[CellHost] = list(hosts or [])  # started early (start_hosts) or on demand
+        self.wake = threading.Event()  # a host answered: a cell ended, reap it without waiting a poll
+        for host in self.hosts:
+            host.wake = self.wake
 
     def run(self) -> list[CellOutcome]:
         """Run every cell not done; returns one outcome per cell (skipped ones included).
@@ -177,8 +181,9 @@ class Runner:
                     while todo or self.running:
                         while todo and len(self.running) < self.parallel:
                             self._start(todo.pop(0), index=len(outcomes) + len(self.running) + 1)
+                        self.wake.clear()  # an answer from here on ends the wait below at once
                         outcomes += self._reap()
-                        time.sleep(POLL_SECONDS)
+                        self.wake.wait(POLL_SECONDS)
                 except (KeyboardInterrupt, BenchInterrupted) as e:
                     signum = e.signum if isinstance(e, BenchInterrupted) else signal.SIGINT
                     self._stop_all(signum)
@@ -201,6 +206,7 @@ class Runner:
         host = next((h for h in self.hosts if not h.busy), None)
         if host is None:
             host = CellHost()
+            host.wake = self.wake
             self.hosts.append(host)
         return host
 
