@@ -23,7 +23,7 @@ demo: $(STAMP)
 # most slow tests wait on Ray start-ups and subprocesses, so two workers on two cores overlap
 # the waits. TEST_WORKERS=0 runs it in this one process.
 TEST_WORKERS ?= 2
-PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS))
 
 test: $(STAMP)
 	$(PYTEST)
