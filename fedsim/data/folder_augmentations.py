@@ -76,9 +76,11 @@ def _jitter(x: torch.Tensor, generator: torch.Generator, strength: float, r: Pho
     brightness, contrast, saturation = factor(r.brightness), factor(r.contrast), factor(r.saturation)
     turns = (torch.rand(n, generator=generator) * 2 - 1) * r.hue * strength
     out = x * brightness
-    out = (out - _grey(out).mean((2, 3), keepdim=True)) * contrast + _grey(out).mean((2, 3), keepdim=True)
+    mean_luma = _grey(out).mean((2, 3), keepdim=True)
+    out = (out - mean_luma) * contrast + mean_luma
     if c == 3:
-        out = (out - _grey(out)) * saturation + _grey(out)
+        luma = _grey(out)
+        out = (out - luma) * saturation + luma
         out = _rotate_hue(out, turns)
     return out.clamp(0, 1)
 
