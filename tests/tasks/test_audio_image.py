@@ -15,6 +15,7 @@ from fedsim.losses import NTXentLoss
 from fedsim.tasks.audio_image import AudioImageTask
 from fedsim.tasks.audio_image_parts import PairedDataset, moment_gap, recall_at_k, recall_chance
 from fedsim.factory import strategy_for, task_for
+from tests.tasks.pooled import one_thread
 
 pytestmark = pytest.mark.timeout(120)
 SMALL = {"min_samples": 6, "max_samples": 8, "eval_per_class": 3, "image_size": 12, "clip_seconds": 0.3}
@@ -256,12 +257,8 @@ def test_ten_federated_rounds_lift_each_modalitys_knn_above_random_initialisatio
     # Prepare: simulations/audio_image.yaml at seed 1 for 10 rounds, in-process as
     # benchmarks/calibrate.py runs it (no Flower/Ray). Seed 1 because at seed 0 the image kNN
     # is still flat after 10 rounds (0.192 -> 0.185; docs/reproductions/fssuavl.md).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the calibration ran; several threads were ~3x slower on the shared 2 cores
-    try:
+    with one_thread():  # as the calibration ran; several threads were ~3x slower on the shared 2 cores
         init, trained = _ten_rounds_of_the_simulation()
-    finally:
-        torch.set_num_threads(threads)
     # Assert
     for metric in ("knn_top1_image", "knn_top1_audio"):
         assert trained[metric] > init[metric] + 0.05, (metric, init, trained)
