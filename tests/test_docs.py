@@ -74,3 +74,28 @@ def test_cli_reference_lists_every_command_with_escaped_help():
     commands += [g.name for g in app.registered_groups]
     assert commands and all(re.search(rf"^## `fedsim {c}`$", page, flags=re.MULTILINE) for c in commands)
     assert "runs/&lt;time&gt;-&lt;strategy&gt;" in page  # placeholders survive as text, not tags
+
+
+def test_a_bench_marker_becomes_the_bench_tables_in_a_collapsed_block(tmp_path):
+    # Prepare: a bench directory with a bench.md as `fedsim report` writes it
+    hook = _hook("bench_tables")
+    bench = tmp_path / "benchmarks" / "results" / "b"
+    bench.mkdir(parents=True)
+    (bench / "bench.md").write_text("# fedsim bench: b\n\nintro\n\n## knn_top1 (primary)\n\n| a | b |\n| --- | --- |\n"
+                                    "| 1 | 2 |\n", encoding="utf-8")
+    page = "text\n\n<!-- fedsim:bench benchmarks/results/b -->\n\nmore\n"
+    # Execute
+    out = hook.expand(page, root=tmp_path)
+    # Assert: the title line dropped, the heading bold, every line indented under the block
+    assert out == ('text\n\n??? info "The committed bench: benchmarks/results/b/bench.md, as fedsim report writes it"'
+                   "\n\n    intro\n\n    **knn_top1 (primary)**\n\n    | a | b |\n    | --- | --- |\n    | 1 | 2 |\n"
+                   "\n\nmore\n")
+    with pytest.raises(FileNotFoundError, match="benchmarks/results/missing/bench.md not found"):
+        hook.expand("<!-- fedsim:bench benchmarks/results/missing -->", root=tmp_path)
+
+
+def test_every_bench_marker_in_the_docs_names_a_committed_bench():
+    hook = _hook("bench_tables")
+    named = [m.group(1) for page in (ROOT / "docs").rglob("*.md") for m in hook.MARKER.finditer(page.read_text())]
+    assert len(named) >= 11
+    assert [d for d in named if not (ROOT / d / "bench.md").is_file()] == []
