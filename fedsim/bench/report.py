@@ -21,7 +21,7 @@ from fedsim.bench.html import write_html
 from fedsim.bench.plan import BENCH_FILE, flat_keys, parse_target
 from fedsim.bench.plots import bar_plots, curve_plots
 from fedsim.bench.results import CellResult, csv_row, metric_directions, read_cell
-from fedsim.bench.tables import Table, bench_tables, fmt, provenance_table, to_markdown
+from fedsim.bench.tables import Table, bench_tables, fmt, incomplete_table, provenance_table, to_markdown
 from fedsim.config import ConfigError, read_yaml
 from fedsim.provenance import KEY as PROVENANCE
 from fedsim.server.outputs import (CONFIG_FILE, CURVES_FILE, SUMMARY_FILE, is_run, plot_curves, read_rounds,
@@ -79,9 +79,13 @@ def build_bench_report(bench_dir: Path, *, target: str | None = None) -> BenchRe
     rows = [csv_row(c, goal) for c in cells]
     _write_csv(bench_dir / CSV_FILE, rows)
     tables = bench_tables(cells, labels, goal)
-    tables.append(provenance_table(meta.get(PROVENANCE) or {}, [c.summary.get(PROVENANCE) or {} for c in cells]))
+    lost = incomplete_table(cells)
+    tables += [*([lost] if lost else []),
+               provenance_table(meta.get(PROVENANCE) or {}, [c.summary.get(PROVENANCE) or {} for c in cells])]
     grid = "; ".join(f"{a['label']}: {', '.join(str(v) for v in a['values'])}" for a in meta["axes"])
     intro = [f"{len(cells)} of {len(meta['cells'])} cells finished. Grid: {grid or 'one cell'}."]
+    if lost:
+        intro.append(f"**{len(lost.rows)} of them lost clients in some rounds** (see \"{lost.title}\").")
     if meta.get("overrides"):
         intro.append("Every cell also: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in meta["overrides"].items())
                      + " (over base.yaml).")

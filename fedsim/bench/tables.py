@@ -188,6 +188,29 @@ def cost_table(cells: Sequence[CellResult], labels: Sequence[str]) -> Table:
     return Table(title="cost per run", headers=headers, rows=rows, note=note)
 
 
+def incomplete_table(cells: Sequence[CellResult]) -> Table | None:
+    """The finished cells whose runs lost clients: rounds with failed or rejected clients,
+    their totals, skipped rounds (too few updates to aggregate) and the first error message;
+    ``None`` when every round of every cell aggregated all its sampled clients."""
+    rows = []
+    for cell in cells:
+        trained = [r for r in cell.rounds if r.get("round", 0) > 0]
+        hit = [r for r in trained if r.get("clients_failed") or r.get("clients_rejected") or r.get("skipped")]
+        if not hit:
+            continue
+        errors = [msg for r in hit for msg in (r.get("errors") or {}).values()]
+        rows.append([cell.name, f"{len(hit)} of {len(trained)}", str(sum(int(r.get("clients_failed") or 0) for r in hit)),
+                     str(sum(int(r.get("clients_rejected") or 0) for r in hit)),
+                     str(sum(bool(r.get("skipped")) for r in hit)), str(errors[0]).replace("|", "\\|")[:120] if errors else "–"])
+    if not rows:
+        return None
+    note = ("a cell listed here finished, but some rounds aggregated fewer clients than were sampled (failed: an error or "
+            "timeout on the client; rejected: an update the server refused) or were skipped; its numbers are not those "
+            "of the full cohort. Every round's details: 'failed', 'rejected' and 'errors' in the cell's rounds.jsonl")
+    return Table(title="cells that lost clients", headers=["cell", "rounds hit", "clients failed", "clients rejected",
+                                                             "rounds skipped", "first error"], rows=rows, note=note)
+
+
 def provenance_table(own: Mapping[str, Any] | None, runs: Sequence[Mapping[str, Any]]) -> Table:
     """Versions, commit, command, start time, host and device: of the bench's own command
     (``own``, from ``bench.json``) beside those of its runs, or of one run (``own=None``)."""

@@ -8,8 +8,8 @@ import math
 import pytest
 
 from fedsim.bench.results import CellResult, process_seconds, read_cell, record_process_time
-from fedsim.bench.tables import (bench_tables, comparisons, cost_table, paired_table, provenance_table,
-                                 reference_strategy)
+from fedsim.bench.tables import (bench_tables, comparisons, cost_table, incomplete_table, paired_table,
+                                 provenance_table, reference_strategy)
 
 SUMMARY = {"primary_metric": "acc", "acc_best_round": 2, "rounds": 2, "wall_seconds": 10.0}
 
@@ -101,3 +101,20 @@ def test_provenance_table_shows_the_bench_command_beside_its_runs():
                           ["started_at", "–", "2026-01-01T00:00:00Z … 2026-01-01T00:05:00Z"]]
     assert single.rows == [["fedsim_version", "1.0"], ["command", "fedsim run a"],
                            ["started_at", "2026-01-01T00:00:00Z"]]
+
+
+def test_cells_that_lost_clients_are_listed_with_their_rounds_counts_and_first_error():
+    # Prepare: round 0 (evaluation only), then rounds of 5 sampled clients; one cell clean
+    ok = {"clients_sampled": 5, "clients_failed": 0, "clients_rejected": 0, "skipped": False, "errors": {}}
+    clean = cell("fedavg", 0, 0.4)
+    clean.rounds[:] = [{"round": 0}, {"round": 1, **ok}, {"round": 2, **ok}]
+    hit = cell("fedavg", 1, 0.3)
+    hit.rounds[:] = [{"round": 0}, {"round": 1, **ok},
+                     {"round": 2, **ok, "clients_failed": 2, "errors": {"timeout": "no reply | in 30 s"}},
+                     {"round": 3, **ok, "clients_failed": 4, "clients_rejected": 1, "skipped": True,
+                      "errors": {"nan": "loss is nan"}}]
+    # Execute
+    table = incomplete_table([clean, hit])
+    # Assert: only the hit cell, 2 of its 3 training rounds, 6 failed, 1 rejected, 1 skipped
+    assert incomplete_table([clean]) is None
+    assert table.rows == [["fedavg-1-0.1", "2 of 3", "6", "1", "1", "no reply \\| in 30 s"]]
