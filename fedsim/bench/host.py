@@ -37,7 +37,9 @@ def default_sigint() -> None:
 
 
 def run_cell(args: list[str], log: str) -> int:
-    """``fedsim ARGS`` in this process, stdout and stderr appended to ``log``; its exit code."""
+    """``fedsim ARGS`` in this process, stdout and stderr appended to ``log``; its exit code.
+    ``sys.argv`` reads ``fedsim ARGS`` meanwhile, so the run's provenance records the cell's
+    command line, not the host's."""
     import typer
 
     from fedsim.cli import app
@@ -47,6 +49,7 @@ def run_cell(args: list[str], log: str) -> int:
     with open(log, "ab") as fh:
         os.dup2(fh.fileno(), 1)
         os.dup2(fh.fileno(), 2)
+    host_argv, sys.argv = sys.argv, ["fedsim", *args]
     try:
         typer.main.get_command(app).main(args, prog_name="fedsim", standalone_mode=True)
         return 0
@@ -56,6 +59,7 @@ def run_cell(args: list[str], log: str) -> int:
         traceback.print_exc()
         return 1
     finally:
+        sys.argv = host_argv
         sys.stdout.flush()
         sys.stderr.flush()
 

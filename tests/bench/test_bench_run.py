@@ -43,6 +43,8 @@ def test_a_tiny_grid_writes_csv_markdown_plots_and_html(tiny_bench):
     assert "## knn_top1: paired difference against fedavg" in md and "| synthetic | fedvssl | 2 |" in md
     assert all(float(r["process_seconds"]) >= float(r["wall_seconds"]) > 0 for r in rows)
     assert "process s" in md and "## provenance" in md and "flwr_version" in md
+    commands = [json.loads((tiny_bench / cell / "summary.json").read_text())["provenance"]["command"] for cell in CELLS]
+    assert all(c.startswith("fedsim run ") and f"--out {tiny_bench / cell}" in c for c, cell in zip(commands, CELLS))
     assert html.count("data:image/png;base64,") == 2  # self-contained: the plots are inside
     assert "http://" not in html and "https://" not in html and "<link" not in html
 
