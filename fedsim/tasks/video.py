@@ -83,6 +83,9 @@ class VideoParams(TaskParams):
     speeds: tuple[int, ...] = Field((1, 2, 3), min_length=2, description="frame strides to tell apart (speed)")
     speed_frames: int = Field(4, ge=2, description="frames per view (speed)")
     colorize_frames: int = Field(8, ge=2, description="frames per colourised view")
+    colorize_loss: Literal["l1", "mse"] = Field("l1", description="colour error (colorize): VCGAN's L1 or MSE")
+    colorize_rebalance: float = Field(0.0, ge=0.0, description="weight up colourful target pixels: "
+                                      "1 + this × their chroma (colorize)")
     temporal_weight: float = Field(1.0, ge=0.0, description="weight of the temporal-consistency loss (colorize)")
     temporal_alpha: float = Field(50.0, gt=0.0, description="sharpness of its visibility mask")
     contrastive_frames: int = Field(6, ge=2, description="frames per view (contrastive)")
