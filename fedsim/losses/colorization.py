@@ -13,7 +13,45 @@ VCGAN's adversarial term is **not** implemented (the issue makes it optional).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights of R, G, B (torchvision's rgb_to_grayscale)
+
+
+def chroma_to_rgb(luma: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
+    """RGB ``(n, 3, ...)`` from luma ``Y`` ``(n, 1, ...)`` and the colour differences
+    ``(R − Y, B − Y)`` ``(n, 2, ...)`` (the unscaled chroma of YUV / YCbCr): ``G`` follows from
+    ``Y = 0.299 R + 0.587 G + 0.114 B``, so the result's luma is ``Y`` exactly (before any
+    clamping). Hand-written: torchvision converts colour spaces only to grey and HSV."""
+    r_y, b_y = chroma[:, :1], chroma[:, 1:2]
+    g_y = -(LUMA[0] * r_y + LUMA[2] * b_y) / LUMA[1]
+    return luma + torch.cat([r_y, g_y, b_y], dim=1)
+
+
+def colourfulness(rgb: torch.Tensor) -> torch.Tensor:
+    """HSV chroma ``max(R, G, B) − min(R, G, B)`` per pixel, ``(n, 1, ...)`` in [0, 1]: 0 for grey."""
+    return rgb.amax(dim=1, keepdim=True) - rgb.amin(dim=1, keepdim=True)
+
+
+def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, *, kind: Literal["l1", "mse"] = "l1",
+                        rebalance: float = 0.0) -> torch.Tensor:
+    """Per-pixel colour error, each pixel weighted by ``1 + rebalance · colourfulness(target)``
+    and the weights normalised to mean 1 over the batch (``rebalance`` 0: the plain mean).
+
+    A colour-frequency rebalancing in the spirit of Zhang et al. (arXiv 1603.08511, §2.2): there
+    the rare saturated colours of natural images are weighted up; here the few colourful
+    pixels (the digit, whose hue follows its class) are weighted up against the dark,
+    weakly coloured background, whose random hue no encoder can predict. ``kind`` ``"mse"``
+    is the error PSNR measures (its optimum is the conditional mean, which hedges towards
+    grey where colour is unpredictable); ``"l1"`` is VCGAN's (the conditional median).
+    """
+    err = (pred - target).pow(2) if kind == "mse" else (pred - target).abs()
+    if rebalance == 0:
+        return err.mean()
+    w = 1 + rebalance * colourfulness(target)
+    return (err * w).mean() / w.mean()
 
 
 def visibility_mask(grey_t: torch.Tensor, grey_s: torch.Tensor, alpha: float) -> torch.Tensor:
