@@ -53,7 +53,7 @@ def geometry(task, model) -> dict[str, float]:
     mean = bank.mean(0)
     s = torch.linalg.svdvals(bank - mean)
     p = s / s.sum()
-    return {"knn_centred": knn_top1(bank - mean, data.bank_y, query - mean, data.query_y, k=task.context.knn_k),
+    return {"knn_centred": knn_top1(bank - mean, data.bank_y, query - mean, data.query_y, k=task.context.evaluation.knn_k),
             "mean_share": round(float(mean.pow(2).sum() / bank.pow(2).sum(1).mean()), 3),
             "erank": round(float(torch.exp(-(p * p.clamp_min(1e-12).log()).sum())), 1)}
 
