@@ -1,7 +1,7 @@
 """BYOL (Grill et al., arXiv 2006.07733): an online network regresses a momentum target's
 projection of the other view.
 
-Reads ``projection_dim`` and ``byol_momentum`` from the task's parameters.
+Reads ``projection_dim``, ``byol_momentum`` and ``byol_predictor_lr`` from the task's parameters.
 """
 
 from __future__ import annotations
@@ -36,6 +36,30 @@ def byol_predictor(dim: int, hidden: int) -> nn.Module:
                          nn.ReLU(inplace=True), nn.Linear(hidden, dim))
 
 
+class GradScale:
+    """A parameter hook multiplying its gradient by ``factor`` (a class, not a lambda: picklable)."""
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+
+    def __call__(self, grad: torch.Tensor) -> torch.Tensor:
+        return grad * self.factor
+
+
+def scale_learning_rate(module: nn.Module, factor: float) -> None:
+    """Train ``module`` at ``factor`` × the optimiser's learning rate by scaling its gradients.
+
+    Under SGD (with momentum) a gradient multiplied by ``k`` is the same step as the learning
+    rate multiplied by ``k``, except for weight decay, which is added after the hook and so keeps
+    the optimiser's rate. A hook rather than an optimiser parameter group because the client's
+    optimiser is the strategy's (:meth:`fedsim.strategies.hooks.ClientHooks.optimizer`), built
+    over the whole model without knowing its parts.
+    """
+    if factor != 1.0:
+        for p in module.parameters():
+            p.register_hook(GradScale(factor))
+
+
 @register_objective("byol", needs={"augmented"})
 class BYOL(Objective):
     """Online encoder + projector + predictor (the model, aggregated as usual) against a target
@@ -48,7 +72,9 @@ class BYOL(Objective):
     def build(self, backbone: nn.Module, source: ViewSource) -> nn.Module:
         """Projector and predictor: BYOL's MLP, narrower (state-dict keys backbone., head., predictor.)."""
         d, hidden = self.params.projection_dim, backbone.out_dim
-        return BYOLNetwork(backbone, projection_mlp(hidden, d), byol_predictor(d, hidden))
+        predictor = byol_predictor(d, hidden)
+        scale_learning_rate(predictor, self.params.byol_predictor_lr)
+        return BYOLNetwork(backbone, projection_mlp(hidden, d), predictor)
 
     def start(self, model: nn.Module) -> None:
         """The target network restarts from the received global weights (see :func:`byol_predictor`)."""

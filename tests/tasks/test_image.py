@@ -158,6 +158,22 @@ def test_byol_loss_regresses_the_received_models_projection_of_the_other_view():
     assert model.predictor[0].weight.grad is not None and model.backbone.parameters().__next__().grad is not None
 
 
+def test_byol_predictor_lr_multiplies_the_predictors_gradients_only():
+    # Prepare: the same model and batch at byol_predictor_lr 1 and 10
+    grads = {}
+    for scale in (1.0, 10.0):
+        task = _task(objective="byol", projection_dim=16, byol_predictor_lr=scale)
+        model = task.build_model()
+        task.start_local_training(model)
+        # Execute
+        task.loss(model, {"image": task.client_dataset(0)["image"][:8]}, torch.Generator().manual_seed(5)).backward()
+        grads[scale] = {name: p.grad.clone() for name, p in model.named_parameters()}
+    # Assert: under SGD a gradient × 10 is the learning rate × 10
+    for name, g in grads[1.0].items():
+        factor = 10.0 if name.startswith("predictor.") else 1.0
+        torch.testing.assert_close(grads[10.0][name], g * factor, msg=name)
+
+
 def test_simclr_loss_backpropagates_into_the_backbone():
     # Prepare
     task = _task()
