@@ -209,6 +209,12 @@ class SoundViews:
 # ---- video clips -------------------------------------------------------------------------
 
 
+# ITU-R 601 luma weights of R, G, B, exact. torchvision's rgb_to_grayscale (``grey``) rounds R's to
+# 0.2989; the colour-space maths (a photo view's hue rotation, a colouriser's chroma) needs
+# weights that sum to 1.
+LUMA = (0.299, 0.587, 0.114)
+
+
 def grey(clips: torch.Tensor) -> torch.Tensor:
     """RGB clips ``(n, 3, t, h, w)`` -> luminance ``(n, 1, t, h, w)`` (ITU-R 601, torchvision)."""
     return rgb_to_grayscale(clips.transpose(1, 2)).transpose(1, 2)

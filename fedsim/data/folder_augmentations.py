@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from fedsim.data.augmentations import LUMA
+
 
 @dataclass(frozen=True)
 class PhotoRanges:
@@ -52,12 +54,12 @@ def _grey(x: torch.Tensor) -> torch.Tensor:
     """Luminance ``(n, 1, h, w)`` of RGB ``x`` (ITU-R 601), or ``x`` itself if one channel."""
     if x.shape[1] == 1:
         return x
-    return (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    return LUMA[0] * x[:, :1] + LUMA[1] * x[:, 1:2] + LUMA[2] * x[:, 2:3]
 
 
 def _rotate_hue(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
     """Rotate the chroma of RGB ``x`` by ``turns`` of the circle, in YIQ space (luma kept)."""
-    yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    yiq = torch.tensor([LUMA, [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
     angle = turns * 2 * math.pi
     cos, sin = torch.cos(angle), torch.sin(angle)
     one, zero = torch.ones_like(cos), torch.zeros_like(cos)

@@ -17,7 +17,7 @@ from typing import Literal
 
 import torch
 
-LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights of R, G, B (torchvision's rgb_to_grayscale)
+from fedsim.data.augmentations import LUMA
 
 
 def chroma_to_rgb(luma: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
