@@ -80,8 +80,9 @@ def build_bench_report(bench_dir: Path, *, target: str | None = None) -> BenchRe
     _write_csv(bench_dir / CSV_FILE, rows)
     tables = bench_tables(cells, labels, goal)
     lost = incomplete_table(cells)
-    tables += [*([lost] if lost else []),
-               provenance_table(meta.get(PROVENANCE) or {}, [c.summary.get(PROVENANCE) or {} for c in cells])]
+    if lost:
+        tables.append(lost)
+    tables.append(provenance_table(meta.get(PROVENANCE) or {}, [c.summary.get(PROVENANCE) or {} for c in cells]))
     grid = "; ".join(f"{a['label']}: {', '.join(str(v) for v in a['values'])}" for a in meta["axes"])
     intro = [f"{len(cells)} of {len(meta['cells'])} cells finished. Grid: {grid or 'one cell'}."]
     if lost:
