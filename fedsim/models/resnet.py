@@ -46,10 +46,17 @@ class SmallResNet(nn.Module):
         Channels of each stage.
     blocks_per_stage
         BasicBlocks in every stage.
+    row_bins
+        0 (default): global average pooling, ``out_dim = widths[-1]``. ``k > 0``: average over
+        the columns and over ``k`` equal bands of rows, concatenated, so ``out_dim =
+        widths[-1] * k``. On a spectrogram (rows = mel bands, columns = time) this keeps
+        *where in frequency* the energy is, which a global pool throws away and which is what
+        tells vowels, formants or instruments apart: BYOL-A's encoder (Niizumi et al.,
+        arXiv 2103.06695) keeps the frequency axis and pools only time for the same reason.
     """
 
     def __init__(self, in_channels: int = 1, *, widths: tuple[int, ...] = (16, 32, 64),
-                 blocks_per_stage: int = 1) -> None:
+                 blocks_per_stage: int = 1, row_bins: int = 0) -> None:
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
@@ -64,8 +71,10 @@ class SmallResNet(nn.Module):
             stages.append(nn.Sequential(*blocks))
             in_ch = width
         self.stages = nn.Sequential(*stages)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.out_dim: int = widths[-1]
+        if row_bins < 0:
+            raise ValueError(f"row_bins must be >= 0 (0: global average pooling), got {row_bins}")
+        self.pool = nn.AdaptiveAvgPool2d((row_bins, 1) if row_bins else 1)
+        self.out_dim: int = widths[-1] * max(row_bins, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (n, c, h, w) -> (n, out_dim)
@@ -73,6 +82,6 @@ class SmallResNet(nn.Module):
 
 
 @register_model("resnet_small")
-def resnet_small(in_channels: int = 1) -> nn.Module:
+def resnet_small(in_channels: int = 1, row_bins: int = 0) -> nn.Module:
     """CIFAR-style ResNet-8 (widths 16/32/64, one BasicBlock per stage), 64-d features."""
-    return SmallResNet(in_channels, widths=(16, 32, 64), blocks_per_stage=1)
+    return SmallResNet(in_channels, widths=(16, 32, 64), blocks_per_stage=1, row_bins=row_bins)
