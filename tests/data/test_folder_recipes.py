@@ -14,6 +14,7 @@ from fedsim.config import load_config
 from fedsim.data.audio_folders import load_clips, scan_audio_folder
 from fedsim.data.folder_augmentations import PhotoRanges, _rotate_hue, photo_augment, spectrogram_crop
 from fedsim.data.folders import load_images, scan_image_folder
+from fedsim.factory import task_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -70,6 +71,24 @@ def test_the_folders_are_a_function_of_the_seed(folders, tmp_path):
 def test_the_folder_specs_read_the_folders(folders, task, folder):
     exp = load_config(ROOT / "simulations" / f"folder_{task}.yaml", {"task.data_dir": str(folders[folder])})
     assert (exp.task.name, exp.task.data_dir) == (task, str(folders[folder]))
+
+
+def test_the_audio_recipe_keeps_frequency_bands_and_stretches_the_mel_axis(folders):
+    """folder_audio.yaml's two settings reach the model and the views: a 320-d encoder (64
+    channels x 5 mel bands) and views that are BYOL-A crops of the task's log-mel."""
+    exp = load_config(ROOT / "simulations" / "folder_audio.yaml", {"task.data_dir": str(folders["vowels"])})
+    task = task_for(exp)
+    model = task.build_model()
+    assert model.backbone.out_dim == 320
+    clips = task.client_dataset(0)["audio"][:2]
+    spec = task.view(clips, torch.Generator().manual_seed(0))
+    assert spec.shape == (2, 1, 40, 41)
+    with torch.no_grad():
+        assert model.backbone(spec).shape == (2, 320)
+    # the crop is drawn after the task's own view, from the same generator
+    g = torch.Generator().manual_seed(0)
+    by_hand = spectrogram_crop(task.sound_views.view(clips, g), g, (0.85, 1.15))
+    torch.testing.assert_close(spec, by_hand)
 
 
 def test_photo_views_without_any_draw_are_the_images():
