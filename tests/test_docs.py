@@ -11,6 +11,7 @@ import importlib.util
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,19 @@ def test_every_bench_marker_in_the_docs_names_a_committed_bench():
     named = [m.group(1) for page in (ROOT / "docs").rglob("*.md") for m in hook.MARKER.finditer(page.read_text())]
     assert len(named) >= 11
     assert [d for d in named if not (ROOT / d / "bench.md").is_file()] == []
+
+
+TABLE_MARKER = re.compile(r"<!-- table: python (benchmarks/\S+\.py) (--table[^>]*?) -->\n\n?((?:\|.*\n)+)")
+
+
+def test_every_table_marked_as_made_by_a_script_is_what_the_script_prints():
+    """A ``<!-- table: python benchmarks/X.py --table ... -->`` line is followed by exactly the
+    table that command prints from the committed JSON (numbers copied by hand drift)."""
+    marked = [(page, m) for page in sorted((ROOT / "docs").rglob("*.md"))
+              for m in TABLE_MARKER.finditer(page.read_text(encoding="utf-8"))]
+    assert len(marked) >= 3
+    for page, m in marked:
+        script, args, table = m.groups()
+        printed = subprocess.run([sys.executable, script, *args.split()], cwd=ROOT, capture_output=True,
+                                 text=True, timeout=120, check=True).stdout
+        assert printed.strip() == table.strip(), f"{page.relative_to(ROOT)}: the table under `{script} {args}`"

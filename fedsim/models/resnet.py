@@ -83,5 +83,5 @@ class SmallResNet(nn.Module):
 
 @register_model("resnet_small")
 def resnet_small(in_channels: int = 1, row_bins: int = 0) -> nn.Module:
-    """CIFAR-style ResNet-8 (widths 16/32/64, one BasicBlock per stage), 64-d features."""
+    """CIFAR-style ResNet-8 (widths 16/32/64, one BasicBlock per stage), 64-d features (row_bins k: 64·k, k row bands)."""
     return SmallResNet(in_channels, widths=(16, 32, 64), blocks_per_stage=1, row_bins=row_bins)
