@@ -488,6 +488,16 @@ def _apply(raw: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def forget_other_backbone_options(earlier: dict[str, Any], name: Any) -> None:
+    """``model.params`` are the options of one backbone: when a later layer (an override, a
+    bench YAML over the file it extends, a grid cell) names another backbone, the options an
+    earlier layer gave its own backbone are dropped from ``earlier`` instead of reaching a
+    factory that does not take them."""
+    model = earlier.get("model")
+    if isinstance(model, dict) and "name" in model and model["name"] != name:
+        model.pop("params", None)
+
+
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read an experiment YAML file into a dict, with one-line errors."""
     p = Path(path)
@@ -522,6 +532,8 @@ def load_config(path: str | os.PathLike[str] | None = None,
     ``trust_plugins=False`` (a config someone else may have written: a run directory's) refuses
     a ``plugins:`` list instead of importing it."""
     raw = read_yaml(path) if path is not None else {}
+    if overrides and "model.name" in overrides:
+        forget_other_backbone_options(raw, overrides["model.name"])
     for key, value in (overrides or {}).items():
         _apply(raw, key, value)
     check_tree(raw)

@@ -248,3 +248,16 @@ def test_malformed_ray_address_is_one_line(address):
 
     assert str(info.value) == ("engine.ray_address: expected HOST:PORT (port 1-65535), ray://HOST:PORT, "
                                f"auto or local (got {address!r})")
+
+
+def test_another_backbone_named_later_drops_the_files_backbone_options(tmp_path):
+    # Prepare: a file giving resnet_small an option only resnet_small takes
+    path = tmp_path / "exp.yaml"
+    path.write_text("task: {name: audio}\nmodel: {name: resnet_small, params: {row_bins: 8}}\n")
+    # Execute / Assert: the same backbone keeps it; another one (with or without options of
+    # its own) starts from none of the file's
+    assert load_config(path).model.params == {"row_bins": 8}
+    assert load_config(path, {"model.name": "resnet_small"}).model.params == {"row_bins": 8}
+    assert load_config(path, {"model.name": "audio_rep_inceptionnext"}).model.params == {}
+    assert load_config(path, {"model.params.stem_stride": 2, "model.name": "audio_rep_inceptionnext"}
+                       ).model.params == {"stem_stride": 2}

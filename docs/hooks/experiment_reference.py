@@ -111,7 +111,9 @@ def _models(registry: Any) -> list[str]:
         info = registry.info(name)
         text = _plain(line).replace("|", "\\|")
         rows.append(f"| `{name}` | {getattr(info, 'input', '')} | {text} |")
-    return ["## Backbones (`model.name`)", "Options go in `model.params` (the factory's keyword arguments).",
+    return ["## Backbones (`model.name`)", "Options go in `model.params` (the factory's keyword arguments). Naming another backbone later "
+            "(`--model`, `--set model.name=...`, a bench's own `model.name` or its grid axis) drops the options "
+            "the file gave its own backbone.",
             "\n".join(rows)]
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from fedsim.bench.grid import Axis, Cell, expand
-from fedsim.config import ConfigError, ExperimentConfig, load_config, read_yaml
+from fedsim.config import ConfigError, ExperimentConfig, forget_other_backbone_options, load_config, read_yaml
 from fedsim.provenance import KEY as PROVENANCE, provenance
 from fedsim.server.outputs import CONFIG_FILE, SUMMARY_FILE, is_run, read_rounds
 from fedsim.server.resume import check_resumable
@@ -89,7 +89,8 @@ def read_bench_yaml(path: Path) -> tuple[dict[str, Any], Any]:
     """A bench YAML: the base experiment and its ``grid:`` section (``None`` if absent).
 
     ``extends: FILE`` (relative to the bench YAML) starts from another experiment file; the
-    bench YAML's own keys are merged over it, section by section.
+    bench YAML's own keys are merged over it, section by section (a ``model.name`` of its own
+    drops the file's ``model.params``: they were that file's backbone's options).
     """
     raw = read_yaml(path)
     grid = raw.pop("grid", None)
@@ -101,6 +102,8 @@ def read_bench_yaml(path: Path) -> tuple[dict[str, Any], Any]:
     base = read_yaml(Path(path).parent / parent)
     if "grid" in base or "extends" in base:
         raise ConfigError(f"{path}: extends: {parent} must be a plain experiment (no grid:, no extends:)")
+    if isinstance(raw.get("model"), dict) and "name" in raw["model"]:
+        forget_other_backbone_options(base, raw["model"]["name"])
     return _merged(base, raw), grid
 
 
@@ -116,8 +119,11 @@ def _overlaps(a: str, b: str) -> bool:
 
 
 def _cell_config(spec: BenchSpec, cell: Cell, cell_dir: Path) -> ExperimentConfig:
+    base = copy.deepcopy(spec.base)
+    if "model.name" in cell.values:
+        forget_other_backbone_options(base, cell.values["model.name"])
     try:
-        exp = load_config(None, {**copy.deepcopy(spec.base), **spec.overrides, **cell.values, "out": str(cell_dir)})
+        exp = load_config(None, {**base, **spec.overrides, **cell.values, "out": str(cell_dir)})
     except ConfigError as e:
         raise ConfigError(f"grid cell {cell.name}: {e}") from None
     if "partitioning.alpha" in cell.values and exp.partitioning.kind != "dirichlet":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from fedsim.bench.grid import grid_axes, expand
+from fedsim.bench.plan import read_bench_yaml
 from fedsim.config import ConfigError
 from tests.bench.conftest import TINY, bench
 
@@ -119,3 +120,16 @@ def test_a_cell_holding_a_run_with_other_settings_is_refused(tmp_path):
 
     with pytest.raises(ConfigError, match=r"other settings \(task.params: \{\} there"):
         plan(spec, tmp_path)
+
+
+def test_a_bench_naming_another_backbone_than_the_file_it_extends_drops_that_files_options(tmp_path):
+    # Prepare: an experiment whose backbone has an option, a bench extending it with another
+    # backbone and a grid cell switching back
+    (tmp_path / "base.yaml").write_text("task: {name: audio}\nmodel: {name: resnet_small, params: {row_bins: 8}}\n")
+    (tmp_path / "bench.yaml").write_text("extends: base.yaml\nmodel: {name: audio_rep_inceptionnext}\n"
+                                         "grid: {seeds: [0]}\n")
+    # Execute
+    base, grid = read_bench_yaml(tmp_path / "bench.yaml")
+    # Assert
+    assert base["model"] == {"name": "audio_rep_inceptionnext"}
+    assert grid == {"seeds": [0]}
