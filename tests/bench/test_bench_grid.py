@@ -123,8 +123,7 @@ def test_a_cell_holding_a_run_with_other_settings_is_refused(tmp_path):
 
 
 def test_a_bench_naming_another_backbone_than_the_file_it_extends_drops_that_files_options(tmp_path):
-    # Prepare: an experiment whose backbone has an option, a bench extending it with another
-    # backbone and a grid cell switching back
+    # Prepare: an experiment whose backbone has an option, a bench extending it with another backbone
     (tmp_path / "base.yaml").write_text("task: {name: audio}\nmodel: {name: resnet_small, params: {row_bins: 8}}\n")
     (tmp_path / "bench.yaml").write_text("extends: base.yaml\nmodel: {name: audio_rep_inceptionnext}\n"
                                          "grid: {seeds: [0]}\n")
@@ -133,3 +132,17 @@ def test_a_bench_naming_another_backbone_than_the_file_it_extends_drops_that_fil
     # Assert
     assert base["model"] == {"name": "audio_rep_inceptionnext"}
     assert grid == {"seeds": [0]}
+
+
+def test_a_model_name_grid_axis_drops_the_base_backbones_options_in_the_other_cells(tmp_path):
+    from fedsim.bench.plan import BenchSpec, plan
+
+    # Prepare: a base whose backbone has an option, a grid over that backbone and another one
+    (tmp_path / "bench.yaml").write_text("task: {name: audio}\nmodel: {name: resnet_small, params: {row_bins: 8}}\n"
+                                         "grid: {model.name: [resnet_small, audio_rep_inceptionnext], seeds: [0]}\n")
+    base, grid = read_bench_yaml(tmp_path / "bench.yaml")
+    # Execute
+    planned = plan(BenchSpec(axes=grid_axes(grid, {}, []), base=base), tmp_path / "out")
+    # Assert: the base's own backbone keeps its option, the other starts from none
+    params = {p.exp.model.name: p.exp.model.params for p in planned}
+    assert params == {"resnet_small": {"row_bins": 8}, "audio_rep_inceptionnext": {}}
