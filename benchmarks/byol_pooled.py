@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=0)
     parser.add_argument("--tau-schedule", choices=["constant", "cosine"], default="constant")
     parser.add_argument("--predictor-lr", type=float, default=1.0, help="the predictor's lr as a multiple of the rest's")
+    parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd",
+                        help="adam: torch.optim.Adam at federation.lr (momentum ignored)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     exp = load_config(args.config, {**dict(parse_override(kv) for kv in args.set), "seed": args.seed})
@@ -77,7 +79,9 @@ def main() -> None:
     print(json.dumps(rows[0]), flush=True)
     opt = client_optimizer(exp.federation.optimizer, model, lr=fed.lr, momentum=fed.momentum,
                            weight_decay=fed.weight_decay)
-    if args.predictor_lr != 1.0:  # a second parameter group at its own lr
+    if args.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=fed.lr, weight_decay=fed.weight_decay)
+    elif args.predictor_lr != 1.0:  # a second parameter group at its own lr
         pred = {id(p) for p in model.predictor.parameters()}
         opt = torch.optim.SGD([{"params": [p for p in model.parameters() if id(p) not in pred], "scale": 1.0},
                                {"params": list(model.predictor.parameters()), "scale": args.predictor_lr}],

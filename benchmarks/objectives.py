@@ -7,7 +7,7 @@ process by :func:`calibrate.run_seed` — the same task, trainer and strategy co
 metrics, the baselines and the final metrics); ``--table`` rebuilds the Markdown table of
 ``docs/reproductions/objectives.md`` from every JSON there::
 
-    python benchmarks/objectives.py --cells image-byol --seeds 0,1,2
+    python benchmarks/objectives.py --cells image-byol --seeds 0,1,2 --jobs 3
     python benchmarks/objectives.py --cells audio-barlow --seeds 0 --set federation.rounds=6
     python benchmarks/objectives.py --table
 
@@ -22,6 +22,7 @@ import json
 import os
 import statistics
 import sys
+from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
@@ -33,7 +34,7 @@ ROOT = os.path.dirname(HERE)
 # cell -> (spec, overrides, raw baseline key of the primary metric)
 CELLS: dict[str, tuple[str, dict, str]] = {
     "image-simclr": ("simulations/quickstart.yaml", {}, "knn_top1_raw_input"),
-    "image-byol": ("simulations/quickstart.yaml", {"task.params.objective": "byol"}, "knn_top1_raw_input"),
+    "image-byol": ("simulations/byol.yaml", {}, "knn_top1_raw_input"),
     "audio-simclr": ("simulations/audio.yaml", {"task.params.objective": "simclr"}, "knn_top1_pooled_logmel"),
     "audio-barlow": ("simulations/audio.yaml", {"task.params.objective": "barlow"}, "knn_top1_pooled_logmel"),
     "audio-order": ("simulations/audio.yaml", {"task.params.objective": "order"}, "knn_top1_pooled_logmel"),
@@ -46,13 +47,24 @@ CELLS: dict[str, tuple[str, dict, str]] = {
 }
 
 
-def run_cell(cell: str, seeds: list[int], extra: dict) -> dict:
-    """Run ``cell`` for ``seeds`` (``extra`` overrides on top of the cell's) and write its JSON."""
+def seed_run(spec: str, sets: dict, seed: int, threads: int) -> dict:
+    """One seed of ``spec`` with ``sets`` on ``threads`` torch threads (a process pool's job)."""
     from calibrate import run_seed
 
+    torch.set_num_threads(threads)
+    return run_seed(os.path.join(ROOT, spec), sets, seed)
+
+
+def run_cell(cell: str, seeds: list[int], extra: dict, jobs: int = 1) -> dict:
+    """Run ``cell`` for ``seeds`` (``extra`` overrides on top of the cell's), ``jobs`` seeds at a
+    time (one process and one torch thread each when more than one), and write its JSON."""
     spec, overrides, raw = CELLS[cell]
     sets = {**overrides, **extra}
-    results = [run_seed(os.path.join(ROOT, spec), sets, seed) for seed in seeds]
+    if jobs <= 1:
+        results = [seed_run(spec, sets, seed, torch.get_num_threads()) for seed in seeds]
+    else:
+        with ProcessPoolExecutor(jobs) as pool:
+            results = list(pool.map(seed_run, [spec] * len(seeds), [sets] * len(seeds), seeds, [1] * len(seeds)))
     out = {"cell": cell, "config": spec, "set": sets, "raw_baseline": raw, "results": results}
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, f"{cell}.json"), "w") as fh:
@@ -99,6 +111,7 @@ def main() -> None:
     parser.add_argument("--cells", default="", help=f"comma-separated, of: {', '.join(CELLS)}")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--set", action="append", default=[], help="key.path=value on top of every cell")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds at a time, one process (and torch thread) each")
     parser.add_argument("--table", action="store_true", help="print the Markdown table of the committed results")
     args = parser.parse_args()
     if args.table:
@@ -108,7 +121,7 @@ def main() -> None:
     for cell in filter(None, args.cells.split(",")):
         if cell not in CELLS:
             parser.error(f"unknown cell {cell!r}; choose from {', '.join(CELLS)}")
-        run_cell(cell, [int(s) for s in args.seeds.split(",")], extra)
+        run_cell(cell, [int(s) for s in args.seeds.split(",")], extra, args.jobs)
     print(table())
 
 

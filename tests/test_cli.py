@@ -48,7 +48,7 @@ def test_piped_list_rows_are_whole_lines_even_when_narrow():
     (["--clients", "abc"], "federation.clients: Input should be a valid integer"),  # case: not a number
     (["--engine", "spark"], "engine.name: unknown engine 'spark'; choose one of: cohort, flower"),
     (["--config", "missing.yaml"], "config file 'missing.yaml' does not exist"),
-    (["--config", "nope"], "names no bundled experiment (audio, audio_image, cardio, cardiolive_paper, fassl_objectives,"),
+    (["--config", "nope"], "names no bundled experiment (audio, audio_image, byol, cardio, cardiolive_paper, fassl_objectives,"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, fragment):
     result = runner.invoke(app, ["run", *args])

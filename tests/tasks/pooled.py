@@ -31,10 +31,13 @@ def pretrain_pooled(task: Task, key: str, *, steps: int, clients: int = 8, batch
                     seed: int = 0) -> tuple[dict[str, float], dict[str, float]]:
     """The task's evaluation of a fresh model, then of the same model after ``steps`` SGD steps
     of ``task.loss`` on batches drawn (with replacement, from one generator seeded ``seed``)
-    from the pooled ``key`` samples of clients ``0..clients-1``."""
+    from the pooled ``key`` samples of clients ``0..clients-1``. The task's
+    ``start_local_training`` runs once before the first step, as for one long local training
+    (BYOL builds its momentum target there)."""
     samples = torch.cat([task.client_dataset(c)[key] for c in range(clients)])
     model = task.build_model()
     before = task.evaluate(model)
+    task.start_local_training(model)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     g = torch.Generator().manual_seed(seed)
     for _ in range(steps):
