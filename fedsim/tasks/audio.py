@@ -100,9 +100,6 @@ class AudioParams(TaskParams):
 class AudioTask(ProbeEvaluation, FolderTask):
     """SSL on log-mel spectrograms: generated sounds or a Speech Commands / ESC-50 folder (FASSL)."""
 
-    experimental = {"order": "kNN 0.432 ± 0.028 after 12 rounds, 3 seeds: init 0.379, pooled log-mel 0.450 "
-                             "(above its init, not above pooled log-mel)"}
-
     Params = AudioParams
     retrieval = True
     views = frozenset({"augmented", "timeline"})
