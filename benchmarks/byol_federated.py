@@ -1,10 +1,12 @@
 """One federated BYOL variant on the image demo, seed by seed, into a sweep JSON.
 
 The in-process loop of :func:`calibrate.run_seed` (same task, trainer and strategy code as
-``fedsim run``) on ``simulations/quickstart.yaml`` with ``objective: byol`` and the given
-overrides; writes ``benchmarks/results/objectives/sweeps/image-byol-<name>.json``::
+``fedsim run``) on ``--config`` (default ``simulations/quickstart.yaml``) with ``objective:
+byol`` and the given overrides; writes ``benchmarks/results/objectives/sweeps/image-byol-<name>.json``::
 
     python benchmarks/byol_federated.py --name iid --rounds 6 --set partitioning.kind=iid
+    python benchmarks/byol_federated.py --config simulations/byol.yaml --name recipe-tau1 --seeds 2 \
+        --every 5 --set task.params.byol_momentum=1.0
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ def main() -> None:
     from fedsim.config import parse_override
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=os.path.join("simulations", "quickstart.yaml"),
+                        help="the spec the variant changes, relative to the repository")
     parser.add_argument("--name", required=True, help="sweep file suffix: image-byol-<name>.json")
     parser.add_argument("--what", default="", help="one line describing the variant")
     parser.add_argument("--seeds", default="0")
@@ -37,9 +41,8 @@ def main() -> None:
     sets = {"task.params.objective": "byol", "federation.rounds": args.rounds, "evaluation.every": args.every,
             **dict(parse_override(kv) for kv in args.set)}
     start = time.perf_counter()
-    results = [run_seed(os.path.join(os.path.dirname(HERE), "simulations", "quickstart.yaml"), sets, int(s))
-               for s in args.seeds.split(",")]
-    out = {"what": args.what, "config": "simulations/quickstart.yaml", "set": sets, "wall_s": round(time.perf_counter() - start),
+    results = [run_seed(os.path.join(os.path.dirname(HERE), args.config), sets, int(s)) for s in args.seeds.split(",")]
+    out = {"what": args.what, "config": args.config, "set": sets, "wall_s": round(time.perf_counter() - start),
            "results": results}
     os.makedirs(SWEEPS, exist_ok=True)
     with open(os.path.join(SWEEPS, f"image-byol-{args.name}.json"), "w") as fh:

@@ -77,8 +77,6 @@ def main() -> None:
     data = pooled_dataset(task, exp, args.rounds or fed.rounds)
     rows = [{"step": 0, **task.evaluate(model), **task.baselines(), "images": len(data)}]
     print(json.dumps(rows[0]), flush=True)
-    opt = client_optimizer(exp.federation.optimizer, model, lr=fed.lr, momentum=fed.momentum,
-                           weight_decay=fed.weight_decay)
     if args.optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=fed.lr, weight_decay=fed.weight_decay)
     elif args.predictor_lr != 1.0:  # a second parameter group at its own lr
@@ -86,6 +84,9 @@ def main() -> None:
         opt = torch.optim.SGD([{"params": [p for p in model.parameters() if id(p) not in pred], "scale": 1.0},
                                {"params": list(model.predictor.parameters()), "scale": args.predictor_lr}],
                               lr=fed.lr, momentum=fed.momentum, weight_decay=fed.weight_decay)
+    else:
+        opt = client_optimizer(exp.federation.optimizer, model, lr=fed.lr, momentum=fed.momentum,
+                               weight_decay=fed.weight_decay)
     target = getattr(task.objective, "target", None)
     task.start_local_training(model)
     tau0 = target.tau if target is not None else None
