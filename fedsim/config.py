@@ -525,13 +525,45 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def read_experiment_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """An experiment YAML as a dict, with ``extends: FILE`` resolved.
+
+    ``extends`` (relative to the file) starts from another, plain experiment file; this
+    file's own keys are merged over it, section by section (a ``model.name`` of its own drops
+    the other file's ``model.params``: they were that file's backbone's options). A bench
+    spec's ``grid:`` is left in the dict for :func:`fedsim.bench.plan.read_bench_yaml`.
+    """
+    raw = read_yaml(path)
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: extends: expected the path of an experiment YAML, got {parent!r}")
+    base = read_yaml(Path(path).parent / parent)
+    if "grid" in base or "extends" in base:
+        raise ConfigError(f"{path}: extends: {parent} must be a plain experiment (no grid:, no extends:)")
+    if isinstance(raw.get("model"), dict) and "name" in raw["model"]:
+        forget_other_backbone_options(base, raw["model"]["name"])
+    return _merged(base, raw)
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def load_config(path: str | os.PathLike[str] | None = None,
                 overrides: dict[str, Any] | None = None, *, trust_plugins: bool = True) -> ExperimentConfig:
     """Build a validated :class:`ExperimentConfig` from a YAML file and ``key.path`` overrides.
 
     ``trust_plugins=False`` (a config someone else may have written: a run directory's) refuses
     a ``plugins:`` list instead of importing it."""
-    raw = read_yaml(path) if path is not None else {}
+    raw = read_experiment_yaml(path) if path is not None else {}
+    if "grid" in raw:
+        raise ConfigError(f"{path} is a bench spec (it has grid:): run its cells with `fedsim bench --config "
+                          f"{path}`; `fedsim run` runs one experiment")
     if overrides and "model.name" in overrides:
         forget_other_backbone_options(raw, overrides["model.name"])
     for key, value in (overrides or {}).items():

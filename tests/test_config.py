@@ -261,3 +261,34 @@ def test_another_backbone_named_later_drops_the_files_backbone_options(tmp_path)
     assert load_config(path, {"model.name": "audio_rep_inceptionnext"}).model.params == {}
     assert load_config(path, {"model.params.stem_stride": 2, "model.name": "audio_rep_inceptionnext"}
                        ).model.params == {"stem_stride": 2}
+
+
+def test_an_experiment_that_extends_another_runs_as_their_merge(tmp_path):
+    # Prepare: a base experiment and one that extends it, changing one key of two sections
+    (tmp_path / "base.yaml").write_text("task: {name: image, params: {objective: byol, image_size: 16}}\n"
+                                        "federation: {clients: 40, rounds: 20, lr: 0.03}\n")
+    (tmp_path / "short.yaml").write_text("extends: base.yaml\nfederation: {rounds: 2}\n"
+                                         "task: {params: {image_size: 12}}\n")
+    # Execute
+    exp = load_config(tmp_path / "short.yaml", {"federation.lr": 0.1})
+    # Assert: the file's keys over the base's, section by section; the override over both
+    assert (exp.federation.clients, exp.federation.rounds, exp.federation.lr) == (40, 2, 0.1)
+    assert (exp.task.params["objective"], exp.task.params["image_size"]) == ("byol", 12)
+
+
+@pytest.mark.parametrize("text, expected", [
+    # case: a bench spec given to `fedsim run` names the command that runs it
+    ("grid: {seeds: [0, 1]}\n", "is a bench spec (it has grid:): run its cells with `fedsim bench --config "),
+    # case: only one level of extends
+    ("extends: chain.yaml\n", "extends: chain.yaml must be a plain experiment (no grid:, no extends:)"),
+    # case: extends names a file
+    ("extends: [a.yaml]\n", "extends: expected the path of an experiment YAML, got ['a.yaml']"),
+    # case: a missing parent is the usual missing-file error
+    ("extends: nowhere.yaml\n", "nowhere.yaml' does not exist"),
+])
+def test_grid_and_bad_extends_are_one_line(tmp_path, text, expected):
+    (tmp_path / "chain.yaml").write_text("extends: other.yaml\n")
+    (tmp_path / "exp.yaml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "exp.yaml")
+    assert expected in str(err.value) and "\n" not in str(err.value)

@@ -27,7 +27,8 @@ from typing import Any
 import yaml
 
 from fedsim.bench.grid import Axis, Cell, expand
-from fedsim.config import ConfigError, ExperimentConfig, forget_other_backbone_options, load_config, read_yaml
+from fedsim.config import (ConfigError, ExperimentConfig, forget_other_backbone_options, load_config,
+                           read_experiment_yaml, read_yaml)
 from fedsim.provenance import KEY as PROVENANCE, provenance
 from fedsim.server.outputs import CONFIG_FILE, SUMMARY_FILE, is_run, read_rounds
 from fedsim.server.resume import check_resumable
@@ -86,32 +87,10 @@ def parse_target(text: str | None) -> tuple[str, float] | None:
 
 
 def read_bench_yaml(path: Path) -> tuple[dict[str, Any], Any]:
-    """A bench YAML: the base experiment and its ``grid:`` section (``None`` if absent).
-
-    ``extends: FILE`` (relative to the bench YAML) starts from another experiment file; the
-    bench YAML's own keys are merged over it, section by section (a ``model.name`` of its own
-    drops the file's ``model.params``: they were that file's backbone's options).
-    """
-    raw = read_yaml(path)
-    grid = raw.pop("grid", None)
-    parent = raw.pop("extends", None)
-    if parent is None:
-        return raw, grid
-    if not isinstance(parent, str):
-        raise ConfigError(f"{path}: extends: expected the path of an experiment YAML, got {parent!r}")
-    base = read_yaml(Path(path).parent / parent)
-    if "grid" in base or "extends" in base:
-        raise ConfigError(f"{path}: extends: {parent} must be a plain experiment (no grid:, no extends:)")
-    if isinstance(raw.get("model"), dict) and "name" in raw["model"]:
-        forget_other_backbone_options(base, raw["model"]["name"])
-    return _merged(base, raw), grid
-
-
-def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
+    """A bench YAML: the base experiment (its ``extends:`` resolved, see
+    :func:`fedsim.config.read_experiment_yaml`) and its ``grid:`` section (``None`` if absent)."""
+    raw = read_experiment_yaml(path)
+    return raw, raw.pop("grid", None)
 
 
 def _overlaps(a: str, b: str) -> bool:
