@@ -22,6 +22,10 @@ same results file. At 32 px, where a k = 23 gate sees the whole first-stage map:
     python benchmarks/lska.py --kernels "" --knn benchmarks/results/lska32/van_lska-k23.json,\
         benchmarks/results/lska32/van_lka-k23.json --out benchmarks/results/lska32/summary.json
 
+``--pairs A:B,...`` (entries of ``--knn``) adds the paired difference A − B of final kNN over
+the seeds both hold, with its 95 % t-interval (the demo's full budget at 32 px, 6 seeds, is
+``benchmarks/results/lska32_20rounds/``; its command is in docs/reproductions/lska.md).
+
 Writes ``benchmarks/results/lska.json`` (or ``--out``) and prints Markdown tables.
 """
 
@@ -111,7 +115,22 @@ def knn_summary(names: list[str]) -> dict[str, dict[str, object]]:
     return out
 
 
-def markdown(rows: list[dict[str, object]], knn: dict[str, dict[str, object]]) -> str:
+def paired_rows(knn: dict[str, dict[str, object]], pairs: list[tuple[str, str]]) -> list[dict[str, object]]:
+    """``A − B`` of final kNN per seed both runs hold, with the paired 95 % t-interval."""
+    from fedsim.bench.stats import paired
+
+    out = []
+    for a, b in pairs:
+        final_b = dict(zip(knn[b]["seeds"], knn[b]["final"]))
+        both = [(x, final_b[seed]) for seed, x in zip(knn[a]["seeds"], knn[a]["final"]) if seed in final_b]
+        p = paired(both)
+        out.append({"a": a, "b": b, "n": p.n, "diffs": list(p.diffs), "mean": p.mean, "low": p.low, "high": p.high,
+                    "p": p.p})
+    return out
+
+
+def markdown(rows: list[dict[str, object]], knn: dict[str, dict[str, object]],
+             pairs: list[dict[str, object]] = ()) -> str:
     lines = ["| k | (k0, kd, d) | unit params LSKA / LKA | backbone params LSKA / LKA | unit ms LSKA / LKA "
              "| backbone infer ms LSKA / LKA | train step ms LSKA / LKA |", "|" + " --- |" * 7] if rows else []
     for r in rows:
@@ -126,6 +145,12 @@ def markdown(rows: list[dict[str, object]], knn: dict[str, dict[str, object]]) -
         for name, s in knn.items():
             lines.append(f"| {name} | " + " | ".join(f"{s[f'{key}_mean']:.3f} ± {s[f'{key}_std']:.3f}"
                                                     for key in ("raw", "init", "final")) + " |")
+    if pairs:
+        lines += ["", "| paired, after training | seeds | mean difference [95 % CI] | p |", "| --- | --- | --- | --- |"]
+        for p in pairs:
+            ci = f" [{p['low']:+.3f}, {p['high']:+.3f}]" if p["low"] is not None else ""
+            lines.append(f"| {p['a']} − {p['b']} | {p['n']} | {p['mean']:+.3f}{ci} "
+                         f"| {'–' if p['p'] is None else format(p['p'], '.2f')} |")
     return "\n".join(lines)
 
 
@@ -134,6 +159,7 @@ def main() -> None:
     parser.add_argument("--kernels", default=",".join(map(str, KERNELS)))
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--knn", default="", help="calibration names or .json paths, e.g. quickstart-van_lska,quickstart-van_lka")
+    parser.add_argument("--pairs", default="", help="A:B,... of --knn entries: paired differences A − B by seed")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "lska.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -143,13 +169,14 @@ def main() -> None:
         rows.append(measure_kernel(k, args.repeats))
         print(json.dumps(rows[-1]), flush=True)
     knn = knn_summary([n for n in args.knn.split(",") if n])
+    pairs = paired_rows(knn, [tuple(p.split(":")) for p in args.pairs.split(",") if p])
     machine = {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__,
                "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "loadavg_after": os.getloadavg()}
     path = args.out
     with open(path, "w") as fh:
         json.dump({"machine": machine, "repeats": args.repeats, "unit_shape": UNIT_SHAPE,
-                   "backbone_batch": [BATCH, 1, SIZE, SIZE], "kernels": rows, "knn": knn}, fh, indent=1)
-    print(markdown(rows, knn))
+                   "backbone_batch": [BATCH, 1, SIZE, SIZE], "kernels": rows, "knn": knn, "pairs": pairs}, fh, indent=1)
+    print(markdown(rows, knn, pairs))
     print(f"wrote {path}")
 
 
