@@ -105,6 +105,8 @@ def knn_summary(names: list[str]) -> dict[str, dict[str, object]]:
     out: dict[str, dict[str, object]] = {}
     for name in names:
         path = name if name.endswith(".json") else os.path.join(HERE, "results", f"calibrate-{name}.json")
+        if not os.path.isfile(path):
+            raise SystemExit(f"--knn {name}: {path} does not exist (a calibrate.py results file)")
         with open(path) as fh:
             runs = json.load(fh)["results"]
         rows = {"init": [r["init"]["knn_top1"] for r in runs], "final": [r["final"]["knn_top1"] for r in runs],
@@ -121,6 +123,8 @@ def paired_rows(knn: dict[str, dict[str, object]], pairs: list[tuple[str, str]])
 
     out = []
     for a, b in pairs:
+        if a not in knn or b not in knn:
+            raise SystemExit(f"--pairs {a}:{b}: both must be entries of --knn")
         final_b = dict(zip(knn[b]["seeds"], knn[b]["final"]))
         both = [(x, final_b[seed]) for seed, x in zip(knn[a]["seeds"], knn[a]["final"]) if seed in final_b]
         p = paired(both)
