@@ -65,7 +65,10 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--set", action="append", default=[], help="key.path=value, as fedsim run --set")
     parser.add_argument("--name", default=None, help="results file suffix (default: the task name)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (float sums differ in the last "
+                                                                "bits between thread counts)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     overrides = dict(parse_override(kv) for kv in args.set)
     results = []
     for seed in (int(s) for s in args.seeds.split(",")):
@@ -82,5 +85,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(2)
     main()
