@@ -55,9 +55,10 @@ def test_stock_supernodes_train_their_own_shares_and_a_misconfigured_box_fails_t
     wait_for_port("127.0.0.1", port, timeout=120, process=superlink)
     first, id0 = box(started, link, "box0", "partition-id=0 num-partitions=2")
     second, id1 = box(started, link, "box1", "partition-id=1 num-partitions=2")
-    # Execute 1: boxes on partitions 0 + 1, two rounds
-    run01 = deploy(link, config, tmp_path / "run01", rounds=2)
-    # Assert 1: both boxes listed before round 1 and OK every round
+    # Execute 1: boxes on partitions 0 + 1, one round (two rounds through a SuperLink are
+    # tested in test_deploy_run.py; each costs Flower's process start per message here)
+    run01 = deploy(link, config, tmp_path / "run01", rounds=1)
+    # Assert 1: both boxes listed before round 1 and OK
     assert run01.exit_code == 0, run01.output
     listed = [ln for ln in run01.output.splitlines() if ln.startswith("box ")]
     assert len(listed) == 2, run01.output
@@ -65,7 +66,7 @@ def test_stock_supernodes_train_their_own_shares_and_a_misconfigured_box_fails_t
     assert any(f"box {id1}:" in ln and "partition 1 of 2" in ln for ln in listed)
     assert run01.output.index("box ") < run01.output.index("round 1")
     boxes = json.loads((tmp_path / "run01" / "boxes.json").read_text())["boxes"]
-    assert [(b["sampled"], b["ok"], b["failed"]) for b in boxes] == [(2, 2, 0)] * 2
+    assert [(b["sampled"], b["ok"], b["failed"]) for b in boxes] == [(1, 1, 0)] * 2
     rows01 = [json.loads(ln) for ln in (tmp_path / "run01" / "rounds.jsonl").read_text().splitlines()]
     # Execute 2: box 1 replaced by another box on partition 0
     stop(second)

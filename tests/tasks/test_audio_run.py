@@ -29,18 +29,19 @@ def fedsim(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
 @pytest.mark.slow  # a learning run of several rounds
 @pytest.mark.timeout(420)
 def test_the_audio_encoder_beats_its_random_initialisation(tmp_path):
-    # Prepare / Execute: 3 rounds of federated SimCLR on the generated sounds, seed 0
-    # (measured in-process, 10 clients/round, 3 local epochs: kNN 0.30 at init, 0.51 after 5 rounds)
+    # Prepare / Execute: 2 rounds of federated SimCLR on the generated sounds, seed 0, 4 clients
+    # a round (measured: kNN 0.267 at init, 0.333 after round 2; 6 clients a round for 3 rounds
+    # reach 0.396 in twice the time; the objectives' learning is tested in test_audio_learning.py)
     run_dir = tmp_path / "run"
     proc = fedsim("--task", "audio", "--model", "resnet_small", "--strategy", "ldawa", "--clients", "50",
-                  "--clients-per-round", "6", "--rounds", "3", "--local-epochs", "3", "--out", str(run_dir),
+                  "--clients-per-round", "4", "--rounds", "2", "--local-epochs", "3", "--out", str(run_dir),
                   "--set", "federation.lr=0.05", "--set", "federation.momentum=0.9",
-                  "--set", "evaluation.every=3", "--set", "task.params.eval_per_class=20")
+                  "--set", "evaluation.every=2", "--set", "task.params.eval_per_class=20")
     # Assert
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = read_rows(run_dir)
     assert set(rows[0]) >= {"knn_top1", "linear_top1", "retrieval_map", "knn_top1_pooled_logmel"}
-    assert rows[-1]["round"] == 3 and rows[-1]["knn_top1"] > rows[0]["knn_top1"] + 0.05, rows
+    assert rows[-1]["round"] == 2 and rows[-1]["knn_top1"] > rows[0]["knn_top1"] + 0.05, rows
     assert json.loads((run_dir / "data.json").read_text())["source"] == "generated"
 
 
