@@ -9,6 +9,7 @@ metrics, the baselines and the final metrics); ``--table`` rebuilds the Markdown
 
     python benchmarks/objectives.py --cells image-byol --seeds 0,1,2 --jobs 3
     python benchmarks/objectives.py --cells audio-barlow --seeds 0 --set federation.rounds=6
+    python benchmarks/objectives.py --cells image-simclr --seeds 3,4 --jobs 2 --add
     python benchmarks/objectives.py --table
 
 A row reads "learns" when the primary metric's mean beats both the random init's and the
@@ -57,19 +58,31 @@ def seed_run(spec: str, sets: dict, seed: int, threads: int) -> dict:
     return run_seed(os.path.join(ROOT, spec), sets, seed)
 
 
-def run_cell(cell: str, seeds: list[int], extra: dict, jobs: int = 1) -> dict:
+def run_cell(cell: str, seeds: list[int], extra: dict, jobs: int = 1, add: bool = False) -> dict:
     """Run ``cell`` for ``seeds`` (``extra`` overrides on top of the cell's), ``jobs`` seeds at a
-    time (one process and one torch thread each when more than one), and write its JSON."""
+    time (one process and one torch thread each when more than one), and write its JSON; with
+    ``add``, the seeds join those already in the JSON, which must have been run with the same
+    spec and overrides."""
     spec, overrides, raw = CELLS[cell]
     sets = {**overrides, **extra}
+    kept: list[dict] = []
+    path = os.path.join(OUT, f"{cell}.json")
+    if add and os.path.exists(path):
+        with open(path) as fh:
+            old = json.load(fh)
+        if (old["config"], old["set"]) != (spec, json.loads(json.dumps(sets))):
+            raise SystemExit(f"error: {path} was run with {old['config']} {old['set']}, not {spec} {sets}; "
+                             "run without --add to replace it")
+        kept = [r for r in old["results"] if r["seed"] not in seeds]
     if jobs <= 1:
         results = [seed_run(spec, sets, seed, torch.get_num_threads()) for seed in seeds]
     else:
         with ProcessPoolExecutor(jobs) as pool:
             results = list(pool.map(seed_run, [spec] * len(seeds), [sets] * len(seeds), seeds, [1] * len(seeds)))
+    results = sorted(kept + results, key=lambda r: r["seed"])
     out = {"cell": cell, "config": spec, "set": sets, "raw_baseline": raw, "results": results}
     os.makedirs(OUT, exist_ok=True)
-    with open(os.path.join(OUT, f"{cell}.json"), "w") as fh:
+    with open(path, "w") as fh:
         json.dump(out, fh, indent=1)
     return out
 
@@ -81,8 +94,20 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
+def paired_text(final: list[float], base: list[float]) -> str:
+    """``+mean [low, high]``: the per-seed differences trained − raw baseline, with their 95 %
+    t-interval (``–`` for one seed)."""
+    from fedsim.bench.stats import paired
+
+    d = paired(zip(final, base))
+    if d is None or d.low is None:
+        return "–" if d is None else f"{d.mean:+.3f}"
+    return f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
+
+
 def table_row(data: dict) -> str:
-    """One Markdown row: cell, metric, trained, init, raw baseline, seeds, rounds, verdict."""
+    """One Markdown row: cell, metric, trained, init, raw baseline, trained − raw paired over
+    the seeds, seeds, rounds, verdict."""
     results, raw = data["results"], data["raw_baseline"]
     metric = raw.rsplit("_", 2)[0] if raw.startswith("psnr") else "knn_top1"
     final = [r["final"][metric] for r in results]
@@ -92,13 +117,14 @@ def table_row(data: dict) -> str:
     rounds = data.get("num_rounds") or len(results[0]["rounds"])  # num_rounds: runs kept without their log
     task, objective = data["cell"].split("-", 1)
     return (f"| {task} | {objective} | {metric} | {mean_std(final)} | {mean_std(init)} | {mean_std(base)} ({raw}) "
-            f"| {len(results)} | {rounds} | {'learns' if learns else '**experimental**'} |")
+            f"| {paired_text(final, base)} | {len(results)} | {rounds} | {'learns' if learns else '**experimental**'} |")
 
 
 def table() -> str:
     """The Markdown table of every cell's JSON under ``results/objectives/``."""
-    lines = ["| task | objective | metric | trained | random init | raw-input baseline | seeds | rounds | verdict |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| task | objective | metric | trained | random init | raw-input baseline | trained − raw, paired "
+             "(95 % CI) | seeds | rounds | verdict |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name in sorted(os.listdir(OUT)):
         if name.endswith(".json"):
             with open(os.path.join(OUT, name)) as fh:
@@ -114,6 +140,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--set", action="append", default=[], help="key.path=value on top of every cell")
     parser.add_argument("--jobs", type=int, default=1, help="seeds at a time, one process (and torch thread) each")
+    parser.add_argument("--add", action="store_true",
+                        help="add the seeds to the cell's committed JSON instead of replacing it")
     parser.add_argument("--table", action="store_true", help="print the Markdown table of the committed results")
     args = parser.parse_args()
     if args.table:
@@ -123,7 +151,7 @@ def main() -> None:
     for cell in filter(None, args.cells.split(",")):
         if cell not in CELLS:
             parser.error(f"unknown cell {cell!r}; choose from {', '.join(CELLS)}")
-        run_cell(cell, [int(s) for s in args.seeds.split(",")], extra, args.jobs)
+        run_cell(cell, [int(s) for s in args.seeds.split(",")], extra, args.jobs, args.add)
     print(table())
 
 
