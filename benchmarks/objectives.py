@@ -13,7 +13,9 @@ metrics, the baselines and the final metrics); ``--table`` rebuilds the Markdown
     python benchmarks/objectives.py --table
 
 A row reads "learns" when the primary metric's mean beats both the random init's and the
-raw-input baseline's means; otherwise the objective is marked experimental.
+raw-input baseline's means and the paired 95 % interval of trained − raw over the seeds lies
+above 0, "learns, within noise of raw" when only the means say so, and otherwise
+"experimental": ``fedsim list`` marks those objectives (``Task.experimental``).
 """
 
 from __future__ import annotations
@@ -113,11 +115,22 @@ def table_row(data: dict) -> str:
     final = [r["final"][metric] for r in results]
     init = [r["init"][metric] for r in results]
     base = [r["baselines"][raw] for r in results]
-    learns = statistics.mean(final) > max(statistics.mean(init), statistics.mean(base))
     rounds = data.get("num_rounds") or len(results[0]["rounds"])  # num_rounds: runs kept without their log
     task, objective = data["cell"].split("-", 1)
     return (f"| {task} | {objective} | {metric} | {mean_std(final)} | {mean_std(init)} | {mean_std(base)} ({raw}) "
-            f"| {paired_text(final, base)} | {len(results)} | {rounds} | {'learns' if learns else '**experimental**'} |")
+            f"| {paired_text(final, base)} | {len(results)} | {rounds} | {verdict(final, init, base)} |")
+
+
+def verdict(final: list[float], init: list[float], base: list[float]) -> str:
+    """"learns" when the trained mean beats both the random init's and the raw baseline's means
+    and the paired interval against the raw baseline lies above 0; "learns, within noise of
+    raw" when the means say so but that interval contains 0; otherwise experimental."""
+    from fedsim.bench.stats import paired
+
+    if statistics.mean(final) <= max(statistics.mean(init), statistics.mean(base)):
+        return "**experimental**"
+    d = paired(zip(final, base))
+    return "learns" if d is not None and d.low is not None and d.low > 0 else "learns, within noise of raw"
 
 
 def table() -> str:

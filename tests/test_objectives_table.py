@@ -38,6 +38,15 @@ def test_paired_column_is_the_t_interval_of_the_per_seed_differences(objectives)
                    "(knn_top1_raw_input) | +0.167 [+0.023, +0.310] | 3 | 2 | learns |")
 
 
+def test_verdict_needs_both_means_beaten_and_says_when_raw_is_within_noise(objectives):
+    init = [0.2, 0.2, 0.2]
+    assert objectives.verdict([0.5, 0.6, 0.7], init, [0.4, 0.4, 0.5]) == "learns"
+    # differences +0.3, -0.1, +0.1: mean above raw, interval [-0.40, +0.60] contains 0
+    assert objectives.verdict([0.7, 0.3, 0.6], init, [0.4, 0.4, 0.5]) == "learns, within noise of raw"
+    assert objectives.verdict([0.4, 0.4, 0.4], init, [0.4, 0.4, 0.5]) == "**experimental**"  # below raw
+    assert objectives.verdict([0.3, 0.3, 0.3], [0.3, 0.4, 0.5], [0.1, 0.1, 0.1]) == "**experimental**"  # below init
+
+
 def test_add_joins_new_seeds_to_the_committed_ones_in_seed_order(objectives, tmp_path, monkeypatch):
     ran: list[int] = []
 
@@ -60,3 +69,22 @@ def test_add_refuses_seeds_run_with_other_settings(objectives, monkeypatch):
     objectives.run_cell("image-simclr", [0], {"federation.rounds": 5})
     with pytest.raises(SystemExit, match="run without --add to replace it"):
         objectives.run_cell("image-simclr", [1], {}, add=True)
+
+
+def test_fedsim_list_flags_exactly_the_objectives_the_committed_table_calls_experimental():
+    from fedsim.plugins import load_plugins
+    from fedsim.registry import TASKS
+
+    spec = importlib.util.spec_from_file_location("objectives_committed", ROOT / "benchmarks" / "objectives.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    load_plugins()
+    from_table = set()
+    for path in sorted((ROOT / "benchmarks" / "results" / "objectives").glob("*.json")):
+        row = module.table_row(json.loads(path.read_text()))
+        task, objective = row.split(" | ")[0].strip("| "), row.split(" | ")[1].split("-")[0]
+        if row.rstrip(" |").endswith("**experimental**"):
+            from_table.add((task, objective))
+    flagged = {(task, objective) for task in TASKS.names()
+               for objective in getattr(TASKS.get(task), "experimental", {})}
+    assert flagged == from_table

@@ -72,10 +72,6 @@ class ImageParams(TaskParams):
 class ImageTask(ProbeEvaluation, FolderTask):
     """SimCLR on images: bundled per-client digit writers or your own folder (or BYOL, supervised)."""
 
-    experimental = {"byol": "kNN 0.504 ± 0.109 after 20 rounds with simulations/byol.yaml (20 local epochs, cosine "
-                            "lr, predictor lr x10, weight decay), 3 seeds: init 0.198, raw pixels 0.546 (above raw on "
-                            "1 seed of 3); at the demo's 3 local epochs it does not learn (0.196)"}
-
     Params = ImageParams
     views = frozenset({"augmented", "labels"})
     sample_key = "image"
