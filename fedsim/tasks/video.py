@@ -190,9 +190,11 @@ class VideoTask(ProbeEvaluation, FolderTask):
     """Video SSL (clip order, playback speed, VCGAN-style colourisation) on moving digits or a video folder."""
 
     # measured: docs/reproductions/objectives.md (3 seeds, FedVSSL spec, 20 rounds)
-    experimental = {"order": "kNN 0.167 vs init 0.180, raw 0.197: learns clip order at lr 0.01, not the label",
-                    "speed": "kNN 0.153 vs init 0.180, raw 0.197: learns playback speed at lr 0.01, not the label",
-                    "colorize": "probe PSNR 20.76 dB under FedVSSL, 20.61 under FedAvg vs grey input 20.40, "
+    experimental = {"order": "kNN 0.160 vs init 0.178, raw 0.206 (5 seeds): learns clip order at lr 0.01, "
+                             "not the label",
+                    "speed": "kNN 0.158 vs init 0.178, raw 0.206 (5 seeds): learns playback speed at lr 0.01, "
+                             "not the label",
+                    "colorize": "probe PSNR 20.75 dB under FedVSSL, 20.52 under FedAvg vs grey input 20.44, "
                     "random-init encoder 20.94 (a grey-only probe: its maps are ~0); the trained maps carry the "
                     "digit's class hue too weakly"}
 
