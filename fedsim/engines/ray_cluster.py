@@ -17,6 +17,7 @@ from fedsim.records import NODE_KEYS, node_env_name
 
 PROBE_SECONDS = 5.0  # how long a Ray head at --ray-address gets to accept a TCP connection
 GCS_ATTEMPTS = 1  # then how many times ray.init tries its GCS (~35 s each)
+LOG_LEVEL_ENV = "FLWR_LOG_LEVEL"  # Flower's log level, read when flwr is imported
 LOCAL_INIT_ARGS: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": True, "address": "local"}
 """``ray.init`` arguments of a run on a local Ray of its own: quiet start-up, and ``"local"``, never
 a cluster that happens to run on this host (:func:`is_attached`)."""
@@ -84,8 +85,9 @@ def _init(init_args: dict[str, Any], *, quiet_workers: bool, env: dict[str, str]
     if os.environ.get("PYTHONPATH"):
         pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
     os.environ["PYTHONPATH"] = pythonpath
-    env = {"PYTHONPATH": pythonpath, **({"FLWR_LOG_LEVEL": "ERROR"} if quiet_workers else {}), **(env or {})}
+    env = {"PYTHONPATH": pythonpath, **({LOG_LEVEL_ENV: "ERROR"} if quiet_workers else {}), **(env or {})}
     options: dict[str, Any] = {"include_dashboard": False, **init_args}
+    log_level = os.environ.get(LOG_LEVEL_ENV)
     if address and address != "local" or os.environ.get("FEDSIM_RAY_RUNTIME_ENV") == "1":
         options["runtime_env"] = {"env_vars": env}  # an existing cluster's workers get them from Ray
     else:
@@ -100,6 +102,15 @@ def _init(init_args: dict[str, Any], *, quiet_workers: bool, env: dict[str, str]
     except ConnectionError as e:
         raise RayUnavailable(f"engine.ray_address: no Ray cluster at {address} ({e}); start one with "
                              "`ray start --head --port PORT` or leave out --ray-address") from None
+    finally:
+        # The workers' log level is for the workers: Ray's processes took it at their start
+        # (Flower reads it once, at import), and this process's later subprocesses (a Flower
+        # SuperNode started from a notebook or test, say) must not inherit it. The node
+        # settings stay: fedsim.engines.warm keeps them here on purpose.
+        if log_level is None:
+            os.environ.pop(LOG_LEVEL_ENV, None)
+        else:
+            os.environ[LOG_LEVEL_ENV] = log_level
     # A Flower worker thread still calling Ray after ray.shutdown (a signal stops the run while
     # it waits) would otherwise start a fresh local cluster whose agents outlive the process.
     from ray._private import auto_init_hook

@@ -58,8 +58,7 @@ class Started:
 
     def launch(self, name: str, argv: list[str], **env_extra: str) -> subprocess.Popen:
         """``argv`` in its own process group, FLWR_HOME a folder of its own, this Python's bin on PATH,
-        Flower logging at INFO (the tests read its lines; an in-process run earlier in this pytest
-        process leaves ``FLWR_LOG_LEVEL=ERROR`` in the environment for its local Ray's workers)."""
+        Flower logging at INFO (the tests read its lines) whatever ``FLWR_LOG_LEVEL`` says here."""
         env = {**os.environ, "FLWR_HOME": str(self.tmp / f"flwr-home-{name}"), "FEDSIM_TEST_TAG": self.tag,
                "FLWR_LOG_LEVEL": "INFO",
                "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]), **env_extra}

@@ -3,6 +3,8 @@ and a worker that died between runs is replaced."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from fedsim.config import load_config
@@ -37,3 +39,27 @@ def test_runs_reuse_the_kept_workers_and_a_dead_one_is_replaced(tmp_path):
     rows = read_rows(tmp_path / "c")
     assert rows[-1]["clients_ok"] == 4 and summary["rounds"] == 1
     assert len(_kept_ids()) == len(first) and _kept_ids() != first  # the dead one was replaced
+
+
+@pytest.mark.own_ray
+@pytest.mark.timeout(180)
+def test_a_local_ray_quiets_its_workers_without_changing_this_processs_flower_log_level(monkeypatch):
+    """The workers' FLWR_LOG_LEVEL=ERROR reaches Ray's processes only: a subprocess this process
+    starts later (a Flower SuperNode, say) logs at the level it had before."""
+    import ray
+
+    from fedsim.engines import ray_cluster
+
+    monkeypatch.delenv("FLWR_LOG_LEVEL", raising=False)
+    ray_cluster.start({**ray_cluster.LOCAL_INIT_ARGS, "num_cpus": 1}, num_cpus_per_client=0.0)
+    try:
+        @ray.remote(num_cpus=0)
+        def worker_level() -> str | None:
+            import os
+
+            return os.environ.get("FLWR_LOG_LEVEL")
+
+        assert ray.get(worker_level.remote(), timeout=120) == "ERROR"
+        assert "FLWR_LOG_LEVEL" not in os.environ
+    finally:
+        ray_cluster.stop()
