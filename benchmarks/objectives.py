@@ -1,4 +1,4 @@
-"""Does each SSL objective / pretext learn? Task × objective, 3 seeds, vs random init and raw input.
+"""Does each SSL objective / pretext learn? Task × objective over seeds (0-4 committed), vs random init and raw input.
 
 Each cell is an experiment spec (a ``simulations/*.yaml`` plus overrides) run in this one
 process by :func:`calibrate.run_seed` — the same task, trainer and strategy code as
