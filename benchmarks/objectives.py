@@ -107,18 +107,23 @@ def paired_text(final: list[float], base: list[float]) -> str:
     return f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
 
 
+def cell_scores(data: dict) -> tuple[str, list[float], list[float], list[float]]:
+    """A cell JSON's primary metric and its per-seed values: trained, random init, raw baseline."""
+    results, raw = data["results"], data["raw_baseline"]
+    metric = raw.rsplit("_", 2)[0] if raw.startswith("psnr") else "knn_top1"
+    return (metric, [r["final"][metric] for r in results], [r["init"][metric] for r in results],
+            [r["baselines"][raw] for r in results])
+
+
 def table_row(data: dict) -> str:
     """One Markdown row: cell, metric, trained, init, raw baseline, trained − raw paired over
     the seeds, seeds, rounds, verdict."""
-    results, raw = data["results"], data["raw_baseline"]
-    metric = raw.rsplit("_", 2)[0] if raw.startswith("psnr") else "knn_top1"
-    final = [r["final"][metric] for r in results]
-    init = [r["init"][metric] for r in results]
-    base = [r["baselines"][raw] for r in results]
-    rounds = data.get("num_rounds") or len(results[0]["rounds"])  # num_rounds: runs kept without their log
+    metric, final, init, base = cell_scores(data)
+    rounds = data.get("num_rounds") or len(data["results"][0]["rounds"])  # num_rounds: runs kept without their log
     task, objective = data["cell"].split("-", 1)
-    return (f"| {task} | {objective} | {metric} | {mean_std(final)} | {mean_std(init)} | {mean_std(base)} ({raw}) "
-            f"| {paired_text(final, base)} | {len(results)} | {rounds} | {verdict(final, init, base)} |")
+    return (f"| {task} | {objective} | {metric} | {mean_std(final)} | {mean_std(init)} | {mean_std(base)} "
+            f"({data['raw_baseline']}) | {paired_text(final, base)} | {len(final)} | {rounds} "
+            f"| {verdict(final, init, base)} |")
 
 
 def verdict(final: list[float], init: list[float], base: list[float]) -> str:
