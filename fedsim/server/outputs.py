@@ -198,14 +198,18 @@ class RunWriter:
 
     def finish(self, summary: dict[str, Any], final_arrays: dict[str, torch.Tensor],
                metrics: Mapping[str, bool]) -> None:
-        """Write ``metrics.csv``, ``summary.json``, ``model.pt`` and ``curves.png``/``.pdf``
-        (``metrics``: the task's declared metrics, name -> higher is better, one panel each)."""
+        """Write ``model.pt``, ``metrics.csv``, ``curves.png``/``.pdf`` and, last and whole,
+        ``summary.json`` (``metrics``: the task's declared metrics, name -> higher is better, one
+        panel each). The summary marks a finished run (``fedsim deploy run`` waits for it,
+        ``--resume`` checks it), so it appears only once every other output is in place, and
+        never half-written to a reader polling for it."""
         import torch
 
         atomic_write_bytes(self.dir / MODEL_FILE, lambda fh: torch.save(final_arrays, fh))
         self._metrics_csv()
-        (self.dir / SUMMARY_FILE).write_text(json.dumps(json_safe(summary), indent=2) + "\n")
         plot_curves(self.rows, self.dir / CURVES_FILE, metrics, title=run_title(self.dir, summary))
+        text = json.dumps(json_safe(summary), indent=2) + "\n"
+        atomic_write_bytes(self.dir / SUMMARY_FILE, lambda fh: fh.write(text.encode()))
 
     def _metrics_csv(self) -> None:
         scalar_keys: list[str] = []

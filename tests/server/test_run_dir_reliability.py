@@ -151,3 +151,22 @@ def test_torch_s_write_failure_on_a_nearly_full_disk_is_disk_full(tmp_path, monk
     assert isinstance(as_disk_full(error, tmp_path / "checkpoint.pt"), DiskFull)
     monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(2 ** 40, 0, 2 ** 40))
     assert as_disk_full(error, tmp_path / "checkpoint.pt") is None  # plenty of space: another failure
+
+
+def test_summary_json_is_written_last_and_whole(tmp_path, monkeypatch):
+    """``summary.json`` marks a finished run (``fedsim deploy run`` returns when it appears and
+    reads it): it must not appear before the curves, nor be readable half-written."""
+    from fedsim.server import outputs
+
+    writer = RunWriter(tmp_path / "run", "name: x\n")
+    seen_when_plotting: list[bool] = []
+    monkeypatch.setattr(outputs, "plot_curves",
+                        lambda *a, **k: seen_when_plotting.append((tmp_path / "run" / "summary.json").exists()))
+    writes: list[str] = []
+    real_write = outputs.atomic_write_bytes
+    monkeypatch.setattr(outputs, "atomic_write_bytes",
+                        lambda path, write: (writes.append(str(path)), real_write(path, write))[1])
+    writer.finish({"rounds": 2, "name": "x"}, {"w": torch.ones(2)}, {"knn_top1": True})
+    assert seen_when_plotting == [False]
+    assert writes[-1] == str(tmp_path / "run" / "summary.json")  # via a temp file and os.replace
+    assert json.loads((tmp_path / "run" / "summary.json").read_text()) == {"rounds": 2, "name": "x"}
