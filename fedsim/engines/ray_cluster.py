@@ -84,10 +84,9 @@ def _init(init_args: dict[str, Any], *, quiet_workers: bool, env: dict[str, str]
     pythonpath = os.pathsep.join(sys.path)
     if os.environ.get("PYTHONPATH"):
         pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
-    os.environ["PYTHONPATH"] = pythonpath
     env = {"PYTHONPATH": pythonpath, **({LOG_LEVEL_ENV: "ERROR"} if quiet_workers else {}), **(env or {})}
     options: dict[str, Any] = {"include_dashboard": False, **init_args}
-    log_level = os.environ.get(LOG_LEVEL_ENV)
+    before = {key: os.environ.get(key) for key in (LOG_LEVEL_ENV, "PYTHONPATH")}
     if address and address != "local" or os.environ.get("FEDSIM_RAY_RUNTIME_ENV") == "1":
         options["runtime_env"] = {"env_vars": env}  # an existing cluster's workers get them from Ray
     else:
@@ -103,14 +102,17 @@ def _init(init_args: dict[str, Any], *, quiet_workers: bool, env: dict[str, str]
         raise RayUnavailable(f"engine.ray_address: no Ray cluster at {address} ({e}); start one with "
                              "`ray start --head --port PORT` or leave out --ray-address") from None
     finally:
-        # The workers' log level is for the workers: Ray's processes took it at their start
-        # (Flower reads it once, at import), and this process's later subprocesses (a Flower
-        # SuperNode started from a notebook or test, say) must not inherit it. The node
+        # The workers' log level and search path are for the workers: Ray's processes took
+        # them at their start (Flower reads the level once, at import; workers Ray starts
+        # later inherit the raylet's environment), and this process's later subprocesses (a
+        # Flower SuperNode started from a notebook or test, say) must not inherit them; a
+        # second ray.init in this process would otherwise widen PYTHONPATH again. The node
         # settings stay: fedsim.engines.warm keeps them here on purpose.
-        if log_level is None:
-            os.environ.pop(LOG_LEVEL_ENV, None)
-        else:
-            os.environ[LOG_LEVEL_ENV] = log_level
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     # A Flower worker thread still calling Ray after ray.shutdown (a signal stops the run while
     # it waits) would otherwise start a fresh local cluster whose agents outlive the process.
     from ray._private import auto_init_hook

@@ -4,6 +4,7 @@ and a worker that died between runs is replaced."""
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -43,23 +44,28 @@ def test_runs_reuse_the_kept_workers_and_a_dead_one_is_replaced(tmp_path):
 
 @pytest.mark.own_ray
 @pytest.mark.timeout(180)
-def test_a_local_ray_quiets_its_workers_without_changing_this_processs_flower_log_level(monkeypatch):
-    """The workers' FLWR_LOG_LEVEL=ERROR reaches Ray's processes only: a subprocess this process
-    starts later (a Flower SuperNode, say) logs at the level it had before."""
+def test_a_local_ray_quiets_its_workers_without_changing_this_processs_environment(monkeypatch):
+    """The workers' FLWR_LOG_LEVEL=ERROR and widened PYTHONPATH reach Ray's processes only: a
+    subprocess this process starts later (a Flower SuperNode, say) sees the environment it had
+    before."""
     import ray
 
     from fedsim.engines import ray_cluster
 
     monkeypatch.delenv("FLWR_LOG_LEVEL", raising=False)
+    monkeypatch.setenv("PYTHONPATH", "/a/folder/of/the/user")
     ray_cluster.start({**ray_cluster.LOCAL_INIT_ARGS, "num_cpus": 1}, num_cpus_per_client=0.0)
     try:
         @ray.remote(num_cpus=0)
-        def worker_level() -> str | None:
+        def worker_environment() -> tuple[str | None, str | None]:
             import os
 
-            return os.environ.get("FLWR_LOG_LEVEL")
+            return os.environ.get("FLWR_LOG_LEVEL"), os.environ.get("PYTHONPATH")
 
-        assert ray.get(worker_level.remote(), timeout=120) == "ERROR"
+        level, pythonpath = ray.get(worker_environment.remote(), timeout=120)
+        assert level == "ERROR"
+        assert pythonpath == os.pathsep.join([*sys.path, "/a/folder/of/the/user"])  # this process's search path first
         assert "FLWR_LOG_LEVEL" not in os.environ
+        assert os.environ["PYTHONPATH"] == "/a/folder/of/the/user"
     finally:
         ray_cluster.stop()
