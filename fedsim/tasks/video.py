@@ -189,14 +189,14 @@ class VideoSSLModel(nn.Module):
 class VideoTask(ProbeEvaluation, FolderTask):
     """Video SSL (clip order, playback speed, VCGAN-style colourisation) on moving digits or a video folder."""
 
-    # measured: docs/reproductions/objectives.md (3 seeds, FedVSSL spec, 20 rounds)
+    # measured: docs/reproductions/objectives.md (5 seeds, FedVSSL spec, 20 rounds)
     experimental = {"order": "kNN 0.160 vs init 0.178, raw 0.206 (5 seeds): learns clip order at lr 0.01, "
                              "not the label",
                     "speed": "kNN 0.158 vs init 0.178, raw 0.206 (5 seeds): learns playback speed at lr 0.01, "
                              "not the label",
-                    "colorize": "probe PSNR 20.75 dB under FedVSSL, 20.52 under FedAvg vs grey input 20.44, "
-                    "random-init encoder 20.94 (a grey-only probe: its maps are ~0); the trained maps carry the "
-                    "digit's class hue too weakly"}
+                    "colorize": "probe PSNR 21.06 dB under FedVSSL, 20.99 under FedAvg vs grey input 20.42, "
+                    "random-init encoder 21.25 (a grey-only probe: its maps are ~0; 300 held-out clips); the "
+                    "trained maps carry the digit's class hue too weakly"}
 
     Params = VideoParams
     default_model = "r3d_small"
