@@ -1,5 +1,6 @@
 """benchmarks/objectives.py: the paired column of the objectives table and ``--add``, which
-joins new seeds to a cell's committed JSON (and refuses a JSON run with other settings)."""
+joins new seeds to a cell's committed JSON (and refuses a JSON run with other settings); every
+committed cell JSON matches its cell's current settings."""
 
 from __future__ import annotations
 
@@ -93,3 +94,14 @@ def test_fedsim_list_flags_exactly_the_objectives_the_committed_table_calls_expe
     flagged = {(task, objective) for task in TASKS.names()
                for objective in getattr(TASKS.get(task), "experimental", {})}
     assert flagged == from_table
+
+
+def test_every_committed_cell_was_run_with_the_settings_its_cell_names_now():
+    """A cell's JSON holds the spec and overrides it was run with; the table must not show a
+    result of settings that ``CELLS`` no longer names (edit a cell, rerun it)."""
+    module = load_objectives()
+    for path in sorted((ROOT / "benchmarks" / "results" / "objectives").glob("*.json")):
+        data = json.loads(path.read_text())
+        spec, overrides, raw = module.CELLS[data["cell"]]
+        assert path.stem == data["cell"]
+        assert (data["config"], data["set"], data["raw_baseline"]) == (spec, json.loads(json.dumps(overrides)), raw), path.name
