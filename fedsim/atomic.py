@@ -4,8 +4,10 @@ disk is one :class:`DiskFull` line naming the path."""
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -42,9 +44,23 @@ def as_disk_full(error: BaseException, path: str | os.PathLike[str]) -> DiskFull
     return None
 
 
+@functools.cache
+def new_file_mode() -> int:
+    """The permissions ``open(path, "w")`` gives a new file: 0o666 less the process umask.
+
+    Read once (``os.umask`` can only be read by setting it, which is not thread-safe)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
     """Write via a temp file in the same folder, fsync, then ``os.replace``; the previous file
-    stays as it was when anything fails (:class:`DiskFull` when the disk is full)."""
+    stays as it was when anything fails (:class:`DiskFull` when the disk is full).
+
+    The file gets the permissions a plain write would give it: those of the file it replaces,
+    or :func:`new_file_mode` for a new one (``mkstemp`` creates its temp file 0o600, which
+    would leave a run's summary and checkpoints unreadable to the rest of a shared group)."""
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -52,6 +68,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], write: Callable[[BinaryIO],
         raise (as_disk_full(err, path) or err) from None
     try:
         with os.fdopen(fd, "wb") as fh:
+            try:
+                mode = stat.S_IMODE(os.stat(path).st_mode)
+            except FileNotFoundError:
+                mode = new_file_mode()
+            os.fchmod(fh.fileno(), mode)
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())

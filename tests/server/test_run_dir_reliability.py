@@ -4,11 +4,14 @@ runs resumed. Direct calls and the CLI's pre-start checks; no Ray."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
+from fedsim import atomic
 from fedsim.cli import app
 from fedsim.server.outputs import NonFiniteCheckpoint, RunDirError, RunWriter, first_non_finite, read_rounds
 from tests.server.test_resume_checks import one_line_exit_2, resume, tiny, write_run
@@ -170,3 +173,25 @@ def test_summary_json_is_written_last_and_whole(tmp_path, monkeypatch):
     assert seen_when_plotting == [False]
     assert writes[-1] == str(tmp_path / "run" / "summary.json")  # via a temp file and os.replace
     assert json.loads((tmp_path / "run" / "summary.json").read_text()) == {"rounds": 2, "name": "x"}
+
+
+
+def test_an_atomic_write_gives_the_permissions_a_plain_write_would(tmp_path):
+    """mkstemp's temp file is 0o600; the written file must not be (a shared group reads runs)."""
+    old_mask = os.umask(0o027)
+    atomic.new_file_mode.cache_clear()  # read once per process: read it under this umask
+    try:
+        (tmp_path / "plain.json").write_bytes(b"{}")
+        atomic.atomic_write_bytes(tmp_path / "summary.json", lambda fh: fh.write(b"{}"))
+    finally:
+        os.umask(old_mask)
+        atomic.new_file_mode.cache_clear()
+
+    def mode(name: str) -> int:
+        return stat.S_IMODE((tmp_path / name).stat().st_mode)
+
+    assert mode("plain.json") == mode("summary.json") == 0o640  # a new file: 0o666 less the umask
+    (tmp_path / "summary.json").chmod(0o604)
+    atomic.atomic_write_bytes(tmp_path / "summary.json", lambda fh: fh.write(b'{"round": 2}'))
+    assert mode("summary.json") == 0o604  # a replaced file keeps its mode, as a plain write does
+    assert (tmp_path / "summary.json").read_bytes() == b'{"round": 2}'
