@@ -54,13 +54,22 @@ def new_file_mode() -> int:
     return 0o666 & ~mask
 
 
+def plain_write_mode(path: str | os.PathLike[str]) -> int:
+    """The permissions a plain write to ``path`` leaves it with: those of the file it replaces,
+    or :func:`new_file_mode` for a new one. Give them to a temp file that will replace
+    ``path`` (``mkstemp`` creates it 0o600, which would leave a run's summary, checkpoints or
+    exported encoder unreadable to the rest of a shared group)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return new_file_mode()
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
     """Write via a temp file in the same folder, fsync, then ``os.replace``; the previous file
     stays as it was when anything fails (:class:`DiskFull` when the disk is full).
 
-    The file gets the permissions a plain write would give it: those of the file it replaces,
-    or :func:`new_file_mode` for a new one (``mkstemp`` creates its temp file 0o600, which
-    would leave a run's summary and checkpoints unreadable to the rest of a shared group)."""
+    The file gets the permissions a plain write would give it (:func:`plain_write_mode`)."""
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -68,11 +77,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], write: Callable[[BinaryIO],
         raise (as_disk_full(err, path) or err) from None
     try:
         with os.fdopen(fd, "wb") as fh:
-            try:
-                mode = stat.S_IMODE(os.stat(path).st_mode)
-            except FileNotFoundError:
-                mode = new_file_mode()
-            os.fchmod(fh.fileno(), mode)
+            os.fchmod(fh.fileno(), plain_write_mode(path))
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())

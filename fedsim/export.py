@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fedsim.atomic import plain_write_mode
 from fedsim.config import ConfigError
 from fedsim.factory import task_for
 
@@ -316,6 +317,7 @@ def export_run(run_dir: str | Path, fmt: str, *, out: str | Path | None = None, 
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=SUFFIX[fmt])
     os.close(fd)
     try:
+        os.chmod(tmp, plain_write_mode(target))  # the exporters rewrite the file in place, keeping its mode
         report = export_encoder(encoder, x, tmp, fmt)
         os.replace(tmp, target)
     finally:

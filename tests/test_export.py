@@ -3,6 +3,7 @@ one-line errors (exit 2) for missing or corrupt run directories."""
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from fedsim.atomic import new_file_mode
 from fedsim.cli import app
 from fedsim.config import load_config
 from fedsim.export import (TOLERANCE, ExportCheckFailed, ExportError, export_encoder, fold_for_inference,
@@ -121,6 +123,7 @@ def test_export_cli_writes_checked_onnx_and_torchscript_for_resnet_small(tmp_pat
         # Assert
         assert result.exit_code == 0, result.output
         assert f"wrote {run_dir / name}" in result.output and "CPU latency" in result.output
+        assert stat.S_IMODE((run_dir / name).stat().st_mode) == new_file_mode()  # not the temp file's 0o600
         if fmt == "onnx":
             import onnxruntime as ort
 

@@ -175,7 +175,6 @@ def test_summary_json_is_written_last_and_whole(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "run" / "summary.json").read_text()) == {"rounds": 2, "name": "x"}
 
 
-
 def test_an_atomic_write_gives_the_permissions_a_plain_write_would(tmp_path):
     """mkstemp's temp file is 0o600; the written file must not be (a shared group reads runs)."""
     old_mask = os.umask(0o027)
