@@ -66,6 +66,12 @@ def seed_run(spec: str, sets: dict, seed: int, threads: int) -> dict:
     return run_seed(os.path.join(ROOT, spec), sets, seed)
 
 
+def run_with(data: dict, spec: str, sets: dict) -> bool:
+    """Whether a cell JSON was run with ``spec`` and overrides ``sets`` (compared as stored:
+    a tuple in ``sets`` is a list in the JSON)."""
+    return (data["config"], data["set"]) == (spec, json.loads(json.dumps(sets)))
+
+
 def run_cell(cell: str, seeds: list[int], extra: dict, jobs: int = 1, add: bool = False) -> dict:
     """Run ``cell`` for ``seeds`` (``extra`` overrides on top of the cell's), ``jobs`` seeds at a
     time (one process and one torch thread each when more than one), and write its JSON; with
@@ -78,7 +84,7 @@ def run_cell(cell: str, seeds: list[int], extra: dict, jobs: int = 1, add: bool 
     if add and os.path.exists(path):
         with open(path) as fh:
             old = json.load(fh)
-        if (old["config"], old["set"]) != (spec, json.loads(json.dumps(sets))):
+        if not run_with(old, spec, sets):
             raise SystemExit(f"error: {path} was run with {old['config']} {old['set']}, not {spec} {sets}; "
                              "run without --add to replace it")
         kept = [r for r in old["results"] if r["seed"] not in seeds]
